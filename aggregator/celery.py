@@ -1,0 +1,37 @@
+"""The Celery app. Settings come from Django's (CELERY_* names); tasks are found in each app's tasks.py."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.signals import setup_logging
+from django_structlog.celery.steps import DjangoStructLogInitStep
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aggregator.settings.local")
+
+app = Celery("aggregator")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("default"), Queue("runs"))
+app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _use_django_logging(**_kwargs: object) -> None:
+    # Celery keeps Django's LOGGING (structlog) instead of installing its own handlers.
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
+# django-structlog's step copies the request id bound in the web process into each task's log context.
+app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+@app.task(name="aggregator.ping")
+def ping() -> str:
+    """Answers `pong`: /readyz uses a real round trip through the broker to see a worker is alive."""
+    return "pong"

@@ -1,0 +1,248 @@
+"""Settings shared by every environment. Everything a deployment changes comes from the environment
+(12-factor, django-environ); a `<NAME>_FILE` variable reads that secret from a file instead."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+# An optional .env beside manage.py, for local overrides; real deployments use the environment.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def env_secret(name: str, default: str | None = None) -> str | None:
+    """A secret from NAME, or from the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:
+        return Path(file_path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env_secret("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Fernet keys for secrets at rest (connector credentials, webhook secrets). Comma-separated, the first one
+# encrypts, all of them decrypt: add a new key in front, run `manage.py rotate_encryption_keys`, then drop
+# the old one.
+AGGREGATOR_ENCRYPTION_KEYS = [k for k in (env_secret("AGGREGATOR_ENCRYPTION_KEYS") or "").split(",") if k]
+
+INSTALLED_APPS = [
+    "aggregator",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "django_filters",
+    "drf_spectacular",
+    "guardian",
+    "axes",
+    "django_celery_beat",
+    "channels",
+    "django_structlog",
+    "apps.users",
+    "apps.connectors",
+    "apps.schemas",
+    "apps.transformations",
+    "apps.pipelines",
+    "apps.monitoring",
+    "apps.webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
+    "aggregator.middleware.RequestIdHeaderMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "aggregator.urls"
+WSGI_APPLICATION = "aggregator.wsgi.application"
+ASGI_APPLICATION = "aggregator.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/aggregator")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+
+AUTH_USER_MODEL = "users.User"
+AUTHENTICATION_BACKENDS = [
+    # django-axes first, so a locked-out address never reaches the password check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="aggregator@localhost")
+AGGREGATOR_BASE_URL = env.str("AGGREGATOR_BASE_URL", default="http://127.0.0.1:8000")
+AGGREGATOR_INVITATION_TTL = timedelta(days=env.int("AGGREGATOR_INVITATION_TTL_DAYS", default=7))
+
+# --- REST API ---------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.users.authentication.ApiKeyAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "aggregator.api.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "aggregator.api.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"login": env.str("AGGREGATOR_LOGIN_THROTTLE", default="30/min")},
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+AGGREGATOR_API_MAX_LIMIT = 500
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Aggregator API",
+    "DESCRIPTION": "Connect sources and destinations, build pipelines, run and watch them.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "apps.users.models.Role",
+    },
+}
+# The schema and Swagger UI are public in development; production settings require a login.
+AGGREGATOR_PUBLIC_API_DOCS = env.bool("AGGREGATOR_PUBLIC_API_DOCS", default=True)
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "USER_ID_FIELD": "id",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+# --- Brute-force protection (django-axes) ------------------------------------------------------------
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_FORM_FIELD = "email"
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ADMIN = True
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+
+# --- Object permissions (django-guardian) ------------------------------------------------------------
+ANONYMOUS_USER_NAME = None
+GUARDIAN_RAISE_403 = False
+
+# --- Celery ------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60 * 60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60 + 300)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Runs get their own queue so a long load never sits behind (or in front of) webhooks and housekeeping.
+CELERY_TASK_ROUTES = {"apps.pipelines.tasks.*": {"queue": "runs"}}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+# Periodic tasks, declared in one place; beat's database scheduler picks them up at start.
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+
+# --- Channels ----------------------------------------------------------------------------------------
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [env.str("CHANNELS_REDIS_URL", default=REDIS_URL)]},
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_REDIS_URL", default=REDIS_URL),
+    }
+}
+
+# --- Logging (structlog) -----------------------------------------------------------------------------
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")  # json | console
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = True
+
+from aggregator.logging import configure_logging  # noqa: E402
+
+LOGGING = configure_logging(log_format=LOG_FORMAT, level=LOG_LEVEL)
+
+# --- Aggregator --------------------------------------------------------------------------------------
+AGGREGATOR_API_KEY_DEFAULT_SCOPES = ["read"]

@@ -1,0 +1,23 @@
+"""Development on one machine: `manage.py up` fills DATABASE_URL, REDIS_URL and the keys it keeps in var/."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from .base import *  # noqa: F403
+from .base import AGGREGATOR_ENCRYPTION_KEYS, env, env_secret
+
+DEBUG = env.bool("DEBUG", default=True)
+# A fixed development key only when none is given: `up` writes a random one to var/secrets.env.
+SECRET_KEY = env_secret("SECRET_KEY") or "local-development-only-not-secret"
+if not AGGREGATOR_ENCRYPTION_KEYS:
+    AGGREGATOR_ENCRYPTION_KEYS = [
+        base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
+    ]
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+
+from aggregator.logging import configure_logging  # noqa: E402
+
+LOGGING = configure_logging(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))

@@ -1,0 +1,31 @@
+"""Tests run on real PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set (CI sets the machine's own),
+otherwise embedded servers started for the test session under var/test/."""
+
+from __future__ import annotations
+
+import os
+
+if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+    from aggregator.embedded import ensure_test_services
+
+    ensure_test_services()
+
+from .base import *  # noqa: F403
+from .base import BASE_DIR, env
+
+DEBUG = False
+SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
+AGGREGATOR_ENCRYPTION_KEYS = ["u3Bfm1pPmFb9m5x2WYx4kq0Nq4i6c3R0B8jC9e1qV4M="]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_ROOT = BASE_DIR / "var" / "test" / "staticfiles"
+LOG_FORMAT = "console"
+LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
+
+from aggregator.logging import configure_logging  # noqa: E402
+
+LOGGING = configure_logging(log_format=LOG_FORMAT, level=LOG_LEVEL)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TransformationsConfig(AppConfig):
+    name = "apps.transformations"
+    label = "transformations"

@@ -1,0 +1,25 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
+
+from . import views
+
+router = SimpleRouter()
+router.register("workspaces", views.WorkspaceViewSet, basename="workspace")
+router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
+router.register(r"workspaces/(?P<workspace_pk>\d+)/members", views.MembershipViewSet, basename="member")
+router.register(
+    r"workspaces/(?P<workspace_pk>\d+)/invitations", views.InvitationViewSet, basename="invitation"
+)
+
+urlpatterns = [
+    path("auth/token/", views.TokenObtainView.as_view(), name="token-obtain"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/token/logout/", TokenBlacklistView.as_view(), name="token-logout"),
+    path("auth/login/", views.SessionLoginView.as_view(), name="session-login"),
+    path("auth/logout/", views.SessionLogoutView.as_view(), name="session-logout"),
+    path("auth/csrf/", views.CsrfView.as_view(), name="csrf"),
+    path("auth/accept-invitation/", views.AcceptInvitationView.as_view(), name="accept-invitation"),
+    path("me/", views.MeView.as_view(), name="me"),
+    *router.urls,
+]

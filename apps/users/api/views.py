@@ -1,0 +1,304 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate, login, logout
+from django.db.models import QuerySet
+from django.middleware.csrf import get_token
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import ensure_csrf_cookie
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, mixins, serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
+from aggregator.logging import get_logger
+from apps.users import selectors, services
+from apps.users.models import ApiKey, Invitation, Membership, Role, User, Workspace
+
+from .serializers import (
+    AcceptInvitationSerializer,
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateInputSerializer,
+    ApiKeySerializer,
+    InvitationSerializer,
+    LoginInputSerializer,
+    MembershipRoleSerializer,
+    MembershipSerializer,
+    MeSerializer,
+    TokenPairSerializer,
+    WorkspaceSerializer,
+)
+
+logger = get_logger(__name__)
+
+
+class LockedOut(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "locked_out"
+    default_detail = "Too many failed sign-ins for this account from your address. Try again later."
+
+
+class LoginThrottle(AnonRateThrottle):
+    scope = "login"
+
+
+def _authenticate(request: Request, email: str, password: str) -> User:
+    """Checks the password through django-axes: a locked-out email + address pair is refused before its
+    password is even compared, and each failure counts towards the lockout."""
+    from axes.handlers.proxy import AxesProxyHandler
+
+    http_request = request._request
+    credentials = {"email": email}
+    if AxesProxyHandler.is_locked(http_request, credentials):
+        raise LockedOut()
+    user = authenticate(http_request, email=email, password=password)
+    if user is None:
+        if AxesProxyHandler.is_locked(http_request, credentials):
+            raise LockedOut()
+        raise exceptions.AuthenticationFailed("Email or password is wrong.", code="invalid_credentials")
+    if not user.is_active:
+        raise exceptions.AuthenticationFailed("This account is disabled.", code="inactive")
+    return user
+
+
+class TokenObtainView(APIView):
+    """Exchange email and password for a JWT pair."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(request=LoginInputSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = LoginInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = _authenticate(request, data.validated_data["email"], data.validated_data["password"])
+        refresh = RefreshToken.for_user(user)
+        logger.info("jwt_issued", user_id=user.id)
+        return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
+
+
+@method_decorator(ensure_csrf_cookie, name="dispatch")
+class CsrfView(APIView):
+    """Sets the CSRF cookie and returns the token for the browser's next unsafe request."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(
+        responses={200: inline_serializer("CsrfToken", {"csrf_token": serializers.CharField()})},
+        tags=["auth"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"csrf_token": get_token(request._request)})
+
+
+class SessionLoginView(APIView):
+    """Browser sign-in: sets the HttpOnly session cookie."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(request=LoginInputSerializer, responses={200: MeSerializer}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = LoginInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = _authenticate(request, data.validated_data["email"], data.validated_data["password"])
+        login(request._request, user, backend="django.contrib.auth.backends.ModelBackend")
+        logger.info("session_login", user_id=user.id)
+        return Response(MeSerializer(user, context={"request": request, "auth_type": "session"}).data)
+
+
+class SessionLogoutView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=None, responses={204: None}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        logout(request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AcceptInvitationView(APIView):
+    """Accept an invitation: as the signed-in user, or by creating an account with a password."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(request=AcceptInvitationSerializer, responses={201: MembershipSerializer}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = AcceptInvitationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = request.user if request.user.is_authenticated else None
+        membership = services.invitation_accept(
+            token=data.validated_data["token"],
+            user=user,
+            password=data.validated_data.get("password"),
+            full_name=data.validated_data.get("full_name", ""),
+        )
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+def _auth_type(request: Request) -> str:
+    if isinstance(request.auth, ApiKey):
+        return "api_key"
+    if request.auth is not None:
+        return "jwt"
+    return "session"
+
+
+class MeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: MeSerializer}, tags=["auth"])
+    def get(self, request: Request) -> Response:
+        return Response(
+            MeSerializer(request.user, context={"request": request, "auth_type": _auth_type(request)}).data
+        )
+
+    @extend_schema(request=MeSerializer, responses={200: MeSerializer}, tags=["auth"])
+    def patch(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiKey):
+            raise exceptions.PermissionDenied("API keys cannot change the user's profile.")
+        serializer = MeSerializer(request.user, data=request.data, partial=True, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(serializer.data)
+
+
+class WorkspaceViewSet(WorkspaceScopedModelViewSet):
+    serializer_class = WorkspaceSerializer
+    workspace_lookup = "id"
+    write_role = Role.ADMIN
+    filterset_fields: list[str] = []
+
+    def scoped_queryset(self) -> QuerySet[Workspace]:
+        return selectors.workspace_list_for_user(user=self.request.user)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if isinstance(request.auth, ApiKey):
+            raise exceptions.PermissionDenied(
+                "API keys are bound to one workspace and cannot create another."
+            )
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        workspace = services.workspace_create(name=serializer.validated_data["name"], created_by=request.user)
+        workspace = selectors.workspace_get_for_user(user=request.user, workspace_id=workspace.id)
+        return Response(self.get_serializer(workspace).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer: Any) -> None:
+        services.workspace_update(workspace=serializer.instance, name=serializer.validated_data["name"])
+
+    def perform_destroy(self, instance: Workspace) -> None:
+        services.workspace_delete(workspace=instance)
+
+
+class MembershipViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    WorkspaceScopedViewSet,
+):
+    """Members of a workspace: every member reads the list; admins change roles and remove members."""
+
+    serializer_class = MembershipSerializer
+    write_role = Role.ADMIN
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self) -> QuerySet[Membership]:
+        return selectors.member_list(user=self.request.user, workspace_id=self.kwargs["workspace_pk"])
+
+    @extend_schema(request=MembershipRoleSerializer, responses={200: MembershipSerializer})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        membership = self.get_object()
+        data = MembershipRoleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_set_role(
+            membership=membership, role=Role(data.validated_data["role"])
+        )
+        return Response(MembershipSerializer(membership).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.partial_update(request, *args, **kwargs)
+
+    def perform_destroy(self, instance: Membership) -> None:
+        services.membership_remove(membership=instance)
+
+
+class InvitationViewSet(
+    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, WorkspaceScopedViewSet
+):
+    """Invitations of a workspace (admins only)."""
+
+    serializer_class = InvitationSerializer
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    def scoped_queryset(self) -> QuerySet[Invitation]:
+        workspace_id = self.kwargs["workspace_pk"]
+        if not selectors.has_role(user=self.request.user, workspace_id=int(workspace_id), role=Role.ADMIN):
+            selectors.workspace_get_for_user(user=self.request.user, workspace_id=workspace_id)  # 404 first
+            raise exceptions.PermissionDenied("Only workspace admins see invitations.")
+        return selectors.invitation_list(user=self.request.user, workspace_id=workspace_id)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        workspace = selectors.workspace_get_for_user(
+            user=request.user, workspace_id=self.kwargs["workspace_pk"]
+        )
+        if not selectors.has_role(user=request.user, workspace_id=workspace.id, role=Role.ADMIN):
+            raise exceptions.PermissionDenied("Only workspace admins invite people.")
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invitation, _token = services.invitation_create(
+            workspace=workspace,
+            email=serializer.validated_data["email"],
+            role=Role(serializer.validated_data["role"]),
+            invited_by=request.user,
+        )
+        return Response(self.get_serializer(invitation).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Invitation) -> None:
+        services.invitation_revoke(invitation=instance)
+
+
+class ApiKeyViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    WorkspaceScopedViewSet,
+):
+    """API keys of the workspaces you administer. The key itself is shown once, in the create response;
+    DELETE revokes it at once (the row stays for the audit trail)."""
+
+    serializer_class = ApiKeySerializer
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    def scoped_queryset(self) -> QuerySet[ApiKey]:
+        return selectors.api_key_list_for_user(user=self.request.user)
+
+    @extend_schema(request=ApiKeyCreateInputSerializer, responses={201: ApiKeyCreatedSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        workspace = self.workspace_for_create(request, role=Role.ADMIN)
+        data = ApiKeyCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, raw = services.api_key_create(
+            workspace=workspace,
+            user=request.user,
+            name=data.validated_data["name"],
+            scopes=data.validated_data["scopes"],
+            expires_at=data.validated_data.get("expires_at"),
+        )
+        body = ApiKeyCreatedSerializer(key).data
+        body["key"] = raw
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: ApiKey) -> None:
+        services.api_key_revoke(api_key=instance)

@@ -1,0 +1,110 @@
+"""Reads of users, workspaces, memberships and keys — always limited to what the caller may see.
+
+An API key acts as its user inside the key's one workspace and no further than its scopes: the key is
+attached to the request's user object by ApiKeyAuthentication, and every function here honours it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Count, QuerySet
+from django.http import Http404
+
+from .models import ROLE_RANK, ApiKey, ApiKeyScope, Invitation, Membership, Role, User, Workspace
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+_SCOPE_ROLE = {ApiKeyScope.READ: Role.VIEWER, ApiKeyScope.WRITE: Role.EDITOR, ApiKeyScope.ADMIN: Role.ADMIN}
+
+
+def api_key_of(user: Any) -> ApiKey | None:
+    return getattr(user, "api_key", None)
+
+
+def _role_cache(user: Any) -> dict[int, str]:
+    # Roles are looked up once per request object: a list endpoint checks many rows of few workspaces.
+    cache = getattr(user, "_workspace_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user_id=user.pk).values_list("workspace_id", "role"))
+        key = api_key_of(user)
+        if key is not None:
+            key_rank = max((ROLE_RANK[_SCOPE_ROLE[ApiKeyScope(s)]] for s in key.scopes), default=0)
+            cache = {
+                ws: (role if ROLE_RANK[Role(role)] <= key_rank else _rank_role(key_rank))
+                for ws, role in cache.items()
+                if ws == key.workspace_id and key_rank > 0
+            }
+        user._workspace_roles = cache
+    return cache
+
+
+def _rank_role(rank: int) -> str:
+    return next(role for role, r in ROLE_RANK.items() if r == rank)
+
+
+def workspace_ids_for_user(*, user: User | AnonymousUser, min_role: Role = Role.VIEWER) -> list[int]:
+    if not user.is_authenticated:
+        return []
+    floor = ROLE_RANK[min_role]
+    return [ws for ws, role in _role_cache(user).items() if ROLE_RANK[Role(role)] >= floor]
+
+
+def role_for(*, user: User | AnonymousUser, workspace_id: int) -> Role | None:
+    if not user.is_authenticated:
+        return None
+    role = _role_cache(user).get(workspace_id)
+    return Role(role) if role else None
+
+
+def has_role(*, user: User | AnonymousUser, workspace_id: int, role: Role) -> bool:
+    current = role_for(user=user, workspace_id=workspace_id)
+    return current is not None and ROLE_RANK[current] >= ROLE_RANK[role]
+
+
+def workspace_list_for_user(*, user: User | AnonymousUser) -> QuerySet[Workspace]:
+    return (
+        Workspace.objects.filter(id__in=workspace_ids_for_user(user=user))
+        .annotate(member_count=Count("memberships"))
+        .order_by("name", "id")
+    )
+
+
+def workspace_get_for_user(*, user: User | AnonymousUser, workspace_id: int | str) -> Workspace:
+    """The workspace if the caller is a member; otherwise 404, whether or not it exists."""
+    try:
+        return workspace_list_for_user(user=user).get(id=int(workspace_id))
+    except (Workspace.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such workspace.") from None
+
+
+def member_list(*, user: User | AnonymousUser, workspace_id: int) -> QuerySet[Membership]:
+    workspace_get_for_user(user=user, workspace_id=workspace_id)
+    return Membership.objects.filter(workspace_id=workspace_id).select_related("user").order_by("user__email")
+
+
+def membership_get(*, user: User | AnonymousUser, workspace_id: int, membership_id: int | str) -> Membership:
+    try:
+        return member_list(user=user, workspace_id=workspace_id).get(id=int(membership_id))
+    except (Membership.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such member.") from None
+
+
+def invitation_list(*, user: User | AnonymousUser, workspace_id: int) -> QuerySet[Invitation]:
+    workspace_get_for_user(user=user, workspace_id=workspace_id)
+    return Invitation.objects.filter(workspace_id=workspace_id).select_related("invited_by")
+
+
+def api_key_list_for_user(*, user: User | AnonymousUser) -> QuerySet[ApiKey]:
+    """Keys of the workspaces the caller administers (admins manage keys)."""
+    return (
+        ApiKey.objects.filter(workspace_id__in=workspace_ids_for_user(user=user, min_role=Role.ADMIN))
+        .select_related("user", "workspace")
+        .order_by("-created_at", "-id")
+    )
+
+
+def user_workspace_summaries(*, user: User) -> list[dict[str, Any]]:
+    roles = _role_cache(user)
+    workspaces = Workspace.objects.filter(id__in=roles).order_by("name", "id")
+    return [{"id": ws.id, "name": ws.name, "slug": ws.slug, "role": roles[ws.id]} for ws in workspaces]

@@ -1,0 +1,252 @@
+"""Writes for users, workspaces, memberships, invitations and API keys. One transaction each; side effects
+(email) after commit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from aggregator.logging import get_logger
+
+from .models import ApiKey, ApiKeyScope, Invitation, Membership, Role, User, Workspace
+
+logger = get_logger(__name__)
+
+API_KEY_PREFIX = "agk_"
+
+
+def forget_roles(user: object) -> None:
+    """Drop the per-request role cache after a membership change."""
+    if hasattr(user, "_workspace_roles"):
+        del user._workspace_roles  # type: ignore[attr-defined]
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@transaction.atomic
+def user_create(*, email: str, password: str | None, full_name: str = "", is_staff: bool = False) -> User:
+    email = email.strip().lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "A user with this email already exists."})
+    if is_staff:
+        return User.objects.create_superuser(email=email, password=password, full_name=full_name)
+    return User.objects.create_user(email=email, password=password, full_name=full_name)
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:80] or "workspace"
+    slug, n = base, 1
+    while Workspace.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def workspace_create(*, name: str, created_by: User) -> Workspace:
+    """A new workspace; its creator becomes its admin."""
+    workspace = Workspace.objects.create(name=name.strip(), slug=_unique_slug(name), created_by=created_by)
+    Membership.objects.create(user=created_by, workspace=workspace, role=Role.ADMIN)
+    forget_roles(created_by)
+    logger.info("workspace_created", workspace_id=workspace.id, user_id=created_by.id)
+    return workspace
+
+
+@transaction.atomic
+def workspace_update(*, workspace: Workspace, name: str) -> Workspace:
+    workspace.name = name.strip()
+    workspace.save(update_fields=["name"])
+    return workspace
+
+
+@transaction.atomic
+def workspace_delete(*, workspace: Workspace) -> None:
+    logger.info("workspace_deleted", workspace_id=workspace.id)
+    workspace.delete()
+
+
+def _ensure_an_admin_remains(*, membership: Membership) -> None:
+    # Locks the workspace's admin rows so two concurrent demotions cannot both pass the check.
+    admins = list(
+        Membership.objects.select_for_update()
+        .filter(workspace_id=membership.workspace_id, role=Role.ADMIN)
+        .values_list("id", flat=True)
+    )
+    if admins == [membership.id]:
+        raise ValidationError(
+            {"role": "A workspace needs at least one admin; make someone else admin first."}
+        )
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: Role) -> Membership:
+    if membership.role == Role.ADMIN and role != Role.ADMIN:
+        _ensure_an_admin_remains(membership=membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    if membership.role == Role.ADMIN:
+        _ensure_an_admin_remains(membership=membership)
+    # Keys act as their user: a member who leaves takes their keys for that workspace along.
+    ApiKey.objects.filter(workspace_id=membership.workspace_id, user_id=membership.user_id).update(
+        revoked_at=timezone.now()
+    )
+    membership.delete()
+
+
+@transaction.atomic
+def invitation_create(
+    *, workspace: Workspace, email: str, role: Role, invited_by: User
+) -> tuple[Invitation, str]:
+    """An invitation and its token (returned once; only its hash is kept). The email goes after commit."""
+    email = email.strip().lower()
+    if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
+        raise ValidationError({"email": "This person is already a member of the workspace."})
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        workspace=workspace,
+        email=email,
+        role=role,
+        token_hash=_hash(token),
+        invited_by=invited_by,
+        expires_at=timezone.now() + settings.AGGREGATOR_INVITATION_TTL,
+    )
+    link = f"{settings.AGGREGATOR_BASE_URL}/accept-invitation?token={token}"
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=f"You are invited to {workspace.name} on Aggregator",
+            message=(
+                f"{invited_by.email} invited you to the workspace {workspace.name} as {role}.\n\n"
+                f"Accept the invitation: {link}\n\n"
+                f"The link expires on {invitation.expires_at:%Y-%m-%d %H:%M} UTC."
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[email],
+        )
+    )
+    logger.info("invitation_created", workspace_id=workspace.id, invitation_id=invitation.id)
+    return invitation, token
+
+
+@transaction.atomic
+def invitation_accept(
+    *, token: str, user: User | None = None, password: str | None = None, full_name: str = ""
+) -> Membership:
+    """Joins the invited workspace: as the signed-in user (whose email must match), or as a new account."""
+    invitation = Invitation.objects.select_for_update().filter(token_hash=_hash(token)).first()
+    if invitation is None or not invitation.is_pending:
+        raise ValidationError({"token": "This invitation is unknown, expired or already used."})
+    if user is None:
+        if User.objects.filter(email__iexact=invitation.email).exists():
+            raise ValidationError({"token": "An account with this email exists: sign in, then accept."})
+        if not password:
+            raise ValidationError({"password": "Choose a password for the new account."})
+        from django.contrib.auth.password_validation import validate_password
+
+        candidate = User(email=invitation.email, full_name=full_name)
+        try:
+            validate_password(password, user=candidate)
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from exc
+        user = user_create(email=invitation.email, password=password, full_name=full_name)
+    elif user.email.lower() != invitation.email:
+        raise ValidationError({"token": "This invitation was sent to another email address."})
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(
+                user=user, workspace=invitation.workspace, role=invitation.role
+            )
+    except IntegrityError:
+        raise ValidationError({"token": "You are already a member of this workspace."}) from None
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    forget_roles(user)
+    return membership
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation) -> None:
+    invitation.delete()
+
+
+@transaction.atomic
+def api_key_create(
+    *, workspace: Workspace, user: User, name: str, scopes: list[str], expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """A new key and its full text, which is never stored and can't be shown again."""
+    scopes = sorted({ApiKeyScope(s).value for s in scopes}) or ["read"]
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        workspace=workspace,
+        user=user,
+        name=name.strip(),
+        prefix=prefix,
+        key_hash=_hash(secret),
+        scopes=scopes,
+        expires_at=expires_at,
+    )
+    logger.info("api_key_created", api_key_id=key.id, workspace_id=workspace.id, scopes=scopes)
+    return key, f"{API_KEY_PREFIX}{prefix}.{secret}"
+
+
+def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
+    """The active key for this text, or None. Marks the key used at most once a minute."""
+    if not raw_key.startswith(API_KEY_PREFIX) or "." not in raw_key:
+        return None
+    prefix, _, secret = raw_key[len(API_KEY_PREFIX) :].partition(".")
+    key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.key_hash, _hash(secret)) or not key.is_active:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        logger.info("api_key_revoked", api_key_id=api_key.id)
+    return api_key
+
+
+DEFAULT_WORKSPACE_NAME = "Default"
+
+
+@transaction.atomic
+def platform_bootstrap(*, admin_email: str, admin_password: str | None) -> tuple[User, Workspace, str | None]:
+    """First start: an admin user and a default workspace they administer. Idempotent.
+
+    Returns the user, the workspace and the generated password when one was made (None otherwise)."""
+    generated = None
+    user = User.objects.filter(email__iexact=admin_email).first()
+    if user is None:
+        if not admin_password:
+            generated = admin_password = secrets.token_urlsafe(12)
+        user = user_create(
+            email=admin_email, password=admin_password, full_name="Administrator", is_staff=True
+        )
+    workspace = Workspace.objects.filter(memberships__user=user).order_by("id").first()
+    if workspace is None:
+        workspace = workspace_create(name=DEFAULT_WORKSPACE_NAME, created_by=user)
+    return user, workspace, generated
