@@ -35,17 +35,16 @@ class WorkspaceRolePermission(permissions.BasePermission):
         role = required_role(view, request)
         if has_role(user=request.user, workspace_id=workspace_id, role=role):
             return True
-        return self._granted_by_guardian(request, obj, role)
+        return self._granted_by_guardian(request, obj)
 
     @staticmethod
-    def _granted_by_guardian(request: Request, obj: Any, role: Role) -> bool:
+    def _granted_by_guardian(request: Request, obj: Any) -> bool:
         # API keys never widen beyond their scopes, so object grants apply to people only.
         if getattr(request.user, "api_key", None) is not None:
             return False
         meta = obj._meta
-        codename = "view" if role == Role.VIEWER else ("change" if role == Role.EDITOR else None)
-        if codename is None:
-            return False
-        if codename == "change" and request.method == "DELETE":
-            codename = "delete"
+        codename = _METHOD_PERMISSION.get(request.method or "", "change")
         return bool(request.user.has_perm(f"{meta.app_label}.{codename}_{meta.model_name}", obj))
+
+
+_METHOD_PERMISSION = {"GET": "view", "HEAD": "view", "OPTIONS": "view", "DELETE": "delete"}

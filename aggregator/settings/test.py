@@ -23,6 +23,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 STATIC_ROOT = BASE_DIR / "var" / "test" / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 LOG_FORMAT = "console"
 LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
 

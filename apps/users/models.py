@@ -25,6 +25,10 @@ class UserManager(BaseUserManager["User"]):
         extra.setdefault("is_superuser", False)
         return self._create_user(email, password, **extra)
 
+    def get_by_natural_key(self, username: str | None) -> User:
+        # Sign-in is case-insensitive: emails are stored lower-cased and matched regardless of case.
+        return self.get(email__iexact=username)
+
     def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
         extra["is_staff"] = True
         extra["is_superuser"] = True

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
+from aggregator.middleware import request_cache
+
 from .models import ROLE_RANK, ApiKey, ApiKeyScope, Invitation, Membership, Role, User, Workspace
 
 if TYPE_CHECKING:
@@ -22,21 +24,34 @@ def api_key_of(user: Any) -> ApiKey | None:
     return getattr(user, "api_key", None)
 
 
-def _role_cache(user: Any) -> dict[int, str]:
-    # Roles are looked up once per request object: a list endpoint checks many rows of few workspaces.
-    cache = getattr(user, "_workspace_roles", None)
-    if cache is None:
-        cache = dict(Membership.objects.filter(user_id=user.pk).values_list("workspace_id", "role"))
-        key = api_key_of(user)
-        if key is not None:
-            key_rank = max((ROLE_RANK[_SCOPE_ROLE[ApiKeyScope(s)]] for s in key.scopes), default=0)
-            cache = {
-                ws: (role if ROLE_RANK[Role(role)] <= key_rank else _rank_role(key_rank))
-                for ws, role in cache.items()
-                if ws == key.workspace_id and key_rank > 0
-            }
-        user._workspace_roles = cache
-    return cache
+def _roles(user: Any) -> dict[int, str]:
+    """workspace id → the caller's effective role. Looked up once per HTTP request: a list endpoint checks
+    many rows of few workspaces."""
+    key = api_key_of(user)
+    memo = request_cache()
+    memo_key = ("roles", user.pk, key.pk if key else None)
+    if memo is not None and memo_key in memo:
+        return memo[memo_key]
+    roles = dict(Membership.objects.filter(user_id=user.pk).values_list("workspace_id", "role"))
+    if key is not None:
+        # A key acts inside its own workspace only, and never above the role its scopes allow.
+        key_rank = max((ROLE_RANK[_SCOPE_ROLE[ApiKeyScope(s)]] for s in key.scopes), default=0)
+        roles = {
+            ws: (role if ROLE_RANK[Role(role)] <= key_rank else _rank_role(key_rank))
+            for ws, role in roles.items()
+            if ws == key.workspace_id and key_rank > 0
+        }
+    if memo is not None:
+        memo[memo_key] = roles
+    return roles
+
+
+def forget_roles(user: Any) -> None:
+    """Drop the memo after a membership change made in this request."""
+    memo = request_cache()
+    if memo is not None:
+        for memo_key in [k for k in memo if isinstance(k, tuple) and k[:2] == ("roles", user.pk)]:
+            del memo[memo_key]
 
 
 def _rank_role(rank: int) -> str:
@@ -47,13 +62,13 @@ def workspace_ids_for_user(*, user: User | AnonymousUser, min_role: Role = Role.
     if not user.is_authenticated:
         return []
     floor = ROLE_RANK[min_role]
-    return [ws for ws, role in _role_cache(user).items() if ROLE_RANK[Role(role)] >= floor]
+    return [ws for ws, role in _roles(user).items() if ROLE_RANK[Role(role)] >= floor]
 
 
 def role_for(*, user: User | AnonymousUser, workspace_id: int) -> Role | None:
     if not user.is_authenticated:
         return None
-    role = _role_cache(user).get(workspace_id)
+    role = _roles(user).get(workspace_id)
     return Role(role) if role else None
 
 
@@ -105,6 +120,6 @@ def api_key_list_for_user(*, user: User | AnonymousUser) -> QuerySet[ApiKey]:
 
 
 def user_workspace_summaries(*, user: User) -> list[dict[str, Any]]:
-    roles = _role_cache(user)
+    roles = _roles(user)
     workspaces = Workspace.objects.filter(id__in=roles).order_by("name", "id")
     return [{"id": ws.id, "name": ws.name, "slug": ws.slug, "role": roles[ws.id]} for ws in workspaces]

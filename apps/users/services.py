@@ -18,16 +18,11 @@ from django.utils.text import slugify
 from aggregator.logging import get_logger
 
 from .models import ApiKey, ApiKeyScope, Invitation, Membership, Role, User, Workspace
+from .selectors import forget_roles
 
 logger = get_logger(__name__)
 
 API_KEY_PREFIX = "agk_"
-
-
-def forget_roles(user: object) -> None:
-    """Drop the per-request role cache after a membership change."""
-    if hasattr(user, "_workspace_roles"):
-        del user._workspace_roles  # type: ignore[attr-defined]
 
 
 def _hash(value: str) -> str:

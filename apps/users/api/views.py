@@ -9,6 +9,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +20,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
 from aggregator.logging import get_logger
 from apps.users import selectors, services
+from apps.users.lockout import lockout_message
 from apps.users.models import ApiKey, Invitation, Membership, Role, User, Workspace
 
 from .serializers import (
@@ -41,7 +43,9 @@ logger = get_logger(__name__)
 class LockedOut(exceptions.APIException):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     default_code = "locked_out"
-    default_detail = "Too many failed sign-ins for this account from your address. Try again later."
+
+    def __init__(self) -> None:
+        super().__init__(detail=lockout_message(), code=self.default_code)
 
 
 class LoginThrottle(AnonRateThrottle):
@@ -54,6 +58,7 @@ def _authenticate(request: Request, email: str, password: str) -> User:
     from axes.handlers.proxy import AxesProxyHandler
 
     http_request = request._request
+    email = email.strip().lower()
     credentials = {"email": email}
     if AxesProxyHandler.is_locked(http_request, credentials):
         raise LockedOut()
@@ -73,6 +78,10 @@ class TokenObtainView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
     throttle_classes = [LoginThrottle]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # Without one, DRF would turn a wrong password's 401 into a 403.
+        return 'Bearer realm="api"'
 
     @extend_schema(request=LoginInputSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
     def post(self, request: Request) -> Response:
@@ -105,8 +114,13 @@ class SessionLoginView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [LoginThrottle]
 
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Session realm="api"'
+
     @extend_schema(request=LoginInputSerializer, responses={200: MeSerializer}, tags=["auth"])
     def post(self, request: Request) -> Response:
+        # DRF exempts anonymous requests from CSRF; a sign-in form must not be (login CSRF).
+        SessionAuthentication().enforce_csrf(request)
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = _authenticate(request, data.validated_data["email"], data.validated_data["password"])
