@@ -1,0 +1,180 @@
+"""What a connector type is: a class with a slug, a kind, a pydantic config model and the methods
+`check`, `discover`, `read` (sources) and `write` (destinations).
+
+Secrets: a config field declared with `secret_field()` is a pydantic `SecretStr` (its repr is masked, so
+it cannot leak through a log line or a traceback by accident) and is marked `"writeOnly": true,
+"secret": true` in the JSON Schema the API serves. The Connector model stores those fields encrypted and
+apart from the rest of the config; the API never returns them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import Field as PydanticField
+from pydantic import ValidationError as PydanticValidationError
+
+from aggregator.dataplane import Batch, ReadItem, StreamSchema, WriteMode, WriteResult
+from aggregator.logging import get_logger
+
+logger = get_logger(__name__)
+
+DEFAULT_CHECK_TIMEOUT_S = 10.0
+
+
+class ConnectorKind(StrEnum):
+    SOURCE = "source"
+    DESTINATION = "destination"
+    BOTH = "both"
+
+
+class ConnectorConfig(BaseModel):
+    """Base of every config model: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def secret_field(**kwargs: Any) -> Any:
+    """A config field holding a secret: declare it as `password: SecretStr | None = secret_field(...)`."""
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra.update({"secret": True, "writeOnly": True})
+    return PydanticField(json_schema_extra=extra, **kwargs)
+
+
+class ConnectorError(Exception):
+    """A connector operation failed for a reason the user can act on. The message names the field or stream
+    at fault and never contains a secret."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ConfigInvalid(ConnectorError):
+    """The config does not validate; `errors` maps each dotted field path to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        first_field, messages = next(iter(errors.items()))
+        super().__init__(f"{first_field}: {messages[0]}", field=first_field)
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    ok: bool
+    message: str
+    duration_s: float = 0.0
+
+
+def pydantic_errors(exc: PydanticValidationError) -> dict[str, list[str]]:
+    """pydantic's errors keyed by dotted field path (`port`, `auth.token`). Input values are left out: they
+    may be secrets."""
+    out: dict[str, list[str]] = {}
+    for error in exc.errors(include_input=False, include_url=False):
+        path = ".".join(str(p) for p in error["loc"]) or "non_field_errors"
+        out.setdefault(path, []).append(str(error["msg"]))
+    return out
+
+
+class ConnectorType:
+    """Subclass this in `apps/connectors/plugins/<slug>.py` (or in a package exposing it in the
+    `aggregator.connectors` entry-point group) and fill in the class attributes."""
+
+    slug: ClassVar[str]
+    title: ClassVar[str]
+    kind: ClassVar[ConnectorKind]
+    description: ClassVar[str] = ""
+    config_model: ClassVar[type[ConnectorConfig]]
+    check_timeout_s: ClassVar[float] = DEFAULT_CHECK_TIMEOUT_S
+
+    # --- config --------------------------------------------------------------------------------------
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.config_model.model_json_schema()
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        names = []
+        for name, info in cls.config_model.model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("secret"):
+                names.append(name)
+        return names
+
+    @classmethod
+    def validate_config(cls, raw: dict[str, Any]) -> ConnectorConfig:
+        try:
+            return cls.config_model.model_validate(raw)
+        except PydanticValidationError as exc:
+            raise ConfigInvalid(pydantic_errors(exc)) from None
+
+    @classmethod
+    def is_source(cls) -> bool:
+        return cls.kind in (ConnectorKind.SOURCE, ConnectorKind.BOTH)
+
+    @classmethod
+    def is_destination(cls) -> bool:
+        return cls.kind in (ConnectorKind.DESTINATION, ConnectorKind.BOTH)
+
+    # --- operations ----------------------------------------------------------------------------------
+
+    def check(self, config: Any) -> CheckResult:
+        """Whether the configured system can be reached and used. Must honour `check_timeout_s` itself
+        where it can (connect timeouts); `run_check` enforces it from outside as well."""
+        raise NotImplementedError
+
+    def discover(self, config: Any) -> list[StreamSchema]:
+        raise ConnectorError(f"{self.slug} is not a source.")
+
+    def read(self, config: Any, stream: StreamSchema, state: dict[str, Any] | None) -> Iterator[ReadItem]:
+        raise ConnectorError(f"{self.slug} is not a source.")
+
+    def write(
+        self,
+        config: Any,
+        stream_schema: StreamSchema,
+        batches: Iterable[Batch],
+        write_mode: WriteMode,
+        primary_key: list[str] | None,
+        run_id: str,
+        *,
+        table: str | None = None,
+    ) -> WriteResult:
+        raise ConnectorError(f"{self.slug} is not a destination.")
+
+
+def secret_value(value: SecretStr | str | None) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
+
+
+def run_check(connector_type: ConnectorType, config: Any) -> CheckResult:
+    """`check` with its timeout enforced from outside: a hung driver call cannot hold the caller longer
+    than the type's `check_timeout_s` (its thread is abandoned and ends when the driver gives up)."""
+    timeout = connector_type.check_timeout_s
+    started = time.monotonic()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="connector-check")
+    future = pool.submit(connector_type.check, config)
+    try:
+        result = future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        result = CheckResult(ok=False, message=f"No answer within {timeout:g} seconds.")
+    except ConnectorError as exc:
+        result = CheckResult(ok=False, message=exc.message)
+    except Exception as exc:  # a plugin bug must not turn into a 500 with a traceback
+        logger.warning(
+            "connector_check_crashed", connector_type=connector_type.slug, error=type(exc).__name__
+        )
+        result = CheckResult(ok=False, message=f"The check failed unexpectedly ({type(exc).__name__}).")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return CheckResult(ok=result.ok, message=result.message, duration_s=round(time.monotonic() - started, 3))
