@@ -29,9 +29,3 @@ def _use_django_logging(**_kwargs: object) -> None:
 
 # django-structlog's step copies the request id bound in the web process into each task's log context.
 app.steps["worker"].add(DjangoStructLogInitStep)
-
-
-@app.task(name="aggregator.ping")
-def ping() -> str:
-    """Answers `pong`: /readyz uses a real round trip through the broker to see a worker is alive."""
-    return "pong"

@@ -52,10 +52,11 @@ def _check_redis() -> None:
 def _check_workers() -> str:
     from aggregator.celery import app
 
-    replies = app.control.ping(timeout=READY_TIMEOUT_SECONDS)
+    # limit=1: return at the first reply instead of waiting out the timeout for every worker.
+    replies = app.control.ping(timeout=READY_TIMEOUT_SECONDS, limit=1)
     if not replies:
         raise RuntimeError("no worker answered")
-    return f"{len(replies)} worker(s)"
+    return "a worker answered"
 
 
 @never_cache

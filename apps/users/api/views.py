@@ -186,6 +186,7 @@ class MeView(APIView):
 
 
 class WorkspaceViewSet(WorkspaceScopedModelViewSet):
+    queryset = Workspace.objects.none()
     serializer_class = WorkspaceSerializer
     workspace_lookup = "id"
     write_role = Role.ADMIN
@@ -221,6 +222,7 @@ class MembershipViewSet(
 ):
     """Members of a workspace: every member reads the list; admins change roles and remove members."""
 
+    queryset = Membership.objects.none()
     serializer_class = MembershipSerializer
     write_role = Role.ADMIN
     http_method_names = ["get", "patch", "delete", "head", "options"]
@@ -250,6 +252,7 @@ class InvitationViewSet(
 ):
     """Invitations of a workspace (admins only)."""
 
+    queryset = Invitation.objects.none()
     serializer_class = InvitationSerializer
     read_role = Role.ADMIN
     write_role = Role.ADMIN
@@ -291,6 +294,7 @@ class ApiKeyViewSet(
     """API keys of the workspaces you administer. The key itself is shown once, in the create response;
     DELETE revokes it at once (the row stays for the audit trail)."""
 
+    queryset = ApiKey.objects.none()
     serializer_class = ApiKeySerializer
     read_role = Role.ADMIN
     write_role = Role.ADMIN
