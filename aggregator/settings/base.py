@@ -250,3 +250,6 @@ LOGGING = configure_logging(log_format=LOG_FORMAT, level=LOG_LEVEL)
 
 # --- Aggregator --------------------------------------------------------------------------------------
 AGGREGATOR_API_KEY_DEFAULT_SCOPES = ["read"]
+# Outbound addresses the SSRF guard (aggregator/ssrf.py) lets through although they are internal: exact host
+# names and CIDRs, e.g. "127.0.0.1/32" for a database on this host. Empty: only public addresses.
+AGGREGATOR_ALLOWED_HOSTS = env.list("AGGREGATOR_ALLOWED_HOSTS", default=[])
