@@ -31,7 +31,7 @@ class WorkspaceScopedViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):
             # Schema generation has no user; only the model matters (`queryset = Model.objects.none()`).
-            return self.queryset
+            return self.queryset  # type: ignore[arg-type,return-value]
         visible = workspace_ids_for_user(user=self.request.user)
         queryset = self.scoped_queryset().filter(**{f"{self.workspace_lookup}__in": visible})
         narrowed = self.request.query_params.get("workspace")

@@ -98,7 +98,7 @@ class AcceptInvitationSerializer(serializers.Serializer):
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    workspace = serializers.PrimaryKeyRelatedField(read_only=True)
+    workspace = serializers.IntegerField(source="workspace_id", read_only=True)
     user = serializers.EmailField(source="user.email", read_only=True)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ApiKeyScope.choices), allow_empty=False, default=["read"]
@@ -124,7 +124,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreateInputSerializer(ApiKeySerializer):
-    workspace = serializers.IntegerField(required=False, write_only=True)  # type: ignore[assignment]
+    workspace = serializers.IntegerField(required=False, write_only=True)
 
     class Meta(ApiKeySerializer.Meta):
         fields = ["workspace", "name", "scopes", "expires_at"]

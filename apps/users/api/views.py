@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import authenticate, login, logout
 from django.db.models import QuerySet
@@ -202,7 +202,7 @@ class WorkspaceViewSet(WorkspaceScopedModelViewSet):
             )
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        workspace = services.workspace_create(name=serializer.validated_data["name"], created_by=request.user)
+        workspace = services.workspace_create(name=serializer.validated_data["name"], created_by=cast(User, request.user))
         workspace = selectors.workspace_get_for_user(user=request.user, workspace_id=workspace.id)
         return Response(self.get_serializer(workspace).data, status=status.HTTP_201_CREATED)
 
@@ -276,7 +276,7 @@ class InvitationViewSet(
             workspace=workspace,
             email=serializer.validated_data["email"],
             role=Role(serializer.validated_data["role"]),
-            invited_by=request.user,
+            invited_by=cast(User, request.user),
         )
         return Response(self.get_serializer(invitation).data, status=status.HTTP_201_CREATED)
 
@@ -309,7 +309,7 @@ class ApiKeyViewSet(
         data.is_valid(raise_exception=True)
         key, raw = services.api_key_create(
             workspace=workspace,
-            user=request.user,
+            user=cast(User, request.user),
             name=data.validated_data["name"],
             scopes=data.validated_data["scopes"],
             expires_at=data.validated_data.get("expires_at"),
