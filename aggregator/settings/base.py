@@ -253,3 +253,10 @@ AGGREGATOR_API_KEY_DEFAULT_SCOPES = ["read"]
 # Outbound addresses the SSRF guard (aggregator/ssrf.py) lets through although they are internal: exact host
 # names and CIDRs, e.g. "127.0.0.1/32" for a database on this host. Empty: only public addresses.
 AGGREGATOR_ALLOWED_HOSTS = env.list("AGGREGATOR_ALLOWED_HOSTS", default=[])
+
+# Files sources may read: a `path` (or glob) in a connector is relative to this directory and can never
+# leave it (symlinks resolved). Destinations that write files (DuckDB, file outputs) write under DATA_DIR.
+AGGREGATOR_IMPORT_DIR = Path(env.str("AGGREGATOR_IMPORT_DIR", default=str(BASE_DIR / "var" / "import")))
+AGGREGATOR_DATA_DIR = Path(env.str("AGGREGATOR_DATA_DIR", default=str(BASE_DIR / "var" / "data")))
+# The largest file an upload may send (bytes); larger uploads are refused while streaming, not after.
+AGGREGATOR_UPLOAD_MAX_BYTES = env.int("AGGREGATOR_UPLOAD_MAX_BYTES", default=1024 * 1024 * 1024)

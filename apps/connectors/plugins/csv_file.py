@@ -1,0 +1,536 @@
+"""CSV files source: a file or a glob under the operator's import directory (AGGREGATOR_IMPORT_DIR).
+
+How it reads: pyarrow's streaming CSV reader (`pyarrow.csv.open_csv`, multithreaded, in blocks) with every
+column read as text, then a vectorised cast of each column to the stream's field types. Reading as text and
+casting afterwards is what lets a bad value reject its row instead of failing the whole read: a failed cast
+is narrowed down to the offending rows by bisection, those rows go out as RejectedRows with the reason and
+the raw values, and the rest of the batch carries on. Rows with the wrong number of columns are rejected the
+same way. Memory stays bounded by the block and `chunk_size`, whatever the size of the file.
+
+Line numbers: pyarrow does not report them, so when a file had rejected rows it is scanned once more with
+Python's csv module after it has been read, to map each rejected record to its physical line (exact, quoted
+newlines included). Rejected rows of a file are therefore yielded after that file's batches.
+
+Detection (each one can be overridden in the config): encoding from the BOM or a UTF-8 trial of the first
+64 KB (else cp1252, else latin-1); delimiter by csv.Sniffer among `, ; tab |`; header unless a value in the
+first row is a number; gzip by the `.gz` suffix or the gzip magic bytes. Column types are inferred by pyarrow
+from the first `sample_bytes` of the first file; `column_types` pins them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from django.conf import settings
+from pydantic import Field, field_validator
+
+from aggregator.dataplane import (
+    DEFAULT_CHUNK_SIZE,
+    Batch,
+    FieldType,
+    ReadItem,
+    RejectedRow,
+    RejectedRows,
+    StateCheckpoint,
+    StreamSchema,
+    SyncMode,
+    arrow_type_for,
+    rechunk,
+)
+from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+
+SAMPLE_BYTES = 64 * 1024
+# pyarrow parses a block at a time (in parallel across columns); 4 MB blocks keep a few blocks of read-ahead
+# well under 100 MB while amortising the per-block cost.
+BLOCK_SIZE = 4 * 1024 * 1024
+# Past this many failed casts in one column of one block, the column is not of the declared type at all:
+# failing with a message that says so beats rejecting most of the file row by row.
+MAX_BAD_VALUES_PER_BLOCK = 1000
+GLOB_CHARS = frozenset("*?[")
+
+
+class CsvFileConfig(ConnectorConfig):
+    path: str = Field(
+        title="Path or glob",
+        description="A file or a glob (e.g. `flights/2013-*.csv.gz`) relative to the import directory. "
+        "All files of a glob form one stream and must share their columns.",
+        min_length=1,
+        max_length=1000,
+    )
+    stream_name: str | None = Field(
+        default=None, title="Stream name", description="Defaults to the file name without its suffixes."
+    )
+    delimiter: str | None = Field(
+        default=None, title="Delimiter", description="Detected when empty.", min_length=1, max_length=1
+    )
+    quote_char: str | None = Field(
+        default=None, title="Quote character", description='Detected when empty (usually ").', max_length=1
+    )
+    escape_char: str | None = Field(default=None, title="Escape character", min_length=1, max_length=1)
+    encoding: str | None = Field(default=None, title="Encoding", description="Detected when empty.")
+    header: bool | None = Field(
+        default=None, title="First row is a header", description="Detected when empty."
+    )
+    compression: Literal["infer", "none", "gzip"] = Field(default="infer", title="Compression")
+    multiline_values: bool = Field(
+        default=False,
+        title="Values may contain line breaks",
+        description="Slower: the file is then parsed without splitting it at line ends.",
+    )
+    null_values: list[str] | None = Field(
+        default=None, title="Null markers", description="Defaults to pyarrow's: empty, NA, NULL, NaN, n/a, …"
+    )
+    column_types: dict[str, FieldType] = Field(
+        default_factory=dict, title="Column types", description="Override the inferred type of some columns."
+    )
+    sample_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, title="Inference sample"
+    )
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("Must not contain NUL characters.")
+        if Path(value).is_absolute() or value.startswith("~"):
+            raise ValueError("Must be relative to the import directory.")
+        if ".." in Path(value).parts:
+            raise ValueError("Must not leave the import directory ('..').")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"Unknown encoding {value!r}.") from None
+        return value or None
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    encoding: str
+    delimiter: str
+    quote_char: str
+    escape_char: str | None
+    header: bool
+    gzip: bool
+
+
+def import_root() -> Path:
+    return Path(settings.AGGREGATOR_IMPORT_DIR).resolve()
+
+
+def resolve_files(pattern: str) -> list[Path]:
+    """The regular files the config's path names, symlinks resolved; anything resolving outside the import
+    directory is refused (the error names the configured path only, never a server path)."""
+    root = import_root()
+    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        raise ConnectorError("The path must stay inside the import directory.", field="path")
+    candidates = sorted(root.glob(pattern)) if GLOB_CHARS & set(pattern) else [root / pattern]
+    files: list[Path] = []
+    for candidate in candidates:
+        real = candidate.resolve()
+        if not real.is_relative_to(root):
+            raise ConnectorError(f"{pattern!r} leads outside the import directory.", field="path")
+        if real.is_file():
+            files.append(real)
+    if not files:
+        raise ConnectorError(f"No file matches {pattern!r} in the import directory.", field="path")
+    return files
+
+
+def _is_gzip(path: Path, compression: str) -> bool:
+    if compression != "infer":
+        return compression == "gzip"
+    if path.suffix.lower() == ".gz":
+        return True
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+@contextlib.contextmanager
+def _open_binary(path: Path, is_gzip: bool) -> Iterator[BinaryIO]:
+    with path.open("rb") as raw:
+        if is_gzip:
+            with gzip.GzipFile(fileobj=raw) as fh:
+                yield fh  # type: ignore[misc]
+        else:
+            yield raw
+
+
+def _detect_encoding(sample: bytes) -> str:
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    for candidate in ("utf-8", "cp1252"):
+        try:
+            # final=False: a multi-byte character cut at the end of the sample is not an error.
+            codecs.getincrementaldecoder(candidate)().decode(sample, final=False)
+        except UnicodeDecodeError:
+            continue
+        return candidate
+    return "latin-1"
+
+
+def _looks_numeric(value: str) -> bool:
+    try:
+        float(value.strip())
+    except ValueError:
+        return False
+    return bool(value.strip())
+
+
+def detect_dialect(path: Path, config: CsvFileConfig) -> Dialect:
+    is_gz = _is_gzip(path, config.compression)
+    try:
+        with _open_binary(path, is_gz) as fh:
+            sample = fh.read(SAMPLE_BYTES)
+    except (OSError, EOFError) as exc:
+        raise ConnectorError(f"Cannot read {path.name}: {type(exc).__name__}.", field="path") from None
+    encoding = config.encoding or _detect_encoding(sample)
+    text = sample.decode(encoding, errors="replace")
+    if len(sample) == SAMPLE_BYTES and "\n" in text:
+        text = text[: text.rindex("\n")]  # drop the partial last line
+    sniffed: Any = None
+    if config.delimiter is None or config.quote_char is None:
+        try:
+            sniffed = csv.Sniffer().sniff(text[:32768], delimiters=",;\t|")
+        except csv.Error:
+            sniffed = None
+    delimiter = config.delimiter or (sniffed.delimiter if sniffed else ",")
+    quote_char = config.quote_char or (sniffed.quotechar if sniffed and sniffed.quotechar else '"')
+    header = config.header
+    if header is None:
+        first = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote_char), [])
+        header = bool(first) and not any(_looks_numeric(v) for v in first)
+    return Dialect(
+        encoding=encoding,
+        delimiter=delimiter,
+        quote_char=quote_char,
+        escape_char=config.escape_char,
+        header=header,
+        gzip=is_gz,
+    )
+
+
+def _pyarrow_encoding(encoding: str) -> str:
+    # Arrow reads UTF-8 natively (and skips a UTF-8 BOM); anything else is transcoded through Python's codecs.
+    return "utf8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
+
+
+def _input_stream(path: Path, dialect: Dialect) -> pa.NativeFile:
+    return pa.input_stream(str(path), compression="gzip" if dialect.gzip else None, buffer_size=BLOCK_SIZE)
+
+
+# --- casting text columns to field types -------------------------------------------------------------
+
+_ZONED = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
+
+
+def _cast_text(arr: pa.Array, field_type: FieldType) -> pa.Array:
+    """Cast one text column to the arrow type of `field_type`; raises ArrowInvalid if any value fails."""
+    target = arrow_type_for(field_type)
+    if field_type in (FieldType.STRING, FieldType.JSON):
+        return arr
+    if field_type == FieldType.DATETIME:
+        # Values with an offset are instants; naive values are taken as UTC (documented in the data plane).
+        zoned_mask = pc.fill_null(pc.match_substring_regex(arr, _ZONED), False)
+        if pc.all(zoned_mask).as_py():
+            return pc.cast(arr, target)
+        if not pc.any(zoned_mask).as_py():
+            return pc.cast(pc.cast(arr, pa.timestamp("us")), target)
+        zoned = pc.cast(pc.if_else(zoned_mask, arr, None), target)
+        naive = pc.cast(pc.cast(pc.if_else(zoned_mask, None, arr), pa.timestamp("us")), target)
+        return pc.if_else(zoned_mask, zoned, naive)
+    try:
+        return pc.cast(arr, target)
+    except pa.ArrowInvalid:
+        # Surrounding spaces are common in hand-made files; stripping them is never ambiguous for these types.
+        return pc.cast(pc.utf8_trim_whitespace(arr), target)
+
+
+def _bad_positions(arr: pa.Array, field_type: FieldType, offset: int, out: list[int], limit: int) -> None:
+    """Positions of the values of `arr` that do not cast, by bisection: O(bad * log n) casts."""
+    if len(out) > limit:
+        return
+    try:
+        _cast_text(arr, field_type)
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if len(arr) == 1:
+        out.append(offset)
+        return
+    middle = len(arr) // 2
+    _bad_positions(arr.slice(0, middle), field_type, offset, out, limit)
+    _bad_positions(arr.slice(middle), field_type, offset + middle, out, limit)
+
+
+def cast_block(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Cast a text table to the schema; returns the good rows and (row index, reason) of the bad."""
+    columns: list[pa.Array] = []
+    bad: dict[int, str] = {}
+    for field in schema.fields:
+        arr = table.column(field.name).combine_chunks() if field.name in table.column_names else None
+        if arr is None:
+            columns.append(pa.nulls(table.num_rows, arrow_type_for(field.type)))
+            continue
+        try:
+            columns.append(_cast_text(arr, field.type))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        positions: list[int] = []
+        _bad_positions(arr, field.type, 0, positions, MAX_BAD_VALUES_PER_BLOCK)
+        if len(positions) > MAX_BAD_VALUES_PER_BLOCK:
+            raise ConnectorError(
+                f"Column {field.name!r} does not hold {field.type} values (over {MAX_BAD_VALUES_PER_BLOCK} "
+                f"failures in one block); set its type in column_types.",
+                field="column_types",
+            )
+        for position in positions:
+            bad.setdefault(position, f"{field.name}: {arr[position].as_py()!r} is not a valid {field.type}")
+        bad_set = set(positions)
+        mask = pa.array([i in bad_set for i in range(len(arr))])
+        columns.append(_cast_text(pc.if_else(mask, None, arr), field.type))
+    result = pa.Table.from_arrays(columns, schema=schema.arrow_schema().remove_metadata())
+    if bad:
+        keep = pa.array([i not in bad for i in range(table.num_rows)])
+        result = result.filter(keep)
+    return result, sorted(bad.items())
+
+
+# --- the connector -------------------------------------------------------------------------------------
+
+
+class CsvFileSource(ConnectorType):
+    slug = "csv_file"
+    title = "CSV files"
+    kind = ConnectorKind.SOURCE
+    description = "CSV files (optionally gzip-compressed) from the operator's import directory."
+    config_model = CsvFileConfig
+
+    def check(self, config: CsvFileConfig) -> CheckResult:
+        files = resolve_files(config.path)
+        detect_dialect(files[0], config)
+        noun = "file matches" if len(files) == 1 else "files match"
+        return CheckResult(ok=True, message=f"{len(files)} {noun}.")
+
+    def _stream_name(self, config: CsvFileConfig, first: Path) -> str:
+        if config.stream_name:
+            return config.stream_name
+        name = first.name
+        for suffix in (".gz", ".csv", ".tsv", ".txt"):
+            name = name.removesuffix(suffix)
+        return name or "data"
+
+    def discover(self, config: CsvFileConfig) -> list[StreamSchema]:
+        files = resolve_files(config.path)
+        dialect = detect_dialect(files[0], config)
+        try:
+            reader = self._open(files[0], dialect, config, column_types=None, block_size=config.sample_bytes)
+            first = reader.read_next_batch()
+        except StopIteration:
+            raise ConnectorError(f"{files[0].name} has no rows.", field="path") from None
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ConnectorError(f"Cannot parse {files[0].name}: {exc}", field="path") from None
+        inferred = StreamSchema.from_arrow(self._stream_name(config, files[0]), first.schema)
+        if config.column_types:
+            unknown = set(config.column_types) - set(inferred.field_names)
+            if unknown:
+                raise ConnectorError(f"No column {sorted(unknown)[0]!r} in the file.", field="column_types")
+            fields = tuple(
+                type(f)(name=f.name, type=config.column_types.get(f.name, f.type), nullable=True)
+                for f in inferred.fields
+            )
+            inferred = StreamSchema(name=inferred.name, fields=fields)
+        return [
+            StreamSchema(
+                name=inferred.name,
+                fields=inferred.fields,
+                cursor_candidates=(),
+                supported_sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
+            )
+        ]
+
+    def _open(
+        self,
+        path: Path,
+        dialect: Dialect,
+        config: CsvFileConfig,
+        *,
+        column_types: dict[str, pa.DataType] | None,
+        column_names: list[str] | None = None,
+        block_size: int = BLOCK_SIZE,
+        invalid_rows: list[str] | None = None,
+    ) -> pacsv.CSVStreamingReader:
+        def on_invalid(row: Any) -> str:
+            if invalid_rows is not None:
+                invalid_rows.append(row.text)
+            return "skip"
+
+        read_options = pacsv.ReadOptions(
+            use_threads=True,
+            block_size=block_size,
+            encoding=_pyarrow_encoding(dialect.encoding),
+            column_names=None if dialect.header else column_names,
+            autogenerate_column_names=not dialect.header and not column_names,
+        )
+        parse_options = pacsv.ParseOptions(
+            delimiter=dialect.delimiter,
+            quote_char=dialect.quote_char or False,
+            escape_char=dialect.escape_char or False,
+            double_quote=True,
+            newlines_in_values=config.multiline_values,
+            invalid_row_handler=on_invalid,
+        )
+        convert_kwargs: dict[str, Any] = {"strings_can_be_null": True}
+        if config.null_values is not None:
+            convert_kwargs["null_values"] = config.null_values
+        if column_types is not None:
+            convert_kwargs["column_types"] = column_types
+            convert_kwargs["include_columns"] = list(column_types)
+            convert_kwargs["include_missing_columns"] = True
+        stream = _input_stream(path, dialect)
+        return pacsv.open_csv(
+            stream,
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=pacsv.ConvertOptions(**convert_kwargs),
+        )
+
+    def read(
+        self, config: CsvFileConfig, stream: StreamSchema, state: dict[str, Any] | None
+    ) -> Iterator[ReadItem]:
+        files = resolve_files(config.path)
+        root = import_root()
+        done: dict[str, Any] = dict((state or {}).get("files", {}))
+        for path in files:
+            relative = str(path.relative_to(root))
+            stat = path.stat()
+            fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            if done.get(relative) == fingerprint:
+                continue  # incremental: this exact file was read completely before
+            yield from self._read_file(path, relative, config, stream)
+            done[relative] = fingerprint
+            yield StateCheckpoint(stream=stream.name, state={"files": dict(done)})
+
+    def _read_file(
+        self, path: Path, relative: str, config: CsvFileConfig, stream: StreamSchema
+    ) -> Iterator[ReadItem]:
+        dialect = detect_dialect(path, config)
+        invalid_texts: list[str] = []
+        text_types = {name: pa.string() for name in stream.field_names}
+        names = None if dialect.header else [f"f{i}" for i in range(len(stream.fields))]
+        if names is not None:
+            # Without a header the columns are positional: the stream's fields in order.
+            text_types = {f"f{i}": pa.string() for i in range(len(stream.fields))}
+        try:
+            reader = self._open(
+                path, dialect, config, column_types=text_types, column_names=names, invalid_rows=invalid_texts
+            )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
+
+        # Cast failures: (ordinal of the record among the good records, reason, raw values).
+        cast_failures: list[tuple[int, str, dict[str, Any]]] = []
+        good_seen = 0
+
+        def typed_blocks() -> Iterator[pa.Table]:
+            nonlocal good_seen
+            while True:
+                try:
+                    block = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except pa.ArrowInvalid as exc:
+                    raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
+                text = pa.Table.from_batches([block])
+                if names is not None:
+                    text = text.rename_columns(stream.field_names)
+                typed, bad = cast_block(text, stream)
+                for index, reason in bad:
+                    cast_failures.append((good_seen + index, reason, text.slice(index, 1).to_pylist()[0]))
+                good_seen += text.num_rows
+                yield typed
+
+        for table in rechunk(typed_blocks(), config.chunk_size):
+            yield Batch(table, stream=stream.name)
+
+        if invalid_texts or cast_failures:
+            yield RejectedRows(
+                stream=stream.name,
+                rows=tuple(
+                    self._locate_rejects(
+                        path, relative, dialect, len(stream.fields), invalid_texts, cast_failures
+                    )
+                ),
+            )
+
+    def _locate_rejects(
+        self,
+        path: Path,
+        relative: str,
+        dialect: Dialect,
+        expected_columns: int,
+        invalid_texts: list[str],
+        cast_failures: list[tuple[int, str, dict[str, Any]]],
+    ) -> Iterator[RejectedRow]:
+        """Physical line numbers for the rejected records: one pass of Python's csv module over the file."""
+        invalid_lines: list[int] = []
+        good_lines: dict[int, int] = {}
+        wanted = {ordinal for ordinal, _, _ in cast_failures}
+        good = 0
+        with _open_binary(path, dialect.gzip) as raw:
+            text = io.TextIOWrapper(raw, encoding=dialect.encoding, errors="replace", newline="")
+            reader = csv.reader(
+                text,
+                delimiter=dialect.delimiter,
+                quotechar=dialect.quote_char,
+                escapechar=dialect.escape_char,
+                doublequote=True,
+                strict=False,
+            )
+            previous_line = 0
+            for record_index, record in enumerate(reader):
+                line = previous_line + 1
+                previous_line = reader.line_num
+                if record_index == 0 and dialect.header:
+                    continue
+                if not record:
+                    continue  # blank line: pyarrow skips these as well
+                if len(record) != expected_columns:
+                    invalid_lines.append(line)
+                    continue
+                if good in wanted:
+                    good_lines[good] = line
+                good += 1
+        located = len(invalid_lines) == len(invalid_texts)
+        for number, raw_text in enumerate(invalid_texts):
+            columns = len(
+                next(csv.reader([raw_text], delimiter=dialect.delimiter, quotechar=dialect.quote_char), [])
+            )
+            yield RejectedRow(
+                reason=f"expected {expected_columns} columns, found {columns}",
+                raw=raw_text,
+                line=invalid_lines[number] if located else None,
+                source=relative,
+            )
+        for ordinal, reason, raw_values in cast_failures:
+            yield RejectedRow(reason=reason, raw=raw_values, line=good_lines.get(ordinal), source=relative)

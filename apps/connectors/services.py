@@ -1,0 +1,258 @@
+"""Writes of connectors, and the operations that run a connector for a person (check, discover, preview).
+
+Config rules:
+- The body's `config` is validated by the type's pydantic model; errors are raised as Django
+  ValidationErrors keyed `config.<field>` so the API answers 400 naming the field.
+- Secret fields are split off and stored encrypted (`secrets_encrypted`); `config` keeps the rest.
+- On update a secret that is absent, or sent back as `{"is_set": true}`, is kept; `null` clears it. Other
+  keys of a PATCH are merged into the stored config (JSON merge patch: `null` resets a key to its default);
+  a PUT (`replace=True`) replaces them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from aggregator.crypto import encrypt_json
+from aggregator.dataplane import Batch, RejectedRows, StreamSchema
+from aggregator.logging import get_logger
+
+from .base import ConfigInvalid, ConnectorConfig, ConnectorError, ConnectorType, run_check, secret_value
+from .models import CheckStatus, Connector
+from .registry import UnknownConnectorType, registry
+from .selectors import connector_runtime, connector_secrets
+
+if TYPE_CHECKING:
+    from apps.users.models import User, Workspace
+
+logger = get_logger(__name__)
+
+PREVIEW_MAX_ROWS = 1000
+PREVIEW_DEFAULT_ROWS = 100
+
+
+def _config_errors(exc: ConfigInvalid) -> ValidationError:
+    return ValidationError({f"config.{path}": messages for path, messages in exc.errors.items()})
+
+
+def _connector_error(exc: ConnectorError) -> ValidationError:
+    key = (
+        exc.field
+        if exc.field in ("stream",)
+        else (f"config.{exc.field}" if exc.field else "non_field_errors")
+    )
+    return ValidationError({key: [exc.message]})
+
+
+def _type_or_error(slug: str) -> type[ConnectorType]:
+    try:
+        return registry.get(slug)
+    except UnknownConnectorType:
+        raise ValidationError({"connector_type": [f"No connector type {slug!r}."]}) from None
+
+
+def _is_kept_marker(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"is_set"}
+
+
+def _seal(connector_type: type[ConnectorType], raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Validate `raw` and split it into (plain config JSON, encrypted secrets token)."""
+    if not isinstance(raw, dict):
+        raise ValidationError({"config": ["Must be an object."]})
+    try:
+        validated: ConnectorConfig = connector_type.validate_config(raw)
+    except ConfigInvalid as exc:
+        raise _config_errors(exc) from None
+    secret_names = connector_type.secret_fields()
+    plain = validated.model_dump(mode="json", exclude=set(secret_names))
+    secrets = {
+        name: value
+        for name in secret_names
+        if (value := secret_value(getattr(validated, name))) not in (None, "")
+    }
+    return plain, (encrypt_json(secrets) if secrets else "")
+
+
+def _check_name_free(*, workspace_id: int, name: str, exclude_id: int | None = None) -> None:
+    taken = Connector.objects.filter(workspace_id=workspace_id, name=name)
+    if exclude_id is not None:
+        taken = taken.exclude(id=exclude_id)
+    if taken.exists():
+        raise ValidationError({"name": ["A connector with this name already exists in this workspace."]})
+
+
+@transaction.atomic
+def connector_create(
+    *, workspace: Workspace, user: User | None, name: str, connector_type: str, config: dict[str, Any]
+) -> Connector:
+    type_cls = _type_or_error(connector_type)
+    raw = {k: v for k, v in (config or {}).items() if not _is_kept_marker(v)}
+    plain, sealed = _seal(type_cls, raw)
+    _check_name_free(workspace_id=workspace.id, name=name)
+    try:
+        with transaction.atomic():
+            connector = Connector.objects.create(
+                workspace=workspace,
+                name=name,
+                connector_type=connector_type,
+                config=plain,
+                secrets_encrypted=sealed,
+                created_by=user,
+                updated_by=user,
+            )
+    except IntegrityError:  # a concurrent create took the name between the check and the insert
+        raise ValidationError(
+            {"name": ["A connector with this name already exists in this workspace."]}
+        ) from None
+    logger.info(
+        "connector_created",
+        connector_id=connector.id,
+        workspace_id=workspace.id,
+        connector_type=connector_type,
+    )
+    return connector
+
+
+@transaction.atomic
+def connector_update(
+    *,
+    connector: Connector,
+    user: User | None,
+    name: str | None = None,
+    connector_type: str | None = None,
+    config: dict[str, Any] | None = None,
+    replace: bool = False,
+) -> Connector:
+    connector = Connector.objects.select_for_update().get(id=connector.id)
+    if connector_type is not None and connector_type != connector.connector_type:
+        raise ValidationError(
+            {"connector_type": ["The type of a connector cannot change; create a new one."]}
+        )
+    fields = ["updated_by", "updated_at"]
+    if name is not None and name != connector.name:
+        _check_name_free(workspace_id=connector.workspace_id, name=name, exclude_id=connector.id)
+        connector.name = name
+        fields.append("name")
+    if config is not None:
+        if not isinstance(config, dict):
+            raise ValidationError({"config": ["Must be an object."]})
+        type_cls = _type_or_error(connector.connector_type)
+        secret_names = set(type_cls.secret_fields())
+        current_secrets = connector_secrets(connector)
+        merged: dict[str, Any] = {} if replace else dict(connector.config)
+        merged.update(current_secrets)
+        for key, value in config.items():
+            if key in secret_names:
+                if _is_kept_marker(value):
+                    continue
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            elif value is None and not replace:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        connector.config, connector.secrets_encrypted = _seal(type_cls, merged)
+        # A changed config makes the last check meaningless.
+        connector.last_check_status = CheckStatus.NEVER
+        connector.last_check_message = ""
+        connector.last_check_at = None
+        fields += ["config", "secrets_encrypted", "last_check_status", "last_check_message", "last_check_at"]
+    connector.updated_by = user
+    connector.save(update_fields=fields)
+    logger.info(
+        "connector_updated", connector_id=connector.id, fields=[f for f in fields if f != "updated_at"]
+    )
+    return connector
+
+
+@transaction.atomic
+def connector_delete(*, connector: Connector, user: User | None) -> None:
+    connector_id, workspace_id = connector.id, connector.workspace_id
+    connector.delete()
+    logger.info(
+        "connector_deleted",
+        connector_id=connector_id,
+        workspace_id=workspace_id,
+        user_id=getattr(user, "id", None),
+    )
+
+
+def connector_check(*, connector: Connector) -> Connector:
+    """Run the type's check (bounded by its timeout) and record the result on the connector. No transaction
+    is held while the remote system is contacted."""
+    try:
+        connector_type, config = connector_runtime(connector)
+    except ConfigInvalid as exc:
+        ok, message = False, f"The stored config is no longer valid: {exc.message}"
+    else:
+        result = run_check(connector_type, config)
+        ok, message = result.ok, result.message
+    now = timezone.now()
+    status = CheckStatus.SUCCEEDED if ok else CheckStatus.FAILED
+    Connector.objects.filter(id=connector.id).update(
+        last_check_status=status, last_check_message=message, last_check_at=now
+    )
+    connector.last_check_status, connector.last_check_message, connector.last_check_at = status, message, now
+    logger.info("connector_checked", connector_id=connector.id, status=str(status))
+    return connector
+
+
+def _source_runtime(connector: Connector) -> tuple[ConnectorType, ConnectorConfig]:
+    try:
+        connector_type, config = connector_runtime(connector)
+    except ConfigInvalid as exc:
+        raise _config_errors(exc) from None
+    if not connector_type.is_source():
+        raise ValidationError({"connector_type": [f"{connector_type.slug} is not a source."]})
+    return connector_type, config
+
+
+def connector_discover(*, connector: Connector) -> list[StreamSchema]:
+    """The streams the source offers now. Storing them as versioned schemas (and reporting drift) belongs to
+    the schemas app, which calls this."""
+    connector_type, config = _source_runtime(connector)
+    try:
+        streams = connector_type.discover(config)
+    except ConnectorError as exc:
+        raise _connector_error(exc) from None
+    logger.info("connector_discovered", connector_id=connector.id, streams=len(streams))
+    return streams
+
+
+def connector_preview(
+    *, connector: Connector, stream: str, limit: int = PREVIEW_DEFAULT_ROWS
+) -> dict[str, Any]:
+    """The first `limit` rows of a stream (at most PREVIEW_MAX_ROWS) and the rows rejected on the way. Reads
+    only as many batches as it needs, then closes the source."""
+    limit = max(1, min(int(limit), PREVIEW_MAX_ROWS))
+    streams = {s.name: s for s in connector_discover(connector=connector)}
+    if stream not in streams:
+        raise ValidationError(
+            {"stream": [f"No stream {stream!r}; this source has: {', '.join(sorted(streams))}."]}
+        )
+    connector_type, config = _source_runtime(connector)
+    schema = streams[stream]
+    rows: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    reader = connector_type.read(config, schema, None)
+    try:
+        for item in reader:
+            if isinstance(item, Batch):
+                rows.extend(item.table.slice(0, limit - len(rows)).to_pylist())
+            elif isinstance(item, RejectedRows):
+                rejected.extend(r.to_dict() for r in item.rows[: PREVIEW_MAX_ROWS - len(rejected)])
+            if len(rows) >= limit:
+                break
+    except ConnectorError as exc:
+        raise _connector_error(exc) from None
+    finally:
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+    return {"stream": schema.to_dict(), "rows": rows, "rejected": rejected, "limit": limit}
