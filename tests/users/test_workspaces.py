@@ -331,3 +331,21 @@ class TestApiKeyAccess:
         )
         assert response.status_code == 400
         assert list(response.json()["error"]["fields"]) == ["scopes.0"]
+
+
+def test_pagination_caps_the_limit(personas, client_for, monkeypatch):
+    from aggregator.api.pagination import LimitOffsetPagination
+
+    for _ in range(3):
+        MembershipFactory(user=personas.owner, workspace=WorkspaceFactory(), role=Role.VIEWER)
+    client = client_for(personas.owner)
+    page = client.get("/api/v1/workspaces/?limit=2").json()
+    assert page["count"] == 4
+    assert len(page["results"]) == 2
+    assert "offset=2" in page["next"]
+
+    assert LimitOffsetPagination.max_limit == 500
+    monkeypatch.setattr(LimitOffsetPagination, "max_limit", 3)
+    capped = client.get("/api/v1/workspaces/?limit=100000").json()
+    assert len(capped["results"]) == 3
+    assert "limit=3" in capped["next"]
