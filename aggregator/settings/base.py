@@ -138,6 +138,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ's email_url forms).
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="aggregator@localhost")
 AGGREGATOR_BASE_URL = env.str("AGGREGATOR_BASE_URL", default="http://127.0.0.1:8000")
@@ -249,7 +251,6 @@ from aggregator.logging import configure_logging  # noqa: E402
 LOGGING = configure_logging(log_format=LOG_FORMAT, level=LOG_LEVEL)
 
 # --- Aggregator --------------------------------------------------------------------------------------
-AGGREGATOR_API_KEY_DEFAULT_SCOPES = ["read"]
 # Outbound addresses the SSRF guard (aggregator/ssrf.py) lets through although they are internal: exact host
 # names and CIDRs, e.g. "127.0.0.1/32" for a database on this host. Empty: only public addresses.
 AGGREGATOR_ALLOWED_HOSTS = env.list("AGGREGATOR_ALLOWED_HOSTS", default=[])
