@@ -68,7 +68,7 @@ def _seal(connector_type: type[ConnectorType], raw: dict[str, Any]) -> tuple[dic
     except ConfigInvalid as exc:
         raise _config_errors(exc) from None
     secret_names = connector_type.secret_fields()
-    plain = validated.model_dump(mode="json", exclude=set(secret_names))
+    plain = validated.model_dump(mode="json", by_alias=True, exclude=set(secret_names))
     secrets = {
         name: value
         for name in secret_names

@@ -1,0 +1,564 @@
+"""PostgreSQL destination: bulk loads with COPY, in one transaction per write.
+
+Connection: host/port/database/user/password/sslmode fields, never a DSN or free-form options, so a config
+cannot smuggle in libpq parameters. The host goes through the SSRF guard, and libpq connects to the address
+that was checked (`hostaddr=`, with `host=` kept for TLS verification).
+
+Loading: each batch is written as CSV by pyarrow (`pyarrow.csv.write_csv`, columnar, no Python per row) and
+streamed into `COPY ... FROM STDIN (FORMAT csv)`. Everything a write does happens in one transaction, which
+is what keeps the target intact on failure: a failed write rolls back, and the staging tables it made,
+having been created in that transaction, disappear with it.
+
+- append: COPY straight into the target table. Nothing is visible to readers until the commit and a failure
+  rolls every row back, so a staging table would only double the I/O.
+- overwrite: COPY into a new table, then in the same transaction rename the live table away, rename the new
+  one into its place and drop the old one. Readers see the old rows until the commit and the new ones after,
+  never an empty or mixed table. The new table does not inherit the old one's grants, and views that depend
+  on the old table make the drop fail (the write then fails and changes nothing): merge or append suit
+  tables that views depend on.
+- merge: COPY into a temporary staging table, then `INSERT ... SELECT DISTINCT ON (pk) ... ON CONFLICT (pk)
+  DO UPDATE` (the last occurrence of a key in the load wins); a unique index on the key is created when the
+  table has none. Only merge creates that index: append and overwrite take rows as they come.
+
+The table is created when missing, new fields become new columns, and a column is widened (integer to
+double precision, anything to text, date to timestamptz) when the incoming data needs it. Every row gets
+`_ag_run_id` and `_ag_loaded_at`. Identifiers are always composed with `psycopg.sql.Identifier`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import sql
+from pydantic import Field, SecretStr, field_validator
+
+from aggregator import ssrf
+from aggregator.dataplane import (
+    LOADED_AT_COLUMN,
+    RESERVED_COLUMNS,
+    RUN_ID_COLUMN,
+    Batch,
+    FieldType,
+    StreamSchema,
+    WriteMode,
+    WriteResult,
+    utc_now,
+)
+from aggregator.logging import get_logger
+from apps.connectors.base import (
+    CheckResult,
+    ConnectorConfig,
+    ConnectorError,
+    ConnectorKind,
+    ConnectorType,
+    secret_field,
+    secret_value,
+)
+
+logger = get_logger(__name__)
+
+PG_TYPES: dict[FieldType, str] = {
+    FieldType.STRING: "text",
+    FieldType.INTEGER: "bigint",
+    FieldType.NUMBER: "double precision",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.DATE: "date",
+    FieldType.DATETIME: "timestamp with time zone",
+    FieldType.JSON: "jsonb",
+}
+# (existing column type, incoming field type) -> the wider type the column becomes.
+WIDENINGS: dict[tuple[str, FieldType], str] = {
+    ("smallint", FieldType.NUMBER): "double precision",
+    ("integer", FieldType.NUMBER): "double precision",
+    ("bigint", FieldType.NUMBER): "double precision",
+    ("real", FieldType.NUMBER): "double precision",
+    ("smallint", FieldType.INTEGER): "bigint",
+    ("integer", FieldType.INTEGER): "bigint",
+    ("date", FieldType.DATETIME): "timestamp with time zone",
+    ("timestamp without time zone", FieldType.DATETIME): "timestamp with time zone",
+}
+TEXT_TYPES = {"text", "character varying", "character"}
+MAX_IDENTIFIER_BYTES = 63
+_HOST_RE = re.compile(r"^[A-Za-z0-9._:\-\[\]]+$")
+
+
+class PostgresConfig(ConnectorConfig):
+    host: str = Field(
+        title="Host", description="Name or address of the server.", min_length=1, max_length=253
+    )
+    port: int = Field(default=5432, ge=1, le=65535, title="Port")
+    database: str = Field(title="Database", min_length=1, max_length=63)
+    user: str = Field(title="User", min_length=1, max_length=63)
+    password: SecretStr | None = secret_field(default=None, title="Password")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer", title="SSL mode", description="libpq's sslmode; use verify-full across networks."
+    )
+    db_schema: str = Field(
+        default="public",
+        alias="schema",
+        title="Schema",
+        description="Tables are written in this schema (created if missing).",
+        min_length=1,
+        max_length=63,
+    )
+    connect_timeout: int = Field(default=10, ge=1, le=60, title="Connect timeout (s)")
+
+    model_config = {**ConnectorConfig.model_config, "populate_by_name": True}
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, value: str) -> str:
+        # One host name or address: no socket paths, no host lists, nothing libpq would read as an option.
+        if not _HOST_RE.match(value) or value.startswith("-"):
+            raise ValueError("Must be one host name or IP address.")
+        return value
+
+
+def _identifier_ok(name: str, field: str) -> str:
+    if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
+        raise ConnectorError(f"{name!r} is not a valid PostgreSQL name (1 to 63 bytes).", field=field)
+    return name
+
+
+def _libpq_reason(exc: Exception, password: str | None) -> tuple[str, str]:
+    """A short, secret-free reason from a libpq error, and the config field it points at."""
+    text = str(exc).strip()
+    if password:
+        text = text.replace(password, "[redacted]")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    message = lines[0] if lines else type(exc).__name__
+    # libpq prefixes every attempt with "connection to server at "host" (addr), port N failed:".
+    message = re.sub(
+        r'^connection (failed: )?(to server at "[^"]*" \([^)]*\), port \d+ failed: )?', "", message
+    )
+    message = message.removeprefix("FATAL:  ").strip()
+    lowered = message.lower()
+    if "password" in lowered:
+        field = "password"
+    elif "database" in lowered and "does not exist" in lowered:
+        field = "database"
+    elif "role" in lowered and "does not exist" in lowered:
+        field = "user"
+    elif "ssl" in lowered:
+        field = "sslmode"
+    else:
+        field = "host"
+    return message, field
+
+
+def _connect(config: PostgresConfig) -> psycopg.Connection[Any]:
+    password = secret_value(config.password)
+    try:
+        hostaddr = ssrf.vetted_address(config.host, config.port)
+    except ssrf.SSRFBlocked as exc:
+        raise ConnectorError(f"host: {exc}", field="host") from None
+    except ValueError as exc:  # HostLookupError: the name does not resolve
+        raise ConnectorError(f"host: {exc}", field="host") from None
+    try:
+        return psycopg.connect(
+            host=config.host,
+            hostaddr=hostaddr,
+            port=config.port,
+            dbname=config.database,
+            user=config.user,
+            password=password or None,
+            sslmode=config.sslmode,
+            connect_timeout=config.connect_timeout,
+            application_name="aggregator",
+            options="-c TimeZone=UTC",
+        )
+    except psycopg.Error as exc:
+        message, field = _libpq_reason(exc, password)
+        raise ConnectorError(
+            f"Cannot connect to {config.host}:{config.port}: {message}", field=field
+        ) from None
+
+
+def _table_columns(cur: psycopg.Cursor[Any], schema: str, table: str) -> dict[str, str] | None:
+    cur.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (schema, table),
+    )
+    rows = cur.fetchall()
+    return {name: data_type for name, data_type in rows} if rows else None
+
+
+def _column_defs(fields: Iterable[tuple[str, str]]) -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(pg)) for name, pg in fields
+    )
+
+
+def _all_columns(schema: StreamSchema) -> list[tuple[str, str]]:
+    return [(f.name, PG_TYPES[f.type]) for f in schema.fields] + [
+        (RUN_ID_COLUMN, "text"),
+        (LOADED_AT_COLUMN, "timestamp with time zone"),
+    ]
+
+
+class _CsvEncoder:
+    """Turns batches into CSV bytes for COPY, with the run columns appended. Columnar throughout."""
+
+    def __init__(self, schema: StreamSchema, run_id: str, loaded_at: Any) -> None:
+        self.schema = schema
+        self.run_id = run_id
+        self.loaded_at_us = int(loaded_at.timestamp() * 1_000_000)
+        self.options = pacsv.WriteOptions(include_header=False, batch_size=8192)
+
+    def _column(self, table: pa.Table, name: str, field_type: FieldType) -> pa.Array | pa.ChunkedArray:
+        if name not in table.column_names:
+            return pa.nulls(table.num_rows, pa.string())
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if pa.types.is_nested(column.type) or (
+            field_type == FieldType.JSON and not pa.types.is_string(column.type)
+        ):
+            # Rare path (JSON fields from nested types): Python per value, to produce JSON text.
+            column = pa.array(
+                [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()], pa.string()
+            )
+        return column
+
+    def encode(self, table: pa.Table) -> pa.Buffer:
+        n = table.num_rows
+        columns = [self._column(table, f.name, f.type) for f in self.schema.fields]
+        columns.append(pa.array([self.run_id] * n, pa.string()))
+        columns.append(
+            pa.array(np.full(n, self.loaded_at_us, dtype="int64")).cast(pa.timestamp("us", tz="UTC"))
+        )
+        names = [*self.schema.field_names, RUN_ID_COLUMN, LOADED_AT_COLUMN]
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(pa.Table.from_arrays(columns, names=names), sink, write_options=self.options)
+        return sink.getvalue()
+
+
+class PostgresDestination(ConnectorType):
+    slug = "postgres"
+    title = "PostgreSQL"
+    kind = ConnectorKind.DESTINATION
+    description = (
+        "Bulk loads into PostgreSQL tables with COPY: append, overwrite (atomic swap) or merge (upsert)."
+    )
+    config_model = PostgresConfig
+
+    def check(self, config: PostgresConfig) -> CheckResult:
+        started = time.monotonic()
+        with _connect(config) as conn, conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            version = cur.fetchone()[0]  # type: ignore[index]
+            cur.execute(
+                "SELECT n.oid IS NOT NULL, COALESCE(has_schema_privilege(n.oid, 'CREATE'), false), "
+                "has_database_privilege(current_database(), 'CREATE') "
+                "FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = %s",
+                (config.db_schema,),
+            )
+            exists, can_write_schema, can_create_schema = cur.fetchone()  # type: ignore[misc]
+        if exists and not can_write_schema:
+            return CheckResult(
+                ok=False, message=f"schema: {config.user} may not create tables in {config.db_schema}."
+            )
+        if not exists and not can_create_schema:
+            return CheckResult(
+                ok=False, message=f"schema: {config.db_schema} does not exist and cannot be created."
+            )
+        return CheckResult(
+            ok=True,
+            message=f"Connected to PostgreSQL {version}; schema {config.db_schema} is writable.",
+            duration_s=round(time.monotonic() - started, 3),
+        )
+
+    def write(
+        self,
+        config: PostgresConfig,
+        stream_schema: StreamSchema,
+        batches: Iterable[Batch],
+        write_mode: WriteMode,
+        primary_key: list[str] | None,
+        run_id: str,
+        *,
+        table: str | None = None,
+    ) -> WriteResult:
+        started = time.monotonic()
+        write_mode = WriteMode(write_mode)
+        schema_name = _identifier_ok(config.db_schema, "schema")
+        table_name = _identifier_ok(table or stream_schema.name, "table")
+        key = list(primary_key or stream_schema.primary_key)
+        for name in stream_schema.field_names:
+            _identifier_ok(name, "stream")
+            if name in RESERVED_COLUMNS:
+                raise ConnectorError(f"Field {name!r} is reserved for the platform.", field="stream")
+        missing_key = [k for k in key if k not in stream_schema.field_names]
+        if missing_key:
+            raise ConnectorError(
+                f"Primary key field {missing_key[0]!r} is not in the stream.", field="primary_key"
+            )
+        if write_mode == WriteMode.MERGE and not key:
+            raise ConnectorError("A merge needs a primary key.", field="primary_key")
+
+        result = WriteResult(table=f"{schema_name}.{table_name}")
+        encoder = _CsvEncoder(stream_schema, run_id, utc_now())
+        password = secret_value(config.password)
+        suffix = secrets.token_hex(4)
+        conn = _connect(config)
+        try:
+            with conn.cursor() as cur:
+                self._ensure_schema(cur, schema_name)
+                existing = _table_columns(cur, schema_name, table_name)
+                target = sql.Identifier(schema_name, table_name)
+                if write_mode == WriteMode.OVERWRITE:
+                    self._overwrite(
+                        cur,
+                        config,
+                        stream_schema,
+                        batches,
+                        encoder,
+                        key,
+                        table_name,
+                        existing,
+                        suffix,
+                        result,
+                    )
+                else:
+                    if existing is None:
+                        cur.execute(
+                            sql.SQL("CREATE TABLE {} ({})").format(
+                                target, _column_defs(_all_columns(stream_schema))
+                            )
+                        )
+                        if write_mode == WriteMode.MERGE:
+                            self._unique_index(cur, schema_name, table_name, key, suffix)
+                    else:
+                        self._evolve(cur, target, stream_schema, existing, result)
+                    if write_mode == WriteMode.APPEND:
+                        self._copy(cur, target, stream_schema, batches, encoder, result)
+                    else:
+                        self._merge(
+                            cur,
+                            schema_name,
+                            table_name,
+                            stream_schema,
+                            batches,
+                            encoder,
+                            key,
+                            existing,
+                            suffix,
+                            result,
+                        )
+            conn.commit()
+        except ConnectorError:
+            conn.rollback()
+            raise
+        except psycopg.Error as exc:
+            conn.rollback()
+            message, _ = _libpq_reason(exc, password)
+            logger.warning(
+                "postgres_write_failed", table=result.table, write_mode=str(write_mode), error=message
+            )
+            raise ConnectorError(f"Writing {result.table} failed: {message}", field="table") from None
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+        result.duration_s = round(time.monotonic() - started, 3)
+        logger.info(
+            "postgres_write_committed",
+            table=result.table,
+            write_mode=str(write_mode),
+            rows=result.rows_written,
+            batches=result.batches,
+            run_id=run_id,
+        )
+        return result
+
+    # --- steps (all inside the write's transaction) ----------------------------------------------------
+
+    @staticmethod
+    def _ensure_schema(cur: psycopg.Cursor[Any], schema_name: str) -> None:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema_name,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema_name)))
+
+    @staticmethod
+    def _unique_index(
+        cur: psycopg.Cursor[Any], schema_name: str, table_name: str, key: list[str], suffix: str
+    ) -> None:
+        index = f"{table_name[:40]}_ag_pk_{suffix}"
+        cur.execute(
+            sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+                sql.Identifier(index),
+                sql.Identifier(schema_name, table_name),
+                sql.SQL(", ").join(map(sql.Identifier, key)),
+            )
+        )
+
+    @staticmethod
+    def _has_unique_index(
+        cur: psycopg.Cursor[Any], schema_name: str, table_name: str, key: list[str]
+    ) -> bool:
+        cur.execute(
+            """
+            SELECT array_agg(a.attname::text ORDER BY a.attname)
+            FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+            WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL
+            GROUP BY i.indexrelid
+            """,
+            (schema_name, table_name),
+        )
+        wanted = sorted(key)
+        return any(row[0] == wanted for row in cur.fetchall())
+
+    @staticmethod
+    def _evolve(
+        cur: psycopg.Cursor[Any],
+        target: sql.Identifier,
+        stream_schema: StreamSchema,
+        existing: dict[str, str],
+        result: WriteResult,
+    ) -> None:
+        for name, pg_type in _all_columns(stream_schema):
+            if name not in existing:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        target, sql.Identifier(name), sql.SQL(pg_type)
+                    )
+                )
+                result.columns_added.append(name)
+        for f in stream_schema.fields:
+            current = existing.get(f.name)
+            if current is None:
+                continue
+            wider = WIDENINGS.get((current, f.type))
+            if wider is None and f.type == FieldType.STRING and current not in TEXT_TYPES:
+                wider = "text"
+            if wider is not None:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
+                        target, sql.Identifier(f.name), sql.SQL(wider), sql.Identifier(f.name), sql.SQL(wider)
+                    )
+                )
+
+    @staticmethod
+    def _copy(
+        cur: psycopg.Cursor[Any],
+        target: sql.Identifier,
+        stream_schema: StreamSchema,
+        batches: Iterable[Batch],
+        encoder: _CsvEncoder,
+        result: WriteResult,
+    ) -> None:
+        columns = sql.SQL(", ").join(
+            sql.Identifier(n) for n in [*stream_schema.field_names, RUN_ID_COLUMN, LOADED_AT_COLUMN]
+        )
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
+        with cur.copy(statement) as copy:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                payload = encoder.encode(batch.table)
+                copy.write(memoryview(payload))
+                result.rows_written += batch.num_rows
+                result.batches += 1
+                result.bytes_sent += payload.size
+
+    def _overwrite(
+        self,
+        cur: psycopg.Cursor[Any],
+        config: PostgresConfig,
+        stream_schema: StreamSchema,
+        batches: Iterable[Batch],
+        encoder: _CsvEncoder,
+        key: list[str],
+        table_name: str,
+        existing: dict[str, str] | None,
+        suffix: str,
+        result: WriteResult,
+    ) -> None:
+        schema_name = config.db_schema
+        new_name = f"_ag_new_{table_name[:40]}_{suffix}"
+        old_name = f"_ag_old_{table_name[:40]}_{suffix}"
+        new = sql.Identifier(schema_name, new_name)
+        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(new, _column_defs(_all_columns(stream_schema))))
+        self._copy(cur, new, stream_schema, batches, encoder, result)
+        if existing is not None:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                    sql.Identifier(schema_name, table_name), sql.Identifier(old_name)
+                )
+            )
+        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, sql.Identifier(table_name)))
+        if existing is not None:
+            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema_name, old_name)))
+
+    def _merge(
+        self,
+        cur: psycopg.Cursor[Any],
+        schema_name: str,
+        table_name: str,
+        stream_schema: StreamSchema,
+        batches: Iterable[Batch],
+        encoder: _CsvEncoder,
+        key: list[str],
+        existing: dict[str, str] | None,
+        suffix: str,
+        result: WriteResult,
+    ) -> None:
+        target = sql.Identifier(schema_name, table_name)
+        if existing is not None and not self._has_unique_index(cur, schema_name, table_name, key):
+            try:
+                self._unique_index(cur, schema_name, table_name, key, suffix)
+            except psycopg.errors.UniqueViolation:
+                raise ConnectorError(
+                    f"{schema_name}.{table_name} already holds duplicate values of the key "
+                    f"({', '.join(key)}); a merge cannot use it.",
+                    field="primary_key",
+                ) from None
+        staging = sql.Identifier(f"_ag_stage_{table_name[:40]}_{suffix}")
+        # A temporary table: no WAL, private to this session, gone at commit or rollback.
+        cur.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {} ({}, _ag_seq bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP"
+            ).format(staging, _column_defs(_all_columns(stream_schema)))
+        )
+        loaded = WriteResult(table=result.table)
+        self._copy(cur, staging, stream_schema, batches, encoder, loaded)
+        result.batches, result.bytes_sent = loaded.batches, loaded.bytes_sent
+        null_key = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in key)
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(staging, null_key))
+        nulls = cur.fetchone()[0]  # type: ignore[index]
+        if nulls:
+            raise ConnectorError(
+                f"{nulls} rows have an empty primary key ({', '.join(key)}).", field="primary_key"
+            )
+        names = [name for name, _ in _all_columns(stream_schema)]
+        column_list = sql.SQL(", ").join(map(sql.Identifier, names))
+        key_list = sql.SQL(", ").join(map(sql.Identifier, key))
+        updates = [n for n in names if n not in key]
+        statement = sql.SQL(
+            "INSERT INTO {target} ({columns}) SELECT DISTINCT ON ({key}) {columns} FROM {staging} "
+            "ORDER BY {key}, _ag_seq DESC ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        ).format(
+            target=target,
+            columns=column_list,
+            key=key_list,
+            staging=staging,
+            updates=sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n)) for n in updates
+            ),
+        )
+        cur.execute(statement)
+        result.rows_written = cur.rowcount
