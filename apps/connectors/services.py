@@ -11,6 +11,7 @@ Config rules:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
@@ -255,4 +256,14 @@ def connector_preview(
         close = getattr(reader, "close", None)
         if close is not None:
             close()
-    return {"stream": schema.to_dict(), "rows": rows, "rejected": rejected, "limit": limit}
+    return {
+        "stream": schema.to_dict(),
+        "rows": [_json_safe(r) for r in rows],
+        "rejected": rejected,
+        "limit": limit,
+    }
+
+
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    # NaN and infinities are not JSON; a preview shows them as null.
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.connectors.base import ConnectorKind, ConnectorType
+from apps.connectors.models import CheckStatus, Connector
+from apps.connectors.selectors import connector_secret_status
+
+
+def connector_type_data(connector_type: type[ConnectorType]) -> dict[str, Any]:
+    return {
+        "slug": connector_type.slug,
+        "title": connector_type.title,
+        "kind": str(connector_type.kind),
+        "description": connector_type.description,
+        "secret_fields": connector_type.secret_fields(),
+        "config_schema": connector_type.json_schema(),
+    }
+
+
+class ConnectorTypeSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    title = serializers.CharField()
+    kind = serializers.ChoiceField(choices=[(k.value, k.value) for k in ConnectorKind])
+    description = serializers.CharField()
+    secret_fields = serializers.ListField(child=serializers.CharField())
+    config_schema = serializers.JSONField(help_text="JSON Schema of the config; secret fields are writeOnly.")
+
+
+class LastCheckSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=CheckStatus.choices)
+    message = serializers.CharField()
+    at = serializers.DateTimeField(allow_null=True)
+
+
+class ConnectorSerializer(serializers.ModelSerializer):
+    """A connector as the API shows it: secret fields appear only as `{"is_set": true|false}`."""
+
+    config = serializers.SerializerMethodField()
+    last_check = serializers.SerializerMethodField()
+    created_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    updated_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+
+    class Meta:
+        model = Connector
+        fields = [
+            "id",
+            "workspace",
+            "name",
+            "connector_type",
+            "config",
+            "last_check",
+            "created_by",
+            "updated_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_config(self, connector: Connector) -> dict[str, Any]:
+        return {**connector.config, **connector_secret_status(connector)}
+
+    def get_last_check(self, connector: Connector) -> dict[str, Any]:
+        return {
+            "status": connector.last_check_status,
+            "message": connector.last_check_message,
+            "at": serializers.DateTimeField().to_representation(connector.last_check_at)
+            if connector.last_check_at
+            else None,
+        }
+
+
+class ConnectorCreateInputSerializer(serializers.Serializer):
+    workspace = serializers.IntegerField(required=False, help_text="Defaults to your only workspace.")
+    name = serializers.CharField(max_length=100)
+    connector_type = serializers.CharField(max_length=100)
+    config = serializers.DictField(
+        default=dict, help_text="Validated against the type's config_schema; secrets are stored encrypted."
+    )
+
+
+class ConnectorUpdateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    connector_type = serializers.CharField(max_length=100, required=False)
+    config = serializers.DictField(
+        required=False,
+        help_text="PATCH merges into the stored config (null resets a key). A secret left out, or sent as "
+        '{"is_set": true}, is kept; null clears it.',
+    )
+
+
+class CheckOutputSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=CheckStatus.choices)
+    message = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class StreamFieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    nullable = serializers.BooleanField()
+
+
+class StreamSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    fields = StreamFieldSerializer(many=True)
+    primary_key = serializers.ListField(child=serializers.CharField())
+    cursor_field = serializers.CharField(allow_null=True)
+    cursor_candidates = serializers.ListField(child=serializers.CharField())
+    supported_sync_modes = serializers.ListField(child=serializers.CharField())
+
+
+class DiscoverOutputSerializer(serializers.Serializer):
+    streams = StreamSerializer(many=True)
+
+
+class PreviewQuerySerializer(serializers.Serializer):
+    stream = serializers.CharField()
+    limit = serializers.IntegerField(required=False, min_value=1, default=100, help_text="At most 1000.")
+
+
+class RejectedRowSerializer(serializers.Serializer):
+    line = serializers.IntegerField(allow_null=True)
+    row = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField()
+    raw = serializers.JSONField()
+    source = serializers.CharField()
+
+
+class PreviewOutputSerializer(serializers.Serializer):
+    stream = StreamSerializer()
+    rows = serializers.ListField(child=serializers.DictField())
+    rejected = RejectedRowSerializer(many=True)
+    limit = serializers.IntegerField()

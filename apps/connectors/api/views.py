@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from aggregator.api.viewsets import WorkspaceScopedModelViewSet
+from apps.connectors import selectors, services
+from apps.connectors.models import Connector
+from apps.users.models import Role
+
+from .serializers import (
+    CheckOutputSerializer,
+    ConnectorCreateInputSerializer,
+    ConnectorSerializer,
+    ConnectorTypeSerializer,
+    ConnectorUpdateInputSerializer,
+    DiscoverOutputSerializer,
+    PreviewOutputSerializer,
+    PreviewQuerySerializer,
+    connector_type_data,
+)
+
+
+@extend_schema(tags=["connectors"])
+class ConnectorTypeViewSet(viewsets.GenericViewSet):
+    """The connector types this installation offers, each with the JSON Schema of its config."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = ConnectorTypeSerializer
+    lookup_field = "slug"
+    lookup_value_regex = r"[A-Za-z0-9_.\-]+"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("kind", str, enum=["source", "destination"], required=False)],
+        responses={200: ConnectorTypeSerializer(many=True)},
+    )
+    def list(self, request: Request) -> Response:
+        kind = request.query_params.get("kind") or None
+        types = selectors.connector_type_list(kind=kind)  # type: ignore[arg-type]
+        page = self.paginate_queryset([connector_type_data(t) for t in types])
+        return self.get_paginated_response(page)
+
+    @extend_schema(responses={200: ConnectorTypeSerializer})
+    def retrieve(self, request: Request, slug: str) -> Response:
+        return Response(connector_type_data(selectors.connector_type_get(slug=slug)))
+
+
+@extend_schema(tags=["connectors"])
+class ConnectorViewSet(WorkspaceScopedModelViewSet):
+    """Configured connectors. Secrets are write-only: responses show `{"is_set": true}` in their place.
+    Viewers list, read and preview; editors create, change, check and discover."""
+
+    serializer_class = ConnectorSerializer
+    filterset_fields = ["connector_type"]
+    action_roles = {"check": Role.EDITOR, "discover": Role.EDITOR, "preview": Role.VIEWER}
+
+    def scoped_queryset(self) -> QuerySet[Connector]:
+        return selectors.connector_list_for_user(user=self.request.user)
+
+    def get_object(self) -> Connector:
+        connector = selectors.connector_get_for_user(user=self.request.user, connector_id=self.kwargs["pk"])
+        self.check_object_permissions(self.request, connector)
+        return connector
+
+    @extend_schema(request=ConnectorCreateInputSerializer, responses={201: ConnectorSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        workspace = self.workspace_for_create(request)
+        data = ConnectorCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        connector = services.connector_create(
+            workspace=workspace,
+            user=request.user,
+            name=data.validated_data["name"],
+            connector_type=data.validated_data["connector_type"],
+            config=data.validated_data["config"],
+        )
+        return Response(ConnectorSerializer(connector).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ConnectorUpdateInputSerializer, responses={200: ConnectorSerializer})
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        partial = kwargs.pop("partial", False)
+        connector = self.get_object()
+        data = ConnectorUpdateInputSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        connector = services.connector_update(
+            connector=connector,
+            user=request.user,
+            name=data.validated_data.get("name"),
+            connector_type=data.validated_data.get("connector_type"),
+            config=data.validated_data.get("config"),
+            replace=not partial,
+        )
+        return Response(ConnectorSerializer(connector).data)
+
+    @extend_schema(request=ConnectorUpdateInputSerializer, responses={200: ConnectorSerializer})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
+
+    def perform_destroy(self, instance: Connector) -> None:
+        services.connector_delete(connector=instance, user=self.request.user)
+
+    @extend_schema(request=None, responses={200: CheckOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def check(self, request: Request, pk: str) -> Response:
+        """Contact the configured system (bounded by the type's timeout) and record the result."""
+        connector = services.connector_check(connector=self.get_object())
+        return Response(
+            CheckOutputSerializer(
+                {
+                    "ok": connector.last_check_status == "succeeded",
+                    "status": connector.last_check_status,
+                    "message": connector.last_check_message,
+                    "at": connector.last_check_at,
+                }
+            ).data
+        )
+
+    @extend_schema(request=None, responses={200: DiscoverOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def discover(self, request: Request, pk: str) -> Response:
+        """The streams the source offers now, with their fields. Not stored yet: the schemas app will keep
+        versions of these and report what changed."""
+        streams = services.connector_discover(connector=self.get_object())
+        return Response({"streams": [s.to_dict() for s in streams]})
+
+    @extend_schema(parameters=[PreviewQuerySerializer], responses={200: PreviewOutputSerializer})
+    @action(detail=True, methods=["get"])
+    def preview(self, request: Request, pk: str) -> Response:
+        """The first rows of a stream as JSON (`limit` at most 1000), and rows rejected on the way."""
+        connector = self.get_object()
+        query = PreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        body = services.connector_preview(
+            connector=connector, stream=query.validated_data["stream"], limit=query.validated_data["limit"]
+        )
+        return Response(body)
