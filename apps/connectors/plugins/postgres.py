@@ -138,9 +138,11 @@ def _libpq_reason(exc: Exception, password: str | None) -> tuple[str, str]:
     message = lines[0] if lines else type(exc).__name__
     # libpq prefixes every attempt with "connection to server at "host" (addr), port N failed:".
     message = re.sub(
-        r'^connection (failed: )?(to server at "[^"]*" \([^)]*\), port \d+ failed: )?', "", message
+        r'^(connection failed: )?(connection to server at "[^"]*"( \([^)]*\))?, port \d+ failed: )?',
+        "",
+        message,
     )
-    message = message.removeprefix("FATAL:  ").strip()
+    message = re.sub(r"^(FATAL|ERROR):\s+", "", message).strip()
     lowered = message.lower()
     if "password" in lowered:
         field = "password"
