@@ -1,0 +1,186 @@
+"""CSV files source: chunked reads, typed columns, rejected rows with line numbers, the import-dir jail."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator.dataplane import Batch, FieldType, RejectedRows, StateCheckpoint, StreamSchema
+from apps.connectors.base import ConnectorError
+from apps.connectors.plugins.csv_file import CsvFileSource
+
+source = CsvFileSource()
+
+
+def _read(config: dict[str, Any], state: dict[str, Any] | None = None) -> tuple[StreamSchema, list[Any]]:
+    cfg = source.validate_config(config)
+    [stream] = source.discover(cfg)
+    return stream, list(source.read(cfg, stream, state))
+
+
+def _batches(items: list[Any]) -> list[Batch]:
+    return [i for i in items if isinstance(i, Batch)]
+
+
+def _rejected(items: list[Any]) -> list[dict[str, Any]]:
+    return [r.to_dict() for i in items if isinstance(i, RejectedRows) for r in i.rows]
+
+
+def test_reads_in_chunks_of_chunk_size_with_inferred_types(import_dir: Path) -> None:
+    lines = ["id,price,day,at,flag,label"]
+    lines += [
+        f"{i},{i / 2},2024-01-{i % 28 + 1:02d},2024-01-01T00:00:{i % 60:02d}Z,{i % 2 == 0},n{i}"
+        for i in range(10_000)
+    ]
+    (import_dir / "big.csv").write_text("\n".join(lines) + "\n")
+
+    stream, items = _read({"path": "big.csv", "chunk_size": 3000})
+
+    assert [(f.name, f.type) for f in stream.fields] == [
+        ("id", FieldType.INTEGER),
+        ("price", FieldType.NUMBER),
+        ("day", FieldType.DATE),
+        ("at", FieldType.DATETIME),
+        ("flag", FieldType.BOOLEAN),
+        ("label", FieldType.STRING),
+    ]
+    batches = _batches(items)
+    assert [b.num_rows for b in batches] == [3000, 3000, 3000, 1000]
+    assert sum(b.num_rows for b in batches) == 10_000
+    last = batches[-1].table.to_pylist()[-1]
+    assert (
+        last["id"] == 9999 and last["price"] == 4999.5 and last["flag"] is False and last["label"] == "n9999"
+    )
+    assert str(batches[0].frame.dtypes["id"]) == "int64[pyarrow]"
+    assert isinstance(items[-1], StateCheckpoint)
+    assert _rejected(items) == []
+
+
+def test_malformed_rows_are_rejected_with_their_line_numbers(import_dir: Path) -> None:
+    (import_dir / "people.csv").write_text(
+        "id,name,score\n"
+        "1,alice,1.5\n"
+        "2,bob\n"  # line 3: too few columns
+        "3,carol,abc\n"  # line 4: not a number
+        "\n"  # line 5: blank, skipped
+        '4,"dave\nthe second",4.5\n'  # lines 6-7: a quoted line break is one record
+        "5,eve,5.5,extra\n"  # line 8: too many columns
+        "6,frank,6e1\n"
+    )
+    _, items = _read({"path": "people.csv", "column_types": {"score": "number"}, "multiline_values": True})
+
+    rows = [r for b in _batches(items) for r in b.table.to_pylist()]
+    assert rows == [
+        {"id": 1, "name": "alice", "score": 1.5},
+        {"id": 4, "name": "dave\nthe second", "score": 4.5},
+        {"id": 6, "name": "frank", "score": 60.0},
+    ]
+    assert _rejected(items) == [
+        {
+            "line": 3,
+            "row": None,
+            "reason": "expected 3 columns, found 2",
+            "raw": "2,bob",
+            "source": "people.csv",
+        },
+        {
+            "line": 8,
+            "row": None,
+            "reason": "expected 3 columns, found 4",
+            "raw": "5,eve,5.5,extra",
+            "source": "people.csv",
+        },
+        {
+            "line": 4,
+            "row": None,
+            "reason": "score: 'abc' is not a valid number",
+            "raw": {"id": "3", "name": "carol", "score": "abc"},
+            "source": "people.csv",
+        },
+    ]
+
+
+def test_sniffs_delimiter_encoding_and_headerless_files(import_dir: Path) -> None:
+    (import_dir / "latin.csv").write_bytes("1;Zoë;2,5\n2;Ærø;3\n".encode("cp1252"))
+    stream, items = _read({"path": "latin.csv"})
+    assert stream.field_names == ["f0", "f1", "f2"]
+    assert [r for b in _batches(items) for r in b.table.to_pylist()] == [
+        {"f0": 1, "f1": "Zoë", "f2": "2,5"},
+        {"f0": 2, "f1": "Ærø", "f2": "3"},
+    ]
+
+
+def test_overrides_win_over_detection(import_dir: Path) -> None:
+    (import_dir / "pipes.txt").write_text("a|b\n1|x\n")
+    stream, items = _read({"path": "pipes.txt", "delimiter": "|", "header": False, "stream_name": "p"})
+    assert stream.name == "p"
+    assert [r for b in _batches(items) for r in b.table.to_pylist()] == [
+        {"f0": "a", "f1": "b"},
+        {"f0": "1", "f1": "x"},
+    ]
+
+
+def test_gzip_files_and_globs_form_one_stream(import_dir: Path) -> None:
+    (import_dir / "2024").mkdir()
+    for month in (1, 2):
+        with gzip.open(import_dir / "2024" / f"m{month}.csv.gz", "wt") as fh:
+            fh.write(f"month,value\n{month},10\n{month},20\n")
+    stream, items = _read({"path": "2024/*.csv.gz", "stream_name": "months"})
+    assert stream.name == "months"
+    assert [r["month"] for b in _batches(items) for r in b.table.to_pylist()] == [1, 1, 2, 2]
+    checkpoints = [i for i in items if isinstance(i, StateCheckpoint)]
+    assert len(checkpoints) == 2
+    assert set(checkpoints[-1].state["files"]) == {"2024/m1.csv.gz", "2024/m2.csv.gz"}
+
+
+def test_incremental_state_skips_files_already_read(import_dir: Path) -> None:
+    (import_dir / "a.csv").write_text("x\n1\n")
+    (import_dir / "b.csv").write_text("x\n2\n")
+    cfg = source.validate_config({"path": "*.csv", "stream_name": "xs"})
+    [stream] = source.discover(cfg)
+    first = list(source.read(cfg, stream, None))
+    state = [i for i in first if isinstance(i, StateCheckpoint)][-1].state
+
+    (import_dir / "c.csv").write_text("x\n3\n")
+    second = list(source.read(cfg, stream, state))
+
+    assert [r["x"] for b in _batches(second) for r in b.table.to_pylist()] == [3]
+
+
+@pytest.mark.parametrize("path", ["../outside.csv", "/etc/passwd", "sub/../../outside.csv"])
+def test_paths_leaving_the_import_directory_are_refused_by_validation(path: str, import_dir: Path) -> None:
+    with pytest.raises(ConnectorError) as excinfo:
+        source.validate_config({"path": path})
+    assert excinfo.value.field == "path"
+
+
+def test_a_symlink_out_of_the_import_directory_is_refused(import_dir: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("token\nhunter2\n")
+    os.symlink(secret, import_dir / "innocent.csv")
+    (import_dir / "linked").symlink_to(tmp_path, target_is_directory=True)
+    for path in ("innocent.csv", "linked/secret.csv", "*.csv"):
+        cfg = source.validate_config({"path": path})
+        with pytest.raises(ConnectorError) as excinfo:
+            source.discover(cfg)
+        assert excinfo.value.field == "path"
+        assert "outside the import directory" in excinfo.value.message
+        assert str(tmp_path) not in excinfo.value.message
+
+
+def test_no_matching_file_is_a_clear_error(import_dir: Path) -> None:
+    with pytest.raises(ConnectorError, match=re.escape("No file matches 'missing/*.csv'")):
+        source.check(source.validate_config({"path": "missing/*.csv"}))
+
+
+def test_a_column_of_the_wrong_type_fails_with_a_message_naming_it(import_dir: Path) -> None:
+    (import_dir / "words.csv").write_text("n\n" + "\n".join(f"w{i}" for i in range(3000)) + "\n")
+    cfg = source.validate_config({"path": "words.csv", "column_types": {"n": "integer"}})
+    [stream] = source.discover(cfg)
+    with pytest.raises(ConnectorError, match="Column 'n' does not hold integer values"):
+        list(source.read(cfg, stream, None))
