@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
-from .base import *  # noqa: F403
-from .base import AGGREGATOR_ENCRYPTION_KEYS, env, env_secret
+from aggregator.embedded import load_up_env
+
+# While `manage.py up` runs on ./var, other commands (shell, dbshell, createsuperuser…) use its PostgreSQL
+# and Redis, and the keys it keeps there, for whichever of those variables the environment leaves unset.
+load_up_env(Path(__file__).resolve().parent.parent.parent / "var")
+
+from .base import *  # noqa: E402,F403
+from .base import AGGREGATOR_ENCRYPTION_KEYS, env, env_secret  # noqa: E402
 
 DEBUG = env.bool("DEBUG", default=True)
 # A fixed development key only when none is given: `up` writes a random one to var/secrets.env.
