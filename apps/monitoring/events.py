@@ -55,6 +55,30 @@ def emit(type: str, workspace: Any, subject: Any = None, payload: dict[str, Any]
     return event
 
 
+def publish(type: str, workspace: Any, subject: Any = None, payload: dict[str, Any] | None = None) -> None:
+    """Announce something ephemeral (e.g. a run's progress every second) live, without storing it."""
+    subject_type, subject_id = _subject_of(subject)
+    workspace_id = getattr(workspace, "pk", workspace)
+    message = {
+        "type": "event.message",
+        "message": {
+            "type": "event",
+            "event": {
+                "id": None,
+                "type": type,
+                "workspace": workspace_id,
+                "subject": {"type": subject_type, "id": subject_id},
+                "payload": payload or {},
+                "created_at": None,
+            },
+        },
+    }
+    groups = [group_name("workspace", workspace_id)]
+    if subject_type == "run":
+        groups.append(group_name("run", subject_id))
+    _send(groups, message, type)
+
+
 def event_message(event: Event) -> dict[str, Any]:
     return {
         "type": "event",
@@ -79,22 +103,26 @@ def _after_commit(event: Event) -> None:
 
 
 def _publish(event: Event) -> None:
+    # "type" routes the message to the consumer's handler; "message" is what the client receives.
+    message = {"type": "event.message", "message": event_message(event)}
+    groups = [group_name("workspace", event.workspace_id)]
+    if event.subject_type == "run":
+        groups.append(group_name("run", event.subject_id))
+    _send(groups, message, event.type)
+
+
+def _send(groups: list[str], message: dict[str, Any], event_type: str) -> None:
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
     if layer is None:
         return
-    # "type" routes the message to the consumer's handler; "message" is what the client receives.
-    message = {"type": "event.message", "message": event_message(event)}
-    groups = [group_name("workspace", event.workspace_id)]
-    if event.subject_type == "run":
-        groups.append(group_name("run", event.subject_id))
     try:
         for group in groups:
             async_to_sync(layer.group_send)(group, message)
     except Exception:  # the event is stored; a Redis hiccup must not fail the caller
-        logger.warning("event_publish_failed", event_id=event.id, event_type=event.type)
+        logger.warning("event_publish_failed", event_type=event_type)
 
 
 @cache

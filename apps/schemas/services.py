@@ -142,3 +142,11 @@ def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) 
     if changed:
         logger.info("schema_versions_recorded", connector_id=connector.id, streams=changed)
     return changes
+
+
+def schema_discover(*, connector: Any) -> list[StreamChange]:
+    """Discover the connector's streams now and record them as versions; returns what changed."""
+    from apps.connectors.services import connector_discover
+
+    streams = connector_discover(connector=connector)
+    return schema_record_discovery(connector=connector, streams=streams)
