@@ -1,0 +1,230 @@
+"""Parquet files source: a file or a glob under the import directory (AGGREGATOR_IMPORT_DIR).
+
+Read with `pyarrow.parquet.ParquetFile.iter_batches(batch_size=chunk_size)`: one batch at a time, never the
+whole file (a row group is decoded at most once, in slices of `chunk_size` rows). Parquet needs random access
+(its schema is in a footer), so a Parquet file inside a `.gz` or a `.zip` is first streamed through the
+archive byte counter into a temporary file (deleted after the read); a plain file is read in place.
+
+Types: discovery maps the file's Arrow schema to field types (`field_type_of`): integers, floats and
+decimals, booleans, dates, timestamps (naive ones are taken as UTC), strings; lists, structs and maps become
+`json` (their JSON text). Each batch is cast column by column to the stream's types; a value that does not
+cast (a uint64 above the int64 range, an invalid UTF-8 binary) rejects its row, with its 1-based row number
+in the file. Columns of the stream missing from a file are null (a glob of files whose schemas evolved).
+
+Incremental: by a cursor field as for the JSON source (rows above the state's cursor; one checkpoint at the
+end of the stream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field, field_validator
+
+from aggregator.dataplane import (
+    DEFAULT_CHUNK_SIZE,
+    Batch,
+    FieldType,
+    ReadItem,
+    RejectedRow,
+    StreamSchema,
+    SyncMode,
+    arrow_type_for,
+)
+from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.plugins.json_file import (
+    _CONVERT_ERRORS,
+    CursorFilter,
+    columns_to_table,
+    members_for,
+    rejected,
+    relative_path,
+    stream_name_for,
+)
+from apps.connectors.uploads import InputMember, is_member_error, local_file
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _cast_column(column: pa.ChunkedArray | pa.Array, field_type: FieldType) -> pa.Array | pa.ChunkedArray:
+    target = arrow_type_for(field_type)
+    source = column.type
+    if pa.types.is_dictionary(source):
+        column = pc.cast(column, source.value_type)
+        source = source.value_type
+    if field_type == FieldType.JSON and (pa.types.is_nested(source) or not pa.types.is_string(source)):
+        raise pa.ArrowNotImplementedError("nested values go through JSON text")
+    if field_type == FieldType.DATETIME and pa.types.is_timestamp(source):
+        # Nanoseconds are truncated to microseconds (the batch contract's unit); naive values are UTC.
+        return pc.cast(column, target, safe=False)
+    if field_type == FieldType.DATE and pa.types.is_timestamp(source):
+        return pc.cast(pc.cast(column, pa.timestamp("us"), safe=False), pa.date32())
+    return pc.cast(column, target)
+
+
+def conform(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, dict[int, str]]:
+    """Cast a file's batch to the stream's types; the good rows and {row index: reason} of the bad."""
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    failing: dict[str, list[Any]] = {}
+    for field in schema.fields:
+        if field.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, arrow_type_for(field.type)))
+            continue
+        column = table.column(field.name)
+        try:
+            arrays.append(_cast_column(column, field.type))
+        except _CONVERT_ERRORS:
+            # The slow path, only for a column that does not cast as a whole: Python values, converted (and
+            # bad ones found) by the shared converter.
+            failing[field.name] = column.to_pylist()
+            arrays.append(pa.nulls(table.num_rows, arrow_type_for(field.type)))
+    if not failing:
+        return pa.Table.from_arrays(arrays, schema=schema.arrow_schema()), {}
+    sub = StreamSchema(name=schema.name, fields=tuple(f for f in schema.fields if f.name in failing))
+    converted, bad = columns_to_table(failing, sub, table.num_rows)
+    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    good = pa.Table.from_arrays(arrays, schema=schema.arrow_schema()).filter(keep)
+    for name in failing:
+        good = good.set_column(schema.field_names.index(name), name, converted.column(name))
+    return good, bad
+
+
+class ParquetFileConfig(ConnectorConfig):
+    path: str = Field(
+        title="Path or glob",
+        description="A file or a glob (e.g. `sales/*.parquet`) relative to the import directory. All files "
+        "of a glob form one stream; columns missing from a file are null.",
+        min_length=1,
+        max_length=1000,
+    )
+    stream_name: str | None = Field(
+        default=None, title="Stream name", description="Defaults to the file name without its suffixes."
+    )
+    compression: Literal["infer", "none", "gzip", "zip"] = Field(
+        default="infer",
+        title="Archive",
+        description="Outer compression of the file (Parquet's own column compression is always read).",
+    )
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        return relative_path(value)
+
+
+class ParquetFileSource(ConnectorType):
+    slug = "parquet_file"
+    title = "Parquet files"
+    kind = ConnectorKind.SOURCE
+    description = "Parquet files from the import directory, read batch by batch."
+    config_model = ParquetFileConfig
+
+    def check(self, config: ParquetFileConfig) -> CheckResult:
+        members = members_for(config.path, config.compression, PARQUET_SUFFIXES)
+        with self._open(members[0]) as parquet:
+            rows = parquet.metadata.num_rows
+        noun = "input matches" if len(members) == 1 else "inputs match"
+        return CheckResult(ok=True, message=f"{len(members)} {noun}; the first has {rows} rows.")
+
+    def discover(self, config: ParquetFileConfig) -> list[StreamSchema]:
+        members = members_for(config.path, config.compression, PARQUET_SUFFIXES)
+        with self._open(members[0]) as parquet:
+            arrow_schema = parquet.schema_arrow
+        name = config.stream_name or stream_name_for(members[0].name, PARQUET_SUFFIXES)
+        inferred = StreamSchema.from_arrow(name, arrow_schema)
+        modes = (
+            (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL)
+            if inferred.cursor_candidates
+            else (SyncMode.FULL_REFRESH,)
+        )
+        return [
+            StreamSchema(
+                name=name,
+                fields=inferred.fields,
+                cursor_candidates=inferred.cursor_candidates,
+                supported_sync_modes=modes,
+            )
+        ]
+
+    def read(
+        self, config: ParquetFileConfig, stream: StreamSchema, state: dict[str, Any] | None
+    ) -> Iterator[ReadItem]:
+        members = members_for(config.path, config.compression, PARQUET_SUFFIXES)
+        cursor = CursorFilter(stream, state)
+        for member in members:
+            yield from self._read_member(member, config, stream, cursor)
+        checkpoint = cursor.checkpoint()
+        if checkpoint is not None:
+            yield checkpoint
+
+    def _read_member(
+        self, member: InputMember, config: ParquetFileConfig, stream: StreamSchema, cursor: CursorFilter
+    ) -> Iterator[ReadItem]:
+        with self._open(member) as parquet:
+            present = [n for n in stream.field_names if n in parquet.schema_arrow.names]
+            offset = 0
+            try:
+                for record_batch in parquet.iter_batches(batch_size=config.chunk_size, columns=present):
+                    table, bad = conform(pa.Table.from_batches([record_batch]), stream)
+                    if bad:
+                        raw_rows = pa.Table.from_batches([record_batch]).take(sorted(bad)).to_pylist()
+                        yield from rejected(
+                            stream,
+                            [
+                                RejectedRow(
+                                    reason=reason, raw=_jsonable(raw), row=offset + i + 1, source=member.label
+                                )
+                                for (i, reason), raw in zip(sorted(bad.items()), raw_rows, strict=True)
+                            ],
+                        )
+                    offset += record_batch.num_rows
+                    table = cursor.apply(table)
+                    if table.num_rows:
+                        yield Batch(table, stream=stream.name)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise ConnectorError(f"Cannot read {member.label}: {exc}", field="path") from None
+
+    def _open(self, member: InputMember) -> _OpenParquet:
+        return _OpenParquet(member)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in row.items()}
+
+
+class _OpenParquet:
+    """`with _OpenParquet(member) as parquet_file:` — the member as a seekable file, opened by pyarrow."""
+
+    def __init__(self, member: InputMember) -> None:
+        self.member = member
+        self._local: Any = None
+        self._file: pq.ParquetFile | None = None
+
+    def __enter__(self) -> pq.ParquetFile:
+        self._local = local_file(self.member)
+        try:
+            path = self._local.__enter__()
+            self._file = pq.ParquetFile(path)
+        except ConnectorError:
+            self._local.__exit__(None, None, None)
+            raise
+        except (pa.ArrowInvalid, OSError) as exc:
+            self._local.__exit__(None, None, None)
+            raise ConnectorError(f"{self.member.label} is not a Parquet file: {exc}", field="path") from None
+        except Exception as exc:
+            self._local.__exit__(None, None, None)
+            if is_member_error(exc):
+                raise ConnectorError(f"Cannot read {self.member.label}: {exc}", field="path") from None
+            raise
+        return self._file
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._local is not None:
+            self._local.__exit__(*exc_info)
