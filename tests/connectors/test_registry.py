@@ -62,7 +62,9 @@ def _fake_distribution(root: Path, entry_points: str) -> None:
     (dist / "entry_points.txt").write_text(entry_points)
 
 
-def test_a_type_registers_through_entry_point_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_type_registers_through_entry_point_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _fake_distribution(
         tmp_path,
         "[aggregator.connectors]\n"
