@@ -12,7 +12,8 @@ Endpoints (all JSON; every one but /oauth/token checks the configured auth):
 
 Counts: `hits[key]` every answer to a page (errors included), `served[key]` the 200s, `requests` every
 request with its headers; a page key is the path and its query without the API key, params sorted.
-`failures[key]` is a list of (status, headers) answered before the real page.
+`failures[key]` is a list of (status, headers) answered before the real page, `delays[key]` stalls
+between the headers and the body of the page (one per request).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,6 +77,7 @@ class RestTestServer:
     hits: Counter[str] = field(default_factory=Counter)
     served: Counter[str] = field(default_factory=Counter)
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    delays: dict[str, list[float]] = field(default_factory=dict)  # seconds to stall before answering
     requests: list[Request] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     tokens: dict[str, int] = field(default_factory=dict)  # token -> uses left
@@ -110,7 +113,9 @@ def _handler(state: RestTestServer) -> type[http.server.BaseHTTPRequestHandler]:
 
         # --- helpers ---------------------------------------------------------------------------
 
-        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self, status: int, body: Any, headers: dict[str, str] | None = None, stall: float = 0.0
+        ) -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -118,7 +123,13 @@ def _handler(state: RestTestServer) -> type[http.server.BaseHTTPRequestHandler]:
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                if stall:  # the headers are out, the body comes late: a read timeout half-way
+                    self.wfile.flush()
+                    time.sleep(stall)
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting
 
         def _error(self, status: int, headers: dict[str, str] | None = None) -> None:
             # The body echoes what a careless API might: the connector must never repeat it.
@@ -189,6 +200,8 @@ def _handler(state: RestTestServer) -> type[http.server.BaseHTTPRequestHandler]:
                 state.hits[key] += 1
                 planned = state.failures.get(key)
                 failure = planned.pop(0) if planned else None
+                stalls = state.delays.get(key)
+                stall = stalls.pop(0) if stalls else 0.0
             if failure is not None:
                 self._error(failure[0], failure[1])
                 return
@@ -209,7 +222,7 @@ def _handler(state: RestTestServer) -> type[http.server.BaseHTTPRequestHandler]:
             if status == 200:
                 with state.lock:
                     state.served[key] += 1
-            self._send(status, body, headers)
+            self._send(status, body, headers, stall)
 
         def route_page(self, q: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
             page, size = int(q.get("page", 1)), int(q.get("per_page", 10))

@@ -369,6 +369,33 @@ def test_oauth2_token_is_cached_and_refreshed_when_the_server_expires_it(source,
     assert all(api.served[f"/page?page={p}&per_page=5"] == 1 for p in range(2, 6))
 
 
+def test_oauth2_token_is_renewed_before_it_expires(source, api, monkeypatch):
+    from apps.connectors.plugins import rest_api
+
+    api.auth = "oauth2"
+    api.token_expires_in = 3600  # renewed 30 s early: after 3570 s on the token clock
+    ticks = iter(range(1000, 100_000, 1000))  # every look at the clock is 1000 s later
+    monkeypatch.setattr(rest_api, "_clock", lambda: next(ticks))
+    config = oauth_config(api)
+    schema = source.discover(config)[0]
+    api.token_requests.clear()
+    table, _ = read_stream(source, config)
+    assert ids(table) == ALL_IDS
+    # Discovery (inside read_stream) takes token 1 and is done; the read's token 2 is obtained at 2000 s,
+    # used at 3000, 4000, 5000 and renewed at 6000 s (page 4): no 401 was needed.
+    assert len(api.token_requests) == 3
+    assert sum(api.hits.values()) == sum(api.served.values())
+    assert schema.name == "items"
+
+
+def test_a_page_cut_off_by_a_timeout_is_retried(source, api):
+    api.delays["/page?page=2&per_page=5"] = [1.0]
+    table, _ = read_stream(source, make_config(api, timeout_s=0.2))
+    assert ids(table) == ALL_IDS
+    assert api.hits["/page?page=2&per_page=5"] == 2  # the cut-off answer, then the whole one
+    assert len(source.waits) == 1
+
+
 def test_oauth2_bad_client_secret_names_the_field(source, api):
     api.auth = "oauth2"
     result = run_check(source, oauth_config(api, oauth2_client_secret="wrong-secret"))

@@ -606,13 +606,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+# The clock OAuth2 token lifetimes are measured on (a module attribute so a test can move it forward).
+_clock = time.monotonic
+
+
 @dataclass
 class _Token:
     value: str
-    expires_at: float | None  # time.monotonic(); None: until the API says otherwise (a 401)
+    expires_at: float | None  # on _clock; None: until the API says otherwise (a 401)
 
     def fresh(self) -> bool:
-        return self.expires_at is None or time.monotonic() < self.expires_at
+        return self.expires_at is None or _clock() < self.expires_at
 
 
 @dataclass(frozen=True)
@@ -748,6 +752,9 @@ class RestClient:
             attempt += 1
             try:
                 response = self._send_once(url, params, what)
+                if response.status_code < 300:
+                    # A body cut off half-way (timeout, reset) is retried like a failed connection.
+                    return self._read_json(response, url, what)
             except httpx.TransportError as exc:
                 reason = _transport_reason(exc, self.config.timeout_s)
                 if attempt >= self.max_attempts:
@@ -760,8 +767,6 @@ class RestClient:
                 self._sleep(wait)
                 continue
             status = response.status_code
-            if status < 300:
-                return self._read_json(response, url, what)
             response.close()  # the body of an error response is never read, so never echoed
             if status == 401 and self.config.auth_type == "oauth2_client_credentials" and not token_refreshed:
                 # The cached token expired early or was revoked: one new token, then the same request again.
@@ -830,9 +835,6 @@ class RestClient:
                         field="max_response_bytes",
                     )
                 chunks.append(chunk)
-        except httpx.TransportError as exc:
-            reason = _transport_reason(exc, self.config.timeout_s)
-            raise ConnectorError(f"{what}: reading GET {_where(url)} failed ({reason}).") from None
         finally:
             response.close()
         try:
@@ -918,7 +920,7 @@ class RestClient:
             expires_at = None
             if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
                 # Renew a little early so a token does not run out between the check and the server.
-                expires_at = time.monotonic() + expires_in - min(30.0, expires_in * 0.1)
+                expires_at = _clock() + expires_in - min(30.0, expires_in * 0.1)
             logger.info("rest_api_oauth_token_obtained", host=url.host, expires_in=expires_in)
             return _Token(value=value, expires_at=expires_at)
         raise AssertionError("unreachable")  # the loop returns or raises
