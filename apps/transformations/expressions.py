@@ -1,0 +1,824 @@
+"""The expression language of filter (and, later, derive, validation rules and conditions).
+
+Text is parsed by a hand-written tokenizer and a precedence-climbing (Pratt) parser into a small tree of
+frozen dataclasses; nothing is ever handed to `eval`, `exec` or a template engine, and the tokenizer knows
+no character that could reach Python (no `.`, `[`, `{`, `;`, no function calls yet). The tree is then
+
+- formatted back to canonical text (`format_expr`; `parse(format_expr(n)) == n`),
+- type-checked against a stream schema (`typecheck`), which is where unknown columns and type mistakes
+  are reported with their position, and
+- compiled to a `pyarrow.compute.Expression` (`compile_expr`), so evaluation is vectorised by Arrow.
+
+Semantics are SQL's three-valued logic: a comparison with a null is null, `and`/`or` are Kleene, a
+filter keeps the rows where the condition is true (null is dropped). Division is true division and gives
+null (not an error, not infinity) for a zero divisor; `%` takes the sign of the divisor, as in Python.
+
+Grammar, loosest binding first (every binary operator is left-associative except comparisons, which do
+not chain):
+
+    expr        := expr "or" expr | expr "and" expr | "not" expr
+                 | sum ( cmp_op sum | ["not"] "in" "(" expr ("," expr)* ")" | "is" ["not"] "null" )?
+                 | sum
+    cmp_op      := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+    sum         := sum ("+" | "-") product | product
+    product     := product ("*" | "/" | "%") unary | unary
+    unary       := "-" unary | primary
+    primary     := NUMBER | STRING | "true" | "false" | "null" | IDENT | `QUOTED IDENT` | "(" expr ")"
+
+Keywords are case-insensitive; column names are case-sensitive. A column whose name is a keyword or is
+not a plain identifier is written in backquotes (`` `my col` ``, a backquote inside doubled).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import acero
+
+from aggregator.dataplane import FieldType, StreamSchema, arrow_type_for
+
+# Both limits are far above any expression a person writes, and low enough that a hostile or generated
+# input is refused in microseconds and every recursive pass over the tree stays well inside Python's
+# recursion limit (the parser spends about three frames per level).
+MAX_LENGTH = 10_000
+MAX_DEPTH = 100
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+class Position(NamedTuple):
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.col}"
+
+
+class ExpressionError(ValueError):
+    """An expression that cannot be parsed, type-checked or evaluated. `str()` reads
+    `<reason> at <line>:<col>[, <hint>]`."""
+
+    def __init__(self, reason: str, position: Position | None = None, *, hint: str | None = None) -> None:
+        self.reason = reason
+        self.position = position
+        self.hint = hint
+        text = reason if position is None else f"{reason} at {position}"
+        if hint:
+            text = f"{text}, {hint}"
+        super().__init__(text)
+        self.message = text
+
+
+# --- the tree ------------------------------------------------------------------------------------------
+
+_NOWHERE = Position(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """Base of every tree node. Positions point into the parsed text and take no part in equality, so a
+    tree re-parsed from its formatted text compares equal to the original."""
+
+    pos: Position = field(default=_NOWHERE, compare=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Column(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Literal(Node):
+    """A constant. `type` is None for `null`; it is part of equality so that `1`, `1.0` and `true` differ."""
+
+    value: int | float | str | bool | None
+    type: FieldType | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Node):
+    op: str  # "not" | "-"
+    operand: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Binary(Node):
+    op: str  # "or" "and" "=" "!=" "<" "<=" ">" ">=" "+" "-" "*" "/" "%"
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class InList(Node):
+    operand: Node
+    items: tuple[Node, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull(Node):
+    operand: Node
+    negated: bool = False
+
+
+# Binding strength. Comparisons (including `in` and `is null`) share one level and do not chain.
+_OR, _AND, _NOT, _CMP, _SUM, _PRODUCT, _UNARY, _ATOM = range(1, 9)
+
+_BINARY_OPS: dict[str, tuple[int, str]] = {
+    "or": (_OR, "or"),
+    "and": (_AND, "and"),
+    "=": (_CMP, "="),
+    "==": (_CMP, "="),
+    "!=": (_CMP, "!="),
+    "<>": (_CMP, "!="),
+    "<": (_CMP, "<"),
+    "<=": (_CMP, "<="),
+    ">": (_CMP, ">"),
+    ">=": (_CMP, ">="),
+    "+": (_SUM, "+"),
+    "-": (_SUM, "-"),
+    "*": (_PRODUCT, "*"),
+    "/": (_PRODUCT, "/"),
+    "%": (_PRODUCT, "%"),
+}
+COMPARISON_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
+ARITHMETIC_OPS = frozenset({"+", "-", "*", "/", "%"})
+BOOLEAN_OPS = frozenset({"and", "or"})
+KEYWORDS = frozenset({"and", "or", "not", "in", "is", "null", "true", "false"})
+
+# --- tokenizer -----------------------------------------------------------------------------------------
+
+
+class _Tok(NamedTuple):
+    kind: str  # "number" "string" "ident" "kw" "op" "eof"
+    value: str
+    pos: Position
+    offset: int
+
+
+_TOKEN_RE = re.compile(
+    r"(?P<ws>\s+)"
+    r"|(?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)"
+    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>==|!=|<>|<=|>=|[=<>+\-*/%(),])"
+)
+_STRING_RE = {
+    "'": re.compile(r"'(?:[^'\\]|\\.)*'", re.DOTALL),
+    '"': re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL),
+}
+_QUOTED_IDENT_RE = re.compile(r"`(?:[^`]|``)*`")
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+_PLAIN_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Source:
+    """The text being parsed, with offset → line:col."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._line_starts = [0] + [m.end() for m in re.finditer(r"\n", text)]
+
+    def position(self, offset: int) -> Position:
+        lo, hi = 0, len(self._line_starts) - 1
+        while lo < hi:  # the last line start at or before offset
+            mid = (lo + hi + 1) // 2
+            if self._line_starts[mid] <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return Position(lo + 1, offset - self._line_starts[lo] + 1)
+
+
+def _decode_string(src: _Source, start: int, body: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code[0] == "u" and len(code) == 5:
+            char = chr(int(code[1:], 16))
+            if 0xD800 <= ord(char) <= 0xDFFF:
+                raise ExpressionError(
+                    f"invalid escape '\\{code}' (a surrogate)", src.position(start + 1 + match.start())
+                )
+            return char
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        raise ExpressionError(f"invalid escape '\\{code}'", src.position(start + 1 + match.start()))
+
+    return _ESCAPE_RE.sub(replace, body)
+
+
+def _tokenize(src: _Source) -> list[_Tok]:
+    text = src.text
+    tokens: list[_Tok] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        char = text[i]
+        if char in _STRING_RE:
+            m = _STRING_RE[char].match(text, i)
+            if m is None:
+                raise ExpressionError("unterminated string", src.position(i))
+            tokens.append(_Tok("string", _decode_string(src, i, m.group()[1:-1]), src.position(i), i))
+            i = m.end()
+            continue
+        if char == "`":
+            m = _QUOTED_IDENT_RE.match(text, i)
+            if m is None:
+                raise ExpressionError("unterminated quoted column name", src.position(i))
+            name = m.group()[1:-1].replace("``", "`")
+            if not name:
+                raise ExpressionError("empty quoted column name", src.position(i))
+            tokens.append(_Tok("ident", name, src.position(i), i))
+            i = m.end()
+            continue
+        m = _TOKEN_RE.match(text, i)
+        if m is None:
+            raise ExpressionError(f"unexpected character {char!r}", src.position(i))
+        kind = m.lastgroup or ""
+        value = m.group()
+        if kind == "number" and m.end() < n and (text[m.end()].isalnum() or text[m.end()] in "._"):
+            junk = re.match(r"[\w.]*", text[m.end() : m.end() + 40])
+            raise ExpressionError(f"invalid number '{value}{junk.group() if junk else ''}'", src.position(i))
+        if kind == "ident" and value.lower() in KEYWORDS:
+            kind, value = "kw", value.lower()
+        if kind != "ws":
+            tokens.append(_Tok(kind, value, src.position(i), i))
+        i = m.end()
+    tokens.append(_Tok("eof", "", src.position(n), n))
+    return tokens
+
+
+# --- parser --------------------------------------------------------------------------------------------
+
+
+def _describe(tok: _Tok) -> str:
+    if tok.kind == "eof":
+        return "the end of the expression"
+    if tok.kind == "string":
+        return "a string"
+    return f"'{tok.value}'"
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.src = _Source(text)
+        self.tokens = _tokenize(self.src)
+        self.i = 0
+
+    def peek(self, ahead: int = 0) -> _Tok:
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+
+    def advance(self) -> _Tok:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, kind: str, value: str) -> _Tok:
+        tok = self.peek()
+        if tok.kind != kind or tok.value != value:
+            raise ExpressionError(f"expected '{value}', found {_describe(tok)}", tok.pos)
+        return self.advance()
+
+    def too_deep(self, tok: _Tok, *, chain: bool = False) -> ExpressionError:
+        return ExpressionError(
+            f"expression is nested too deeply (more than {MAX_DEPTH} levels)",
+            tok.pos,
+            hint="use 'in (...)' instead of a long chain of 'or'" if chain else None,
+        )
+
+    def parse(self) -> Node:
+        node, _ = self.expr(0, 0)
+        tok = self.peek()
+        if tok.kind != "eof":
+            if tok.kind == "op" and tok.value == "(":
+                raise ExpressionError("function calls are not supported", tok.pos)
+            raise ExpressionError(f"unexpected {_describe(tok)}", tok.pos)
+        return node
+
+    def _infix(self) -> tuple[int, str] | None:
+        """The binding strength and canonical name of the infix operator at the cursor, if any."""
+        tok = self.peek()
+        if tok.kind == "kw":
+            if tok.value == "not" and self.peek(1).kind == "kw" and self.peek(1).value == "in":
+                return _CMP, "not in"
+            if tok.value in ("in", "is"):
+                return _CMP, tok.value
+        if tok.kind in ("kw", "op") and tok.value in _BINARY_OPS:
+            return _BINARY_OPS[tok.value]
+        return None
+
+    def expr(self, min_prec: int, depth: int) -> tuple[Node, int]:
+        """Parse operators binding at least `min_prec`; returns the node and its height in the tree."""
+        if depth > MAX_DEPTH:
+            raise self.too_deep(self.peek())
+        left, height = self.prefix(depth)
+        while True:
+            infix = self._infix()
+            if infix is None or infix[0] < min_prec:
+                return left, height
+            prec, op = infix
+            tok = self.advance()
+            if op == "not in":
+                self.advance()
+            if op in ("in", "not in"):
+                left, height = self.in_list(left, height, op == "not in", tok, depth)
+            elif op == "is":
+                negated = self.peek().kind == "kw" and self.peek().value == "not"
+                if negated:
+                    self.advance()
+                self.expect("kw", "null")
+                left, height = IsNull(left, negated, pos=tok.pos), height + 1
+            else:
+                right, right_height = self.expr(prec + 1, depth + 1)
+                left, height = Binary(op, left, right, pos=tok.pos), max(height, right_height) + 1
+            if height > MAX_DEPTH:
+                raise self.too_deep(tok, chain=True)
+            if prec == _CMP:
+                following = self._infix()
+                if following is not None and following[0] == _CMP:
+                    raise ExpressionError(
+                        "comparisons cannot be chained", self.peek().pos, hint="combine them with 'and'"
+                    )
+
+    def in_list(self, operand: Node, height: int, negated: bool, tok: _Tok, depth: int) -> tuple[Node, int]:
+        self.expect("op", "(")
+        items: list[Node] = []
+        while True:
+            item, item_height = self.expr(0, depth + 1)
+            items.append(item)
+            height = max(height, item_height)
+            if self.peek().kind == "op" and self.peek().value == ",":
+                self.advance()
+                continue
+            self.expect("op", ")")
+            return InList(operand, tuple(items), negated, pos=tok.pos), height + 1
+
+    def prefix(self, depth: int) -> tuple[Node, int]:
+        tok = self.advance()
+        if tok.kind == "number":
+            return self.number(tok, negative=False), 1
+        if tok.kind == "string":
+            return Literal(tok.value, FieldType.STRING, pos=tok.pos), 1
+        if tok.kind == "ident":
+            if self.peek().kind == "op" and self.peek().value == "(":
+                raise ExpressionError(f"function calls are not supported ('{tok.value}')", tok.pos)
+            return Column(tok.value, pos=tok.pos), 1
+        if tok.kind == "kw":
+            if tok.value == "true" or tok.value == "false":
+                return Literal(tok.value == "true", FieldType.BOOLEAN, pos=tok.pos), 1
+            if tok.value == "null":
+                return Literal(None, None, pos=tok.pos), 1
+            if tok.value == "not":
+                operand, height = self.expr(_NOT, depth + 1)
+                return Unary("not", operand, pos=tok.pos), height + 1
+        if tok.kind == "op":
+            if tok.value == "(":
+                node, height = self.expr(0, depth + 1)
+                self.expect("op", ")")
+                return node, height
+            if tok.value == "-":
+                if self.peek().kind == "number":  # a negative literal, not negation of a positive one
+                    return self.number(self.advance(), negative=True, pos=tok.pos), 1
+                operand, height = self.expr(_UNARY, depth + 1)
+                return Unary("-", operand, pos=tok.pos), height + 1
+        if tok.kind == "eof":
+            raise ExpressionError("unexpected end of the expression", tok.pos, hint="expected a value")
+        raise ExpressionError(f"expected a value, found {_describe(tok)}", tok.pos)
+
+    def number(self, tok: _Tok, *, negative: bool, pos: Position | None = None) -> Literal:
+        text = tok.value
+        sign = -1 if negative else 1
+        if "." in text or "e" in text or "E" in text:
+            value = sign * float(text)
+            if value in (float("inf"), float("-inf")):
+                raise ExpressionError(f"number '{text}' is out of range", tok.pos)
+            return Literal(value, FieldType.NUMBER, pos=pos or tok.pos)
+        integer = sign * int(text)
+        if not INT64_MIN <= integer <= INT64_MAX:
+            raise ExpressionError(f"integer '{text}' is out of range (64-bit)", tok.pos)
+        return Literal(integer, FieldType.INTEGER, pos=pos or tok.pos)
+
+
+def parse(text: str) -> Node:
+    """Parse an expression; raises ExpressionError with the position and the reason."""
+    if not isinstance(text, str):
+        raise ExpressionError("the expression must be text")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression is too long ({len(text)} characters, at most {MAX_LENGTH})")
+    if not text.strip():
+        raise ExpressionError("the expression is empty")
+    return _Parser(text).parse()
+
+
+# --- formatting ----------------------------------------------------------------------------------------
+
+_STRING_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _quote_string(value: str) -> str:
+    out = []
+    for char in value:
+        if char in _STRING_ESCAPES:
+            out.append(_STRING_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "'" + "".join(out) + "'"
+
+
+def format_column(name: str) -> str:
+    if _PLAIN_IDENT_RE.fullmatch(name) and name.lower() not in KEYWORDS:
+        return name
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _format_literal(node: Literal) -> tuple[str, int]:
+    value = node.value
+    if value is None:
+        return "null", _ATOM
+    if isinstance(value, bool):
+        return ("true" if value else "false"), _ATOM
+    if isinstance(value, str):
+        return _quote_string(value), _ATOM
+    text = repr(float(value)) if node.type == FieldType.NUMBER else str(int(value))
+    return text, (_UNARY if text.startswith("-") else _ATOM)
+
+
+def _format(node: Node) -> tuple[str, int]:
+    """The canonical text of a node and how tightly it binds, so parents add only needed parentheses."""
+
+    def wrap(child: Node, min_prec: int) -> str:
+        text, prec = _format(child)
+        return text if prec >= min_prec else f"({text})"
+
+    if isinstance(node, Literal):
+        return _format_literal(node)
+    if isinstance(node, Column):
+        return format_column(node.name), _ATOM
+    if isinstance(node, Unary):
+        if node.op == "not":
+            return f"not {wrap(node.operand, _NOT)}", _NOT
+        if isinstance(node.operand, Literal) and node.operand.type in (FieldType.INTEGER, FieldType.NUMBER):
+            # `-5` parses as the literal -5, so negation of a literal keeps its parentheses.
+            return f"-({_format(node.operand)[0]})", _UNARY
+        return f"-{wrap(node.operand, _UNARY)}", _UNARY
+    if isinstance(node, Binary):
+        prec = _BINARY_OPS[node.op][0]
+        left_min = prec + 1 if prec == _CMP else prec  # comparisons do not chain
+        return f"{wrap(node.left, left_min)} {node.op} {wrap(node.right, prec + 1)}", prec
+    if isinstance(node, InList):
+        items = ", ".join(_format(item)[0] for item in node.items)
+        keyword = "not in" if node.negated else "in"
+        return f"{wrap(node.operand, _CMP + 1)} {keyword} ({items})", _CMP
+    if isinstance(node, IsNull):
+        keyword = "is not null" if node.negated else "is null"
+        return f"{wrap(node.operand, _CMP + 1)} {keyword}", _CMP
+    raise TypeError(f"not an expression node: {node!r}")
+
+
+def format_expr(node: Node) -> str:
+    """Canonical text: lower-case keywords, `=` and `!=`, single-quoted strings, only the parentheses
+    that precedence needs. `parse(format_expr(node)) == node`."""
+    return _format(node)[0]
+
+
+# --- type checking -------------------------------------------------------------------------------------
+
+
+class _Special(enum.Enum):
+    NULL = "null"  # the type of `null` and of arithmetic on nothing but nulls: always null
+    ANY = "any"  # a column when no schema is given: anything goes, Arrow decides at run time
+
+
+_Type = FieldType | _Special
+_NUMERIC = frozenset({FieldType.INTEGER, FieldType.NUMBER})
+_TEMPORAL = frozenset({FieldType.DATE, FieldType.DATETIME})
+
+
+def _type_name(t: _Type) -> str:
+    return t.value
+
+
+def _describe_node(node: Node, t: _Type) -> str:
+    if isinstance(node, Column):
+        return f"{_type_name(t)} column '{node.name}'"
+    if isinstance(node, Literal):
+        return f"{_type_name(t)} {_format_literal(node)[0]}"
+    return f"a {_type_name(t)} value"
+
+
+def _parse_temporal(text: str, target: FieldType) -> dt.date | dt.datetime | None:
+    try:
+        if target == FieldType.DATE:
+            return dt.date.fromisoformat(text)
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    # Datetimes are UTC instants in the data plane; a naive literal is taken as UTC, like a naive value.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class _Checker:
+    """Infers the type of every node (keyed by id: nodes compare by value) and the literal conversions
+    that compilation needs (a string literal compared with a date column becomes a date)."""
+
+    def __init__(self, schema: StreamSchema | None) -> None:
+        self.schema = schema
+        self.types: dict[int, _Type] = {}
+        self.coerced: dict[int, pa.Scalar] = {}
+
+    def check(self, node: Node) -> _Type:
+        t = self._check(node)
+        self.types[id(node)] = t
+        return t
+
+    def _check(self, node: Node) -> _Type:
+        if isinstance(node, Literal):
+            return _Special.NULL if node.type is None else node.type
+        if isinstance(node, Column):
+            return self._column(node)
+        if isinstance(node, Unary):
+            t = self.check(node.operand)
+            if node.op == "not":
+                self._need_boolean(node.operand, t, "not")
+                return FieldType.BOOLEAN
+            if t not in (*_NUMERIC, _Special.NULL, _Special.ANY):
+                raise ExpressionError(f"'-' needs a number, got {_describe_node(node.operand, t)}", node.pos)
+            return t
+        if isinstance(node, Binary):
+            return self._binary(node)
+        if isinstance(node, InList):
+            t = self.check(node.operand)
+            for item in node.items:
+                item_type = self.check(item)
+                if item_type is not _Special.NULL:  # `x in (1, null)` is legal SQL (true or null)
+                    self._comparable(node.operand, t, item, item_type, node.pos)
+            return FieldType.BOOLEAN
+        if isinstance(node, IsNull):
+            self.check(node.operand)
+            return FieldType.BOOLEAN
+        raise TypeError(f"not an expression node: {node!r}")
+
+    def _column(self, node: Column) -> _Type:
+        if self.schema is None:
+            return _Special.ANY
+        try:
+            return self.schema.field(node.name).type
+        except KeyError:
+            names = self.schema.field_names
+            close = difflib.get_close_matches(node.name, names, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else None
+            raise ExpressionError(f"unknown column '{node.name}'", node.pos, hint=hint) from None
+
+    def _need_boolean(self, operand: Node, t: _Type, op: str) -> None:
+        if t not in (FieldType.BOOLEAN, _Special.NULL, _Special.ANY):
+            raise ExpressionError(
+                f"'{op}' needs a condition (true or false), got {_describe_node(operand, t)}", operand.pos
+            )
+
+    def _binary(self, node: Binary) -> _Type:
+        lt = self.check(node.left)
+        rt = self.check(node.right)
+        if node.op in BOOLEAN_OPS:
+            self._need_boolean(node.left, lt, node.op)
+            self._need_boolean(node.right, rt, node.op)
+            return FieldType.BOOLEAN
+        if node.op in COMPARISON_OPS:
+            if _Special.NULL in (lt, rt):
+                raise ExpressionError(
+                    f"'{node.op}' with null is never true",
+                    node.pos,
+                    hint="use 'is null' or 'is not null'",
+                )
+            self._comparable(node.left, lt, node.right, rt, node.pos)
+            return FieldType.BOOLEAN
+        # arithmetic
+        for side, t in ((node.left, lt), (node.right, rt)):
+            if t not in (*_NUMERIC, _Special.NULL, _Special.ANY):
+                raise ExpressionError(f"'{node.op}' needs numbers, got {_describe_node(side, t)}", node.pos)
+        if node.op == "/":
+            return FieldType.NUMBER
+        if _Special.ANY in (lt, rt):
+            return _Special.ANY
+        if lt is _Special.NULL and rt is _Special.NULL:
+            return _Special.NULL
+        if FieldType.NUMBER in (lt, rt):
+            return FieldType.NUMBER
+        return FieldType.INTEGER
+
+    def _comparable(self, left: Node, lt: _Type, right: Node, rt: _Type, pos: Position) -> None:
+        if _Special.ANY in (lt, rt):
+            return
+        if lt in _NUMERIC and rt in _NUMERIC:
+            return
+        if lt == rt and lt != FieldType.JSON:
+            return
+        # A date or datetime compared with a string literal: the literal is read as an ISO date/time.
+        for tt, other, ot in ((lt, right, rt), (rt, left, lt)):
+            if tt in _TEMPORAL and ot == FieldType.STRING and isinstance(other, Literal):
+                assert isinstance(tt, FieldType) and isinstance(other.value, str)
+                value = _parse_temporal(other.value, tt)
+                if value is None:
+                    example = "2013-01-31" if tt == FieldType.DATE else "2013-01-31 05:00:00"
+                    raise ExpressionError(
+                        f"{_format_literal(other)[0]} is not a valid {tt.value}",
+                        other.pos,
+                        hint=f"write it like '{example}'",
+                    )
+                self.coerced[id(other)] = pa.scalar(value, type=arrow_type_for(tt))
+                return
+        raise ExpressionError(
+            f"cannot compare {_describe_node(left, lt)} with {_describe_node(right, rt)}", pos
+        )
+
+
+def _check_tree(node: Node, schema: StreamSchema | None) -> tuple[_Checker, _Type]:
+    checker = _Checker(schema)
+    return checker, checker.check(node)
+
+
+def typecheck(node: Node, schema: StreamSchema) -> FieldType:
+    """The type the expression produces for each row of a stream with this schema. Raises
+    ExpressionError for an unknown column (with the closest name), a type mistake, or an expression
+    that is always null."""
+    _, t = _check_tree(node, schema)
+    if t is _Special.NULL:
+        raise ExpressionError("the expression is always null", node.pos)
+    assert isinstance(t, FieldType)
+    return t
+
+
+# --- compilation ---------------------------------------------------------------------------------------
+
+_COMPARE_FUNCS = {
+    "=": pc.equal,
+    "!=": pc.not_equal,
+    "<": pc.less,
+    "<=": pc.less_equal,
+    ">": pc.greater,
+    ">=": pc.greater_equal,
+}
+_ARITHMETIC_FUNCS = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}
+
+
+def _const(value: object, arrow_type: pa.DataType | None = None) -> pc.Expression:
+    # Always an Expression: pc functions called on nothing but pa.Scalars compute at once instead.
+    return pc.scalar(pa.scalar(value, type=arrow_type))
+
+
+def _arrow_type(t: _Type) -> pa.DataType | None:
+    return arrow_type_for(t) if isinstance(t, FieldType) else None
+
+
+class _Compiler:
+    def __init__(self, checker: _Checker) -> None:
+        self.types = checker.types
+        self.coerced = checker.coerced
+
+    def compile(self, node: Node, want: pa.DataType | None = None) -> pc.Expression:
+        """`want` is the Arrow type the parent needs; it types the nulls (Arrow's boolean kernels have
+        no null-typed variant)."""
+        t = self.types[id(node)]
+        if t is _Special.NULL:  # `null`, `-null`, `null + null`: fold to a typed null
+            return _const(None, want or pa.null())
+        if isinstance(node, Literal):
+            if id(node) in self.coerced:
+                return pc.scalar(self.coerced[id(node)])
+            return _const(node.value, _arrow_type(t))
+        if isinstance(node, Column):
+            return pc.field(node.name)
+        if isinstance(node, Unary):
+            if node.op == "not":
+                return pc.invert(self.compile(node.operand, pa.bool_()))
+            return pc.negate_checked(self._as(node.operand, _arrow_type(t)))
+        if isinstance(node, Binary):
+            return self._binary(node, t)
+        if isinstance(node, InList):
+            return self._in_list(node)
+        if isinstance(node, IsNull):
+            operand = self.compile(node.operand)
+            return pc.is_valid(operand) if node.negated else pc.is_null(operand)
+        raise TypeError(f"not an expression node: {node!r}")
+
+    def _as(self, node: Node, arrow_type: pa.DataType | None) -> pc.Expression:
+        """A numeric operand in the type of the result: an int32 column plus a large literal must not
+        overflow in int32, and int / int must not be integer division."""
+        expr = self.compile(node, arrow_type)
+        if arrow_type is None or self.types[id(node)] is _Special.NULL:
+            return expr
+        return expr.cast(arrow_type)
+
+    def _binary(self, node: Binary, t: _Type) -> pc.Expression:
+        if node.op == "and":
+            return pc.and_kleene(self.compile(node.left, pa.bool_()), self.compile(node.right, pa.bool_()))
+        if node.op == "or":
+            return pc.or_kleene(self.compile(node.left, pa.bool_()), self.compile(node.right, pa.bool_()))
+        if node.op in COMPARISON_OPS:
+            return _COMPARE_FUNCS[node.op](self.compile(node.left), self.compile(node.right))
+        arrow_type = _arrow_type(t)
+        left = self._as(node.left, arrow_type)
+        right = self._as(node.right, arrow_type)
+        if node.op in _ARITHMETIC_FUNCS:
+            return _ARITHMETIC_FUNCS[node.op](left, right)
+        # Division and modulo by zero give null: the divisor is replaced by null where it is zero.
+        divisor = pc.if_else(pc.equal(right, _const(0, arrow_type)), _const(None, arrow_type), right)
+        if node.op == "/":
+            return pc.divide(left, divisor)
+        return pc.modulo(left, divisor)
+
+    def _in_list(self, node: InList) -> pc.Expression:
+        operand_type = self.types[id(node.operand)]
+        items = [item for item in node.items if self.types[id(item)] is not _Special.NULL]
+        has_null = len(items) < len(node.items)
+        if not items:  # `x in (null)`: never true
+            result = _const(None, pa.bool_())
+        elif all(isinstance(item, Literal) for item in items):
+            result = self._in_values(node.operand, operand_type, items, has_null)
+        else:  # SQL's definition: x = a or x = b or ..., which is also exactly its null semantics
+            operand = self.compile(node.operand)
+            result = _COMPARE_FUNCS["="](operand, self.compile(items[0]))
+            for item in items[1:]:
+                result = pc.or_kleene(result, _COMPARE_FUNCS["="](operand, self.compile(item)))
+            if has_null:
+                result = pc.if_else(result, _const(True), _const(None, pa.bool_()))
+        return pc.invert(result) if node.negated else result
+
+    def _in_values(
+        self, operand_node: Node, operand_type: _Type, items: list[Node], has_null: bool
+    ) -> pc.Expression:
+        item_types = [self.types[id(item)] for item in items]
+        operand = self.compile(operand_node)
+        value_type: pa.DataType | None = None
+        if operand_type in _NUMERIC or all(t in _NUMERIC for t in item_types):
+            # Compare numbers in one type, so 1 (integer) finds 1.0 in a number column.
+            numeric = (
+                FieldType.NUMBER if FieldType.NUMBER in (operand_type, *item_types) else FieldType.INTEGER
+            )
+            value_type = arrow_type_for(numeric)
+            operand = operand.cast(value_type)
+        values = []
+        for item in items:
+            assert isinstance(item, Literal)
+            values.append(self.coerced[id(item)] if id(item) in self.coerced else pa.scalar(item.value))
+        if value_type is None:
+            value_type = values[0].type
+        value_set = pa.array([v.as_py() for v in values], type=value_type)
+        found = operand.isin(value_set)
+        if has_null:  # true where found, otherwise unknown
+            return pc.if_else(found, _const(True), _const(None, pa.bool_()))
+        return pc.if_else(pc.is_null(operand), _const(None, pa.bool_()), found)
+
+
+def compile_expr(node: Node, schema: StreamSchema | None = None) -> pc.Expression:
+    """A vectorised Arrow expression for the tree. With a schema the tree is type-checked first (raising
+    ExpressionError) and string literals compared with date/datetime columns become dates; without one,
+    column types are whatever the table holds and Arrow reports mismatches when it runs."""
+    checker, _ = _check_tree(node, schema)
+    return _Compiler(checker).compile(node)
+
+
+def _run(
+    node: Node,
+    table: pa.Table,
+    schema: StreamSchema | None,
+    make: Callable[[pc.Expression], acero.Declaration],
+) -> pa.Table:
+    if schema is None:
+        schema = StreamSchema.from_arrow("expression", table.schema)
+    expr = compile_expr(node, schema)
+    plan = acero.Declaration.from_sequence(
+        [acero.Declaration("table_source", acero.TableSourceNodeOptions(table)), make(expr)]
+    )
+    try:
+        # One thread: rows must come out in the order they went in (Table.filter's threaded plan does
+        # not promise that), and a batch is small enough not to need more.
+        return plan.to_table(use_threads=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ExpressionError(f"cannot evaluate the expression: {exc}", node.pos) from None
+
+
+def evaluate(node: Node, table: pa.Table, schema: StreamSchema | None = None) -> pa.Array:
+    """The expression's value for every row of the table, as one Arrow array in row order. The schema
+    defaults to the one the table's Arrow types map to."""
+    result = _run(
+        node,
+        table,
+        schema,
+        lambda expr: acero.Declaration("project", acero.ProjectNodeOptions([expr], ["value"])),
+    )
+    return result.column("value").combine_chunks()
+
+
+def filter_table(node: Node, table: pa.Table, schema: StreamSchema | None = None) -> pa.Table:
+    """The rows of the table where the condition is true (false and null are dropped), in order."""
+    return _run(node, table, schema, lambda expr: acero.Declaration("filter", acero.FilterNodeOptions(expr)))
