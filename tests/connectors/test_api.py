@@ -43,7 +43,7 @@ def _csv_body(connector: Connector, **overrides: Any) -> dict[str, Any]:
             "multiline_values": False,
             "null_values": None,
             "column_types": {"score": "number"},
-            "sample_bytes": 4194304,
+            "sample_bytes": 1048576,
             "chunk_size": 50000,
         },
         "last_check": {"status": "never", "message": "", "at": None},

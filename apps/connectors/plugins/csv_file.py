@@ -96,7 +96,12 @@ class CsvFileConfig(ConnectorConfig):
         default_factory=dict, title="Column types", description="Override the inferred type of some columns."
     )
     sample_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, title="Inference sample"
+        default=1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        title="Inference sample (bytes)",
+        description="Column types are inferred from this much of the first file; raise it (or pin "
+        "column_types) when a column's values only vary further down.",
     )
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
 
