@@ -25,7 +25,7 @@ from aggregator.dataplane import (
 )
 from aggregator.ssrf import SSRFBlocked
 from apps.connectors.base import ConfigInvalid, ConnectorError, run_check
-from apps.connectors.plugins.rest_api import RestApiConfig, RestApiSource, parse_retry_after
+from apps.connectors.plugins.rest_api import RestApiConfig, RestApiSource, convert_column, parse_retry_after
 from apps.connectors.registry import registry
 from tests.connectors.rest_server import BODY_MARKER, RestTestServer, make_records, serve
 
@@ -650,6 +650,28 @@ def test_records_that_do_not_fit_the_schema_are_rejected_not_dropped(source, api
         (7, "page 1", 'active: "yes" is not a valid boolean'),
     ]
     assert rejected.rows[0].raw == {"id": "abc", "name": "bad id", "score": 2.0, "active": False}
+
+
+@pytest.mark.parametrize(
+    ("values", "field_type", "expected", "bad"),
+    [
+        ([1, 2.0, None], FieldType.INTEGER, [1, 2, None], []),
+        ([1, 2**63, True], FieldType.INTEGER, [1, None, None], [1, 2]),
+        ([1, 2**70, 2.5], FieldType.NUMBER, [1.0, float(2**70), 2.5], []),
+        ([1.5, "2", None], FieldType.NUMBER, [1.5, None, None], [1]),
+        ([True, 1, None], FieldType.BOOLEAN, [True, None, None], [1]),
+        (["a", 1, 2.5, True, {"k": [1]}], FieldType.STRING, ["a", "1", "2.5", "true", '{"k":[1]}'], []),
+        ([{"k": "é"}, [1, None], "x", None], FieldType.JSON, ['{"k":"é"}', "[1,null]", '"x"', None], []),
+        (["2024-05-01", "May 1st", 20240501], FieldType.DATE, ["2024-05-01", None, None], [1, 2]),
+    ],
+)
+def test_convert_column_keeps_what_fits_and_names_what_does_not(values, field_type, expected, bad):
+    array, misfits = convert_column(values, field_type)
+    got = array.to_pylist()
+    if field_type == FieldType.DATE:
+        got = [None if v is None else v.isoformat() for v in got]
+    assert got == expected
+    assert misfits == bad
 
 
 # --- check, and secrets ---------------------------------------------------------------------------------

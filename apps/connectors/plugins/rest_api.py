@@ -458,6 +458,8 @@ def convert_column(values: list[Any], field_type: FieldType) -> tuple[pa.Array, 
     cleaned = [None if i in bad_set else v for i, v in enumerate(values)]
     if field_type == FieldType.INTEGER:
         cleaned = [int(v) if isinstance(v, float) else v for v in cleaned]
+    elif field_type == FieldType.NUMBER:
+        cleaned = [None if v is None else float(v) for v in cleaned]  # ints past int64 too
     if field_type in (FieldType.DATE, FieldType.DATETIME):
         return _cast_text(pa.array(cleaned, type=pa.string()), field_type), bad
     return pa.array(cleaned, type=arrow_type_for(field_type)), bad
