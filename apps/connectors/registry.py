@@ -6,7 +6,8 @@ plugin's pyproject.toml:
     my_api = "my_package.connector:MyApiConnector"
 
 Loaded once, lazily, on first use. A built-in type wins over an entry point with the same slug (a package
-cannot replace a native connector by accident); a broken entry point is logged and skipped.
+cannot replace a native connector by accident); a plugin module or entry point that fails to import is
+logged and skipped, so one broken plugin cannot take the others down.
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ class ConnectorRegistry:
             if self._plugin_package:
                 package = importlib.import_module(self._plugin_package)
                 for info in pkgutil.iter_modules(package.__path__):
-                    module = importlib.import_module(f"{self._plugin_package}.{info.name}")
+                    try:
+                        module = importlib.import_module(f"{self._plugin_package}.{info.name}")
+                    except Exception as exc:
+                        # One broken plugin must not take every other connector type down with it.
+                        logger.error("connector_plugin_import_failed", plugin=info.name, error=repr(exc))
+                        continue
                     self._register_module(module, origin=f"builtin:{info.name}")
             for ep in entry_points(group=self._group):
                 try:
