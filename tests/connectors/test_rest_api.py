@@ -586,6 +586,36 @@ def refused_server(api) -> Iterator[RestTestServer]:
     yield from serve(RestTestServer(host="127.0.0.2", port=api.port))
 
 
+def test_redirects_keep_credentials_on_the_base_origin_only(source, api):
+    other = RestTestServer()
+    with_other = serve(other)
+    next(with_other)
+    try:
+        api.auth = "api_key_header"
+        same = {
+            "name": "same",
+            "path": "/redirect",
+            "params": {"to": "/page?per_page=3"},
+            "records_path": "data.items",
+        }
+        elsewhere = {
+            "name": "elsewhere",
+            "path": "/redirect",
+            "params": {"to": f"{other.url}/page?per_page=4"},
+            "records_path": "data.items",
+        }
+        config = make_config(api, [same, elsewhere], auth_type="api_key", api_key="key")
+        tables = {
+            s.name: pa.concat_tables([b.table for b in source.read(config, s, None) if isinstance(b, Batch)])
+            for s in source.discover(config)
+        }
+    finally:
+        with_other.close()
+    assert ids(tables["same"]) == [1, 2, 3] and ids(tables["elsewhere"]) == [1, 2, 3, 4]
+    assert all(r.headers.get("X-API-Key") == "key" for r in api.requests)
+    assert len(other.requests) == 2 and all("X-API-Key" not in r.headers for r in other.requests)
+
+
 def test_a_redirect_to_a_refused_address_is_not_followed(source, api, refused_server, connects):
     stream = {"name": "items", "path": "/redirect", "params": {"to": f"{refused_server.url}/page"}}
     with pytest.raises(SSRFBlocked, match=r"Address 127\.0\.0\.2 of host 127\.0\.0\.2 is not allowed"):
