@@ -1,0 +1,393 @@
+"""DuckDB destination: the embedded warehouse, one database file under AGGREGATOR_DATA_DIR.
+
+Every write is one DuckDB transaction on a connection of its own:
+
+- **append**: create the table if missing (or add the stream's new columns), insert every batch;
+- **overwrite**: create a new table `<table>__ag_new_<hex>`, insert every batch into it, drop the old
+  table and rename the new one into its place — readers see the old rows or the new ones, never a mix;
+- **merge** (on the primary key): insert every batch into a temporary staging table, keep the last row of
+  each key, delete the target's rows with those keys and insert the staged rows (NULL keys match NULL).
+  A table that merge creates gets the key as its PRIMARY KEY.
+
+A failure anywhere (a batch that cannot be read, a conversion error, a crash of the source feeding the
+batches) rolls the transaction back: the table is as it was and no staging table is left behind.
+
+Batches go in columnar: each Arrow table (with `_ag_run_id` and `_ag_loaded_at` appended as constant
+columns) is registered with the connection under a random view name and inserted with
+`INSERT INTO … BY NAME SELECT * FROM <view>` — DuckDB scans the Arrow memory directly, no row loop.
+
+Column types: string VARCHAR, integer BIGINT, number DOUBLE, boolean BOOLEAN, date DATE, datetime
+TIMESTAMPTZ, json JSON. New columns of the stream are added to an existing table; an existing BIGINT column
+that now receives numbers is widened to DOUBLE, and any column that now receives strings to VARCHAR.
+Columns of the table that the stream no longer has are left alone (null in the new rows).
+
+DuckDB allows one process to write a database file at a time: a write while another process holds the
+file fails with a clear error rather than waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from django.conf import settings
+from pydantic import Field, field_validator
+
+from aggregator.dataplane import (
+    LOADED_AT_COLUMN,
+    RESERVED_COLUMNS,
+    RUN_ID_COLUMN,
+    Batch,
+    FieldType,
+    StreamSchema,
+    WriteMode,
+    WriteResult,
+    arrow_type_for,
+    utc_now,
+)
+from aggregator.logging import get_logger
+from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+
+logger = get_logger(__name__)
+
+MAX_IDENTIFIER_CHARS = 255
+DUCKDB_TYPES: dict[FieldType, str] = {
+    FieldType.STRING: "VARCHAR",
+    FieldType.INTEGER: "BIGINT",
+    FieldType.NUMBER: "DOUBLE",
+    FieldType.BOOLEAN: "BOOLEAN",
+    FieldType.DATE: "DATE",
+    FieldType.DATETIME: "TIMESTAMPTZ",
+    FieldType.JSON: "JSON",
+}
+RUN_COLUMN_TYPES = ((RUN_ID_COLUMN, "VARCHAR"), (LOADED_AT_COLUMN, "TIMESTAMPTZ"))
+
+
+# SQL in this module is built from fixed text and identifiers passed through `quote_identifier` (the
+# `noqa: S608` lines); values always travel as bound parameters or as Arrow data.
+def quote_identifier(name: str) -> str:
+    """DuckDB's identifier quoting (the SQL standard's: double quotes, inner quotes doubled). The Python
+    client has no helper for it and identifiers cannot be bound as parameters; names are also checked by
+    `identifier_ok` (no NUL, bounded length) before they get here."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def identifier_ok(name: str, field: str) -> str:
+    if not name or len(name) > MAX_IDENTIFIER_CHARS or "\x00" in name:
+        raise ConnectorError(
+            f"{name!r} is not a valid DuckDB name (1 to {MAX_IDENTIFIER_CHARS} characters).", field=field
+        )
+    return name
+
+
+def data_root() -> Path:
+    return Path(settings.AGGREGATOR_DATA_DIR).resolve()
+
+
+def relative_data_path(value: str) -> str:
+    """Config validator of a path under the data directory."""
+    if "\x00" in value:
+        raise ValueError("Must not contain NUL characters.")
+    if Path(value).is_absolute() or value.startswith("~"):
+        raise ValueError("Must be relative to the data directory.")
+    if ".." in Path(value).parts:
+        raise ValueError("Must not leave the data directory ('..').")
+    return value
+
+
+def resolve_under_data_dir(value: str, *, field: str, make_parent: bool = True) -> Path:
+    """The absolute path of `value` under AGGREGATOR_DATA_DIR, symlinks resolved; outside is refused (the
+    error names the configured value, never a server path)."""
+    root = data_root()
+    if Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ConnectorError("The path must stay inside the data directory.", field=field)
+    candidate = (root / value).resolve()
+    if not candidate.is_relative_to(root) or candidate == root:
+        raise ConnectorError(f"{value!r} leads outside the data directory.", field=field)
+    if make_parent:
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        # A symlink swapped in while the directories were made must not carry the write out either.
+        if not candidate.resolve().is_relative_to(root):
+            raise ConnectorError(f"{value!r} leads outside the data directory.", field=field)
+    return candidate
+
+
+def stamp_table(table: pa.Table, schema: StreamSchema, run_id: str, loaded_at: Any) -> pa.Table:
+    """The batch in the stream's column order and types (missing columns null), plus the two run columns
+    as constant arrays: vectorised, whatever the number of rows."""
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    for field in schema.fields:
+        target = arrow_type_for(field.type)
+        if field.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, target))
+            continue
+        column = table.column(field.name)
+        if column.type != target:
+            try:
+                column = pc.cast(column, target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise ConnectorError(
+                    f"Column {field.name!r} of stream {schema.name!r} does not hold {field.type} values "
+                    f"({str(exc).splitlines()[0]}).",
+                    field="stream",
+                ) from None
+        arrays.append(column)
+    n = table.num_rows
+    arrays.append(pa.repeat(pa.scalar(run_id, pa.string()), n))
+    arrays.append(pa.repeat(pa.scalar(loaded_at, arrow_type_for(FieldType.DATETIME)), n))
+    names = [*schema.field_names, RUN_ID_COLUMN, LOADED_AT_COLUMN]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def check_stream_columns(
+    stream_schema: StreamSchema, key: list[str], write_mode: WriteMode, *, max_len: int
+) -> None:
+    for name in stream_schema.field_names:
+        if not name or len(name) > max_len or "\x00" in name:
+            raise ConnectorError(
+                f"Field {name!r} of stream {stream_schema.name!r} is not a valid column name.", field="stream"
+            )
+        if name in RESERVED_COLUMNS:
+            raise ConnectorError(f"Field {name!r} is reserved for the platform.", field="stream")
+    missing = [k for k in key if k not in stream_schema.field_names]
+    if missing:
+        raise ConnectorError(f"Primary key field {missing[0]!r} is not in the stream.", field="primary_key")
+    if write_mode == WriteMode.MERGE and not key:
+        raise ConnectorError("A merge needs a primary key.", field="primary_key")
+
+
+class DuckDbConfig(ConnectorConfig):
+    database: str = Field(
+        title="Database file",
+        description="Path of the DuckDB file relative to the data directory, e.g. `warehouse.duckdb` "
+        "(created if missing).",
+        min_length=1,
+        max_length=1000,
+    )
+    db_schema: str = Field(
+        default="main",
+        alias="schema",
+        title="Schema",
+        description="Tables are written in this schema (created if missing).",
+        min_length=1,
+        max_length=MAX_IDENTIFIER_CHARS,
+    )
+
+    model_config = {**ConnectorConfig.model_config, "populate_by_name": True}
+
+    @field_validator("database")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        return relative_data_path(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class DuckDbDestination(ConnectorType):
+    slug = "duckdb"
+    title = "DuckDB"
+    kind = ConnectorKind.DESTINATION
+    description = "Tables in a DuckDB database file under the data directory: the embedded warehouse."
+    config_model = DuckDbConfig
+
+    def _connect(self, config: DuckDbConfig) -> duckdb.DuckDBPyConnection:
+        path = resolve_under_data_dir(config.database, field="database")
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.Error as exc:
+            message = _first_line(exc).replace(str(data_root()), "<data dir>")
+            raise ConnectorError(f"Cannot open {config.database}: {message}", field="database") from None
+
+    def check(self, config: DuckDbConfig) -> CheckResult:
+        started = time.monotonic()
+        con = self._connect(config)
+        try:
+            con.execute("SELECT 1").fetchall()
+        finally:
+            con.close()
+        return CheckResult(
+            ok=True,
+            message=f"DuckDB {duckdb.__version__}: {config.database} is ready.",
+            duration_s=round(time.monotonic() - started, 3),
+        )
+
+    def write(
+        self,
+        config: DuckDbConfig,
+        stream_schema: StreamSchema,
+        batches: Iterable[Batch],
+        write_mode: WriteMode,
+        primary_key: list[str] | None,
+        run_id: str,
+        *,
+        table: str | None = None,
+    ) -> WriteResult:
+        started = time.monotonic()
+        write_mode = WriteMode(write_mode)
+        schema_name = identifier_ok(config.db_schema, "schema")
+        table_name = identifier_ok(table or stream_schema.name, "table")
+        key = list(primary_key or stream_schema.primary_key)
+        check_stream_columns(stream_schema, key, write_mode, max_len=MAX_IDENTIFIER_CHARS)
+        result = WriteResult(table=f"{schema_name}.{table_name}")
+        writer = _Writer(stream_schema, run_id, result)
+        con = self._connect(config)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema_name)}")
+            existing = self._columns(con, schema_name, table_name)
+            target = f"{quote_identifier(schema_name)}.{quote_identifier(table_name)}"
+            if write_mode == WriteMode.OVERWRITE:
+                staging_name = f"{table_name}__ag_new_{secrets.token_hex(4)}"
+                staging = f"{quote_identifier(schema_name)}.{quote_identifier(staging_name)}"
+                con.execute(f"CREATE TABLE {staging} ({_column_defs(stream_schema)})")
+                writer.insert(con, staging, batches)
+                con.execute(f"DROP TABLE IF EXISTS {target}")
+                con.execute(f"ALTER TABLE {staging} RENAME TO {quote_identifier(table_name)}")
+            else:
+                if existing is None:
+                    pk = write_mode == WriteMode.MERGE
+                    con.execute(f"CREATE TABLE {target} ({_column_defs(stream_schema, key if pk else [])})")
+                else:
+                    self._evolve(con, target, stream_schema, existing, key, result)
+                if write_mode == WriteMode.APPEND:
+                    writer.insert(con, target, batches)
+                else:
+                    self._merge(con, target, stream_schema, batches, key, writer)
+            con.execute("COMMIT")
+        except BaseException as exc:
+            # The transaction may already be gone (DuckDB aborts it on some errors).
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            con.close()
+            if isinstance(exc, duckdb.Error):
+                logger.warning(
+                    "duckdb_write_failed",
+                    table=result.table,
+                    write_mode=str(write_mode),
+                    error=_first_line(exc),
+                )
+                raise ConnectorError(
+                    f"Writing {result.table} failed: {_first_line(exc)}", field="table"
+                ) from None
+            raise
+        con.close()
+        result.duration_s = round(time.monotonic() - started, 3)
+        logger.info(
+            "duckdb_write_committed",
+            table=result.table,
+            write_mode=str(write_mode),
+            rows=result.rows_written,
+            batches=result.batches,
+            run_id=run_id,
+        )
+        return result
+
+    @staticmethod
+    def _columns(con: duckdb.DuckDBPyConnection, schema_name: str, table_name: str) -> dict[str, str] | None:
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [schema_name, table_name],
+        ).fetchall()
+        return {name: dtype for name, dtype in rows} if rows else None
+
+    @staticmethod
+    def _evolve(
+        con: duckdb.DuckDBPyConnection,
+        target: str,
+        stream_schema: StreamSchema,
+        existing: dict[str, str],
+        key: list[str],
+        result: WriteResult,
+    ) -> None:
+        wanted = [(f.name, DUCKDB_TYPES[f.type]) for f in stream_schema.fields] + list(RUN_COLUMN_TYPES)
+        for name, dtype in wanted:
+            current = existing.get(name)
+            if current is None:
+                con.execute(f"ALTER TABLE {target} ADD COLUMN {quote_identifier(name)} {dtype}")
+                result.columns_added.append(name)
+            elif name not in key and _widens(current, dtype):
+                con.execute(f"ALTER TABLE {target} ALTER COLUMN {quote_identifier(name)} TYPE {dtype}")
+
+    @staticmethod
+    def _merge(
+        con: duckdb.DuckDBPyConnection,
+        target: str,
+        stream_schema: StreamSchema,
+        batches: Iterable[Batch],
+        key: list[str],
+        writer: _Writer,
+    ) -> None:
+        stage = quote_identifier(f"_ag_stage_{secrets.token_hex(6)}")
+        # A temporary table: private to this connection, dropped by the rollback if anything fails.
+        con.execute(f"CREATE TEMP TABLE {stage} ({_column_defs(stream_schema)})")
+        writer.insert(con, stage, batches)
+        keys = ", ".join(quote_identifier(k) for k in key)
+        # Within one write the last row of a key wins (rowid follows insertion order in a fresh table).
+        con.execute(
+            f"DELETE FROM {stage} WHERE rowid NOT IN (SELECT max(rowid) FROM {stage} GROUP BY {keys})"  # noqa: S608
+        )
+        match = " AND ".join(
+            f"t.{quote_identifier(k)} IS NOT DISTINCT FROM s.{quote_identifier(k)}" for k in key
+        )
+        con.execute(f"DELETE FROM {target} AS t USING {stage} AS s WHERE {match}")  # noqa: S608
+        con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {stage}")  # noqa: S608
+        con.execute(f"DROP TABLE {stage}")
+
+
+class _Writer:
+    """Inserts batches (stamped with the run columns) into a table; counts what it wrote."""
+
+    def __init__(self, stream_schema: StreamSchema, run_id: str, result: WriteResult) -> None:
+        self.schema = stream_schema
+        self.run_id = run_id
+        self.loaded_at = utc_now()
+        self.result = result
+
+    def insert(self, con: duckdb.DuckDBPyConnection, target: str, batches: Iterable[Batch]) -> None:
+        view = f"_ag_batch_{secrets.token_hex(6)}"
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            stamped = stamp_table(batch.table, self.schema, self.run_id, self.loaded_at)
+            con.register(view, stamped)
+            try:
+                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {quote_identifier(view)}")  # noqa: S608
+            finally:
+                # After a failed INSERT the transaction is aborted and unregistering fails too: that second
+                # error must not hide the first.
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister(view)
+            self.result.rows_written += stamped.num_rows
+            self.result.batches += 1
+            self.result.bytes_sent += stamped.nbytes
+
+
+def _column_defs(stream_schema: StreamSchema, primary_key: list[str] | None = None) -> str:
+    columns = [(f.name, DUCKDB_TYPES[f.type]) for f in stream_schema.fields] + list(RUN_COLUMN_TYPES)
+    defs = [f"{quote_identifier(name)} {dtype}" for name, dtype in columns]
+    if primary_key:
+        defs.append(f"PRIMARY KEY ({', '.join(quote_identifier(k) for k in primary_key)})")
+    return ", ".join(defs)
+
+
+_WIDER = {("BIGINT", "DOUBLE"), ("INTEGER", "DOUBLE"), ("INTEGER", "BIGINT")}
+
+
+def _widens(current: str, wanted: str) -> bool:
+    current = current.upper()
+    if current == wanted:
+        return False
+    if wanted == "VARCHAR":
+        return current != "JSON"
+    return (current, wanted) in _WIDER
