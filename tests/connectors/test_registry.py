@@ -93,3 +93,26 @@ def test_config_schema_marks_secrets_write_only() -> None:
     assert "schema" in schema["properties"]
     assert registry.get("postgres").secret_fields() == ["password"]
     assert list(schema["properties"])[:4] == ["host", "port", "database", "user"]
+
+
+def test_a_broken_built_in_plugin_is_skipped_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "demo_plugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "broken.py").write_text("import no_such_module_anywhere\n")
+    (package / "good.py").write_text(
+        "from apps.connectors.base import ConnectorConfig, ConnectorKind, ConnectorType\n"
+        "class Good(ConnectorType):\n"
+        "    slug = 'good'\n"
+        "    title = 'Good'\n"
+        "    kind = ConnectorKind.SOURCE\n"
+        "    config_model = ConnectorConfig\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh = ConnectorRegistry(plugin_package="demo_plugins", entry_point_group="aggregator.no_such_group")
+
+    assert [t.slug for t in fresh.all()] == ["good"]
+    for name in ("demo_plugins", "demo_plugins.good", "demo_plugins.broken"):
+        sys.modules.pop(name, None)

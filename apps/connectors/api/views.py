@@ -36,6 +36,11 @@ class ConnectorTypeViewSet(viewsets.GenericViewSet):
     serializer_class = ConnectorTypeSerializer
     lookup_field = "slug"
     lookup_value_regex = r"[A-Za-z0-9_.\-]+"
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> list[Any]:  # type: ignore[override]
+        # Types live in the registry, not the database; this only satisfies schema generation.
+        return []
 
     @extend_schema(
         parameters=[OpenApiParameter("kind", str, enum=["source", "destination"], required=False)],
@@ -47,7 +52,10 @@ class ConnectorTypeViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset([connector_type_data(t) for t in types])
         return self.get_paginated_response(page)
 
-    @extend_schema(responses={200: ConnectorTypeSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH)],
+        responses={200: ConnectorTypeSerializer},
+    )
     def retrieve(self, request: Request, slug: str) -> Response:
         return Response(connector_type_data(selectors.connector_type_get(slug=slug)))
 
@@ -57,6 +65,7 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
     """Configured connectors. Secrets are write-only: responses show `{"is_set": true}` in their place.
     Viewers list, read and preview; editors create, change, check and discover."""
 
+    queryset = Connector.objects.none()  # the model, for schema generation; rows come from scoped_queryset()
     serializer_class = ConnectorSerializer
     filterset_fields = ["connector_type"]
     action_roles = {"check": Role.EDITOR, "discover": Role.EDITOR, "preview": Role.VIEWER}
