@@ -216,6 +216,14 @@ def test_page_number_pagination_stops_on_an_empty_page_or_on_total_pages(source,
     assert "/page?page=5&per_page=5" not in api.served
 
 
+def test_an_api_that_ignores_the_page_parameter_is_stopped(source, api):
+    streams = [{**PAGE_STREAM, "pagination": {"type": "page_number", "page_param": "p", "page_size": 5}}]
+    with pytest.raises(ConnectorError, match="same records for two pages in a row") as excinfo:
+        read_stream(source, make_config(api, streams))
+    assert excinfo.value.field == "pagination"
+    assert api.hits["/page?p=2&per_page=5"] == 1 and "/page?p=3&per_page=5" not in api.hits
+
+
 def test_offset_limit_pagination(source, api):
     stream = {
         "name": "items",

@@ -975,6 +975,7 @@ class Paginator:
         self._offset = 0
         self._seen_tokens: set[str] = set()
         self._seen_urls: set[str] = set()
+        self._previous_records: list[Any] | None = None
 
     def first(self) -> _Request:
         style = self.style
@@ -992,10 +993,20 @@ class Paginator:
     def _what(self) -> str:
         return f"Stream {self.stream.name!r}"
 
-    def next(self, page: Page, record_count: int) -> _Request | None:
+    def next(self, page: Page, records: list[Any]) -> _Request | None:
         style = self.style
         if isinstance(style, NoPagination):
             return None
+        record_count = len(records)
+        if isinstance(style, PageNumberPagination | OffsetLimitPagination):
+            # An API that ignores the page parameter answers page 1 forever: stop at the first repeat.
+            if records and records == self._previous_records:
+                raise ConnectorError(
+                    f"{self._what()}: the API returned the same records for two pages in a row; does it "
+                    "support the configured page parameters?",
+                    field="pagination",
+                )
+            self._previous_records = records
         if isinstance(style, PageNumberPagination):
             if record_count == 0 or (style.size_param and record_count < style.page_size):
                 return None
@@ -1204,7 +1215,7 @@ class RestApiSource(ConnectorType):
                 if table.num_rows:
                     pending.append(table)
                     pending_rows += table.num_rows
-                request = paginator.next(page, len(records))
+                request = paginator.next(page, records)
                 if pending_rows >= config.chunk_size or (request is None and pending_rows):
                     for chunk in rechunk(pending, config.chunk_size):
                         yield Batch(chunk, stream=stream.name)
