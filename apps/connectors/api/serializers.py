@@ -40,8 +40,12 @@ class ConnectorSerializer(serializers.ModelSerializer):
 
     config = serializers.SerializerMethodField()
     last_check = serializers.SerializerMethodField()
-    created_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
-    updated_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="email", read_only=True
+    )
+    updated_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="email", read_only=True
+    )
 
     class Meta:
         model = Connector
@@ -106,7 +110,7 @@ class StreamFieldSerializer(serializers.Serializer):
 
 class StreamSerializer(serializers.Serializer):
     name = serializers.CharField()
-    fields = StreamFieldSerializer(many=True)
+    fields = StreamFieldSerializer(many=True)  # type: ignore[assignment]  # a declared field, not Serializer.fields
     primary_key = serializers.ListField(child=serializers.CharField())
     cursor_field = serializers.CharField(allow_null=True)
     cursor_candidates = serializers.ListField(child=serializers.CharField())
@@ -127,7 +131,7 @@ class RejectedRowSerializer(serializers.Serializer):
     row = serializers.IntegerField(allow_null=True)
     reason = serializers.CharField()
     raw = serializers.JSONField()
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a declared field, not Field.source
 
 
 class PreviewOutputSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet
 from apps.connectors import selectors, services
 from apps.connectors.models import Connector
-from apps.users.models import Role
+from apps.users.models import Role, User
 
 from .serializers import (
     CheckOutputSerializer,
@@ -26,6 +26,11 @@ from .serializers import (
     PreviewQuerySerializer,
     connector_type_data,
 )
+
+
+def _person(request: Request) -> User:
+    # IsAuthenticated has run: the user is a real account, never AnonymousUser.
+    return cast("User", request.user)
 
 
 @extend_schema(tags=["connectors"])
@@ -85,7 +90,7 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
         data.is_valid(raise_exception=True)
         connector = services.connector_create(
             workspace=workspace,
-            user=request.user,
+            user=_person(request),
             name=data.validated_data["name"],
             connector_type=data.validated_data["connector_type"],
             config=data.validated_data["config"],
@@ -100,7 +105,7 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
         data.is_valid(raise_exception=True)
         connector = services.connector_update(
             connector=connector,
-            user=request.user,
+            user=_person(request),
             name=data.validated_data.get("name"),
             connector_type=data.validated_data.get("connector_type"),
             config=data.validated_data.get("config"),
@@ -113,7 +118,7 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
         return self.update(request, *args, partial=True, **kwargs)
 
     def perform_destroy(self, instance: Connector) -> None:
-        services.connector_delete(connector=instance, user=self.request.user)
+        services.connector_delete(connector=instance, user=_person(self.request))
 
     @extend_schema(request=None, responses={200: CheckOutputSerializer})
     @action(detail=True, methods=["post"])
