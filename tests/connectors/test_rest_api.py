@@ -195,7 +195,8 @@ def test_page_number_pagination_reads_every_record_once_in_order(source, api):
     assert json.loads(table.column("meta")[4].as_py()) == {"rank": 5, "group": "odd"}
     assert json.loads(table.column("tags")[0].as_py()) == ["t", "1"]
     batches = [i for i in items if isinstance(i, Batch)]
-    assert all(b.num_rows <= 7 for b in batches) and sum(b.num_rows for b in batches) == 23
+    # Page 1 at once, page 2 (as many as before), then pages 3-4 cut at chunk_size, then page 5.
+    assert [b.num_rows for b in batches] == [5, 5, 7, 3, 3]
     assert all(b.stream == "items" for b in batches)
     # Pages 1-5 (the 5th is short, so no 6th); discovery fetched page 1 once more.
     assert api.served == {f"/page?page={p}&per_page=5": 2 if p == 1 else 1 for p in range(1, 6)}
@@ -519,13 +520,15 @@ def test_incremental_read_passes_the_cursor_and_returns_only_newer_records(sourc
     assert ids(table) == ALL_IDS
     checkpoints = [i for i in items if isinstance(i, StateCheckpoint)]
     # A checkpoint after each flush (pages 1-2, 3-4, then the rest), each covering only yielded rows.
+    # Flushes after page 1, page 2 (as many rows as yielded before), pages 3-4 (chunk_size), the rest.
     assert [c.state for c in checkpoints] == [
+        {"cursor": "2024-01-05T00:00:00Z"},
         {"cursor": "2024-01-10T00:00:00Z"},
         {"cursor": "2024-01-20T00:00:00Z"},
         {"cursor": "2024-01-23T00:00:00Z"},
     ]
-    kinds = [type(i).__name__ for i in items]
-    assert kinds == ["Batch", "StateCheckpoint", "Batch", "StateCheckpoint", "Batch", "StateCheckpoint"]
+    kinds = [type(i).__name__ if isinstance(i, StateCheckpoint) else i.num_rows for i in items]
+    assert kinds == [5, "StateCheckpoint", 5, "StateCheckpoint", 10, "StateCheckpoint", 3, "StateCheckpoint"]
 
     api.records = make_records(25)
     api.requests.clear()
@@ -758,3 +761,47 @@ def test_read_of_an_unknown_stream_is_named(source, api):
     schema = StreamSchema(name="nope", fields=())
     with pytest.raises(ConnectorError, match="No stream 'nope' in this connector"):
         list(source.read(make_config(api), schema, None))
+
+
+# --- through the connectors services (encrypted secrets, check, preview) --------------------------------
+
+
+def test_a_stored_rest_connector_keeps_its_key_encrypted_and_works(personas, api):
+    from apps.connectors.models import Connector
+    from apps.connectors.services import connector_check, connector_create, connector_preview
+
+    canary = "CANARY-STORED-KEY-2b8e"
+    api.auth, api.api_key = "api_key_header", canary
+    connector = connector_create(
+        workspace=personas.workspace,
+        user=personas.owner,
+        name="items-api",
+        connector_type="rest_api",
+        config={
+            "base_url": api.url,
+            "auth_type": "api_key",
+            "api_key": canary,
+            "streams": [PAGE_STREAM],
+            "backoff_base_s": 0.001,
+        },
+    )
+    stored = Connector.objects.values("config", "secrets_encrypted").get(id=connector.id)
+    assert canary not in json.dumps(stored["config"]) and canary not in stored["secrets_encrypted"]
+    assert stored["config"]["streams"][0]["pagination"] == {
+        "type": "page_number",
+        "page_param": "page",
+        "start_page": 1,
+        "size_param": "per_page",
+        "page_size": 5,
+        "total_pages_path": None,
+    }
+    checked = connector_check(connector=connector)
+    assert (checked.last_check_status, checked.last_check_message) == (
+        "succeeded",
+        "GET /page answered with 10 record(s).",
+    )
+    preview = connector_preview(connector=connector, stream="items", limit=7)
+    assert [row["id"] for row in preview["rows"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert preview["rows"][0]["meta"] == '{"rank":1,"group":"odd"}'
+    # Preview stops reading once it has its rows: the check, discovery's page 1, pages 1 and 2 of the read.
+    assert api.served == {"/page": 1, "/page?page=1&per_page=5": 2, "/page?page=2&per_page=5": 1}

@@ -10,8 +10,9 @@ a redirect to another origin is requested without them, as browsers and httpx do
 How a read goes: page after page (the stream's pagination style), the records at `records_path` of each
 JSON body become an Arrow table cast to the stream's schema column by column (a record that does not fit
 goes out as a RejectedRow naming the page and record, the rest carry on). Pages accumulate until
-`chunk_size` rows are pending, then everything pending is yielded (batches of at most `chunk_size` rows)
-followed by a StateCheckpoint: a checkpoint therefore only ever covers rows already yielded, whole pages.
+`chunk_size` rows are pending (early in a read: as many rows as were yielded before, so the first page goes
+out at once), then everything pending is yielded (batches of at most `chunk_size` rows) followed by a
+StateCheckpoint: a checkpoint therefore only ever covers rows already yielded, whole pages.
 
 Incremental: the last cursor value is sent as the stream's `cursor_param` and the records are filtered to
 `cursor > state` here as well, so an API that ignores the parameter (or treats it as `>=`) still yields
@@ -1177,9 +1178,9 @@ class RestApiSource(ConnectorType):
         cursor_type = stream.field(cursor_field).type if cursor_field else None
         cursor_value = (state or {}).get("cursor") if cursor_field else None
         extra_params: dict[str, ParamValue] = {}
-        threshold: pa.Scalar | None = None
+        since: pa.Scalar | None = None
         if cursor_field and cursor_type and cursor_value is not None:
-            threshold = _cursor_scalar(cursor_value, cursor_type)
+            since = _cursor_scalar(cursor_value, cursor_type)
             if stream_config.cursor_param:
                 extra_params[stream_config.cursor_param] = _param_text(cursor_value)
         what = f"Stream {stream.name!r}"
@@ -1190,6 +1191,7 @@ class RestApiSource(ConnectorType):
             pending: list[pa.Table] = []
             checkpointed: Any = None
             pending_rows = 0
+            flushed_rows = 0
             page_number = 0
             while request is not None:
                 page_number += 1
@@ -1209,16 +1211,21 @@ class RestApiSource(ConnectorType):
                         ),
                     )
                 if cursor_field and cursor_type is not None and table.num_rows:
-                    if threshold is not None:
-                        table = table.filter(pc.greater(table.column(cursor_field), threshold))
+                    if since is not None:
+                        table = table.filter(pc.greater(table.column(cursor_field), since))
                     cursor_value = _advance_cursor(table.column(cursor_field), cursor_type, cursor_value)
                 if table.num_rows:
                     pending.append(table)
                     pending_rows += table.num_rows
                 request = paginator.next(page, records)
-                if pending_rows >= config.chunk_size or (request is None and pending_rows):
+                # Flush at chunk_size; early in a read, as soon as as many rows are pending as were yielded
+                # before (1 page, 1, 2, 4, ...), so a preview gets its rows after the first page, not the
+                # first 50,000, and a long read still settles at chunk_size batches.
+                flush_at = max(1, min(config.chunk_size, flushed_rows))
+                if pending_rows >= flush_at or (request is None and pending_rows):
                     for chunk in rechunk(pending, config.chunk_size):
                         yield Batch(chunk, stream=stream.name)
+                    flushed_rows += pending_rows
                     pending, pending_rows = [], 0
                     if cursor_field and cursor_value is not None:
                         yield StateCheckpoint(stream=stream.name, state={"cursor": cursor_value})
