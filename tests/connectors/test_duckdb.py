@@ -364,3 +364,36 @@ def test_merge_without_a_key_and_reserved_columns_are_refused(dest: DuckDbDestin
     reserved = StreamSchema(name="t", fields=(Field("_ag_run_id", FieldType.STRING),))
     with pytest.raises(ConnectorError, match="reserved for the platform"):
         dest.write(config, reserved, [], WriteMode.APPEND, None, "r")
+
+
+def test_a_database_held_by_another_process_is_a_clear_error(
+    dest: DuckDbDestination, config: Any, data_dir: Path
+) -> None:
+    import subprocess
+    import sys
+
+    path = data_dir / "wh" / "warehouse.duckdb"
+    path.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+            "sys.stdin.read()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        result = run_check(dest, config)
+        assert not result.ok
+        assert result.message.startswith(
+            "Cannot open wh/warehouse.duckdb: IO Error: Could not set lock on file"
+        )
+        assert str(data_dir) not in result.message
+    finally:
+        holder.communicate("", timeout=30)
+    assert run_check(dest, config).ok
