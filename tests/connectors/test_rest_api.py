@@ -398,8 +398,8 @@ def test_oauth2_token_is_renewed_before_it_expires(source, api, monkeypatch):
 
 
 def test_a_page_cut_off_by_a_timeout_is_retried(source, api):
-    api.delays["/page?page=2&per_page=5"] = [1.0]
-    table, _ = read_stream(source, make_config(api, timeout_s=0.2))
+    api.delays["/page?page=2&per_page=5"] = [2.0]
+    table, _ = read_stream(source, make_config(api, timeout_s=0.5))
     assert ids(table) == ALL_IDS
     assert api.hits["/page?page=2&per_page=5"] == 2  # the cut-off answer, then the whole one
     assert len(source.waits) == 1
