@@ -766,13 +766,19 @@ class _Compiler:
             )
             value_type = arrow_type_for(numeric)
             operand = operand.cast(value_type)
+            if numeric == FieldType.NUMBER:
+                # is_in hashes, and -0.0 hashes apart from 0.0 though they are equal; x + 0.0 is +0.0.
+                operand = pc.add(operand, _const(0.0, value_type))
         values = []
         for item in items:
             assert isinstance(item, Literal)
             values.append(self.coerced[id(item)] if id(item) in self.coerced else pa.scalar(item.value))
         if value_type is None:
             value_type = values[0].type
-        value_set = pa.array([v.as_py() for v in values], type=value_type)
+        plain = [v.as_py() for v in values]
+        if value_type == pa.float64():
+            plain = [v + 0.0 for v in plain]
+        value_set = pa.array(plain, type=value_type)
         found = operand.isin(value_set)
         if has_null:  # true where found, otherwise unknown
             return pc.if_else(found, _const(True), _const(None, pa.bool_()))

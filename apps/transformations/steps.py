@@ -13,6 +13,7 @@ Steps that must hold more than one batch (sort, the small side of a join, a glob
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import difflib
@@ -69,10 +70,11 @@ class StepConfig(BaseModel):
 
 
 ConfigT = TypeVar("ConfigT", bound=StepConfig)
+_MONOTONIC = frozenset({FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.DATETIME})
 
 
-def unknown_column(name: str, schema: StreamSchema, *, field: str) -> StepError:
-    close = difflib.get_close_matches(name, schema.field_names, n=1, cutoff=0.6)
+def unknown_column(name: str, names: list[str], *, field: str) -> StepError:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     hint = f", did you mean '{close[0]}'?" if close else ""
     return StepError(f"unknown column '{name}'{hint}", field=field)
 
@@ -86,7 +88,6 @@ def derive_schema(
     names = {f.name for f in fields}
     primary_key = tuple(renamed.get(k, k) for k in schema.primary_key)
     cursor = renamed.get(schema.cursor_field, schema.cursor_field) if schema.cursor_field else None
-    monotonic = {FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.DATETIME}
     types = {f.name: f.type for f in fields}
     return StreamSchema(
         name=schema.name,
@@ -94,7 +95,7 @@ def derive_schema(
         primary_key=primary_key if all(k in names for k in primary_key) else (),
         cursor_field=cursor if cursor in names else None,
         cursor_candidates=tuple(
-            renamed.get(c, c) for c in schema.cursor_candidates if types.get(renamed.get(c, c)) in monotonic
+            renamed.get(c, c) for c in schema.cursor_candidates if types.get(renamed.get(c, c)) in _MONOTONIC
         ),
         supported_sync_modes=schema.supported_sync_modes,
     )
@@ -225,14 +226,14 @@ class SelectStep(StepType[SelectConfig]):
             try:
                 fields.append(schema.field(name))
             except KeyError:
-                raise unknown_column(name, schema, field=f"config.columns.{i}") from None
+                raise unknown_column(name, schema.field_names, field=f"config.columns.{i}") from None
         return derive_schema(schema, fields)
 
     def _apply(self, config: SelectConfig, batch: Batch, schema: StreamSchema) -> StepOutput:
-        present = set(batch.table.column_names)
+        present = batch.table.column_names
         for i, name in enumerate(config.columns):
             if name not in present:
-                raise unknown_column(name, schema, field=f"config.columns.{i}")
+                raise unknown_column(name, present, field=f"config.columns.{i}")
         return StepOutput(Batch(batch.table.select(config.columns), stream=batch.stream))
 
 
@@ -259,11 +260,10 @@ class RenameConfig(StepConfig):
         return value
 
 
-def _renamed_names(names: list[str], columns: dict[str, str], schema: StreamSchema) -> list[str]:
-    present = set(names)
+def _renamed_names(names: list[str], columns: dict[str, str]) -> list[str]:
     for old in columns:
-        if old not in present:
-            raise unknown_column(old, schema, field=f"config.columns.{old}")
+        if old not in names:
+            raise unknown_column(old, names, field=f"config.columns.{old}")
     result = [columns.get(name, name) for name in names]
     seen: dict[str, str] = {}  # new name → the old name it came from
     for before, after in zip(names, result, strict=True):
@@ -292,7 +292,7 @@ class RenameStep(StepType[RenameConfig]):
 
     def _output_schema(self, config: RenameConfig, inputs: list[StreamSchema]) -> StreamSchema:
         schema = inputs[0]
-        new_names = _renamed_names(schema.field_names, config.columns, schema)
+        new_names = _renamed_names(schema.field_names, config.columns)
         fields = [
             Field(name=new, type=f.type, nullable=f.nullable, description=f.description)
             for f, new in zip(schema.fields, new_names, strict=True)
@@ -300,7 +300,7 @@ class RenameStep(StepType[RenameConfig]):
         return derive_schema(schema, fields, renamed=config.columns)
 
     def _apply(self, config: RenameConfig, batch: Batch, schema: StreamSchema) -> StepOutput:
-        names = _renamed_names(batch.table.column_names, config.columns, schema)
+        names = _renamed_names(batch.table.column_names, config.columns)
         return StepOutput(Batch(batch.table.rename_columns(names), stream=batch.stream))
 
 
@@ -540,7 +540,7 @@ class CastStep(StepType[CastConfig]):
         schema = inputs[0]
         for name, target in config.columns.items():
             if name not in schema.field_names:
-                raise unknown_column(name, schema, field=f"config.columns.{name}")
+                raise unknown_column(name, schema.field_names, field=f"config.columns.{name}")
             source = schema.field(name).type
             if source not in CASTS[target]:
                 raise StepError(
@@ -553,7 +553,14 @@ class CastStep(StepType[CastConfig]):
             else f
             for f in schema.fields
         ]
-        return derive_schema(schema, fields)
+        derived = derive_schema(schema, fields)
+        # A column cast to a monotonic type (integer, number, date, datetime) can now serve as a cursor.
+        candidates = set(derived.cursor_candidates) | {
+            name for name, target in config.columns.items() if target in _MONOTONIC
+        }
+        return dataclasses.replace(
+            derived, cursor_candidates=tuple(f.name for f in fields if f.name in candidates)
+        )
 
     def _apply(self, config: CastConfig, batch: Batch, schema: StreamSchema) -> StepOutput:
         table = batch.table
@@ -561,7 +568,7 @@ class CastStep(StepType[CastConfig]):
         for name, target in config.columns.items():
             index = table.schema.get_field_index(name)
             if index < 0:
-                raise unknown_column(name, schema, field=f"config.columns.{name}")
+                raise unknown_column(name, table.column_names, field=f"config.columns.{name}")
             original = table.column(index).combine_chunks()
             compared, cast = _cast_values(original, target)
             bad = pc.and_(pc.is_valid(compared), pc.is_null(cast))
