@@ -270,3 +270,54 @@ def test_a_rejected_load_is_reported_and_rolled_back(
     assert excinfo.value.message == "1 rows have an empty primary key (id)."
     assert _fetch(scratch_conn, pg_schema, SNAPSHOT) == before
     assert _tables(scratch_conn, pg_schema) == ["flights"]
+
+
+def test_append_into_a_table_made_elsewhere_sends_the_run_columns(
+    pg_config: dict[str, Any], pg_schema: str, scratch_conn: Any
+) -> None:
+    scratch_conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+    scratch_conn.execute(f'CREATE TABLE "{pg_schema}".flights (id bigint, note text)')
+    scratch_conn.execute(f"INSERT INTO \"{pg_schema}\".flights VALUES (1, 'by hand')")
+
+    result = _write(pg_config, _batches(_rows(range(2, 4))), "append", "run-9")
+
+    assert result.columns_added == [
+        "carrier",
+        "delay",
+        "day",
+        "departed_at",
+        "cancelled",
+        "_ag_run_id",
+        "_ag_loaded_at",
+    ]
+    rows = _fetch(
+        scratch_conn,
+        pg_schema,
+        "SELECT id, note, carrier, _ag_run_id, _ag_loaded_at IS NULL FROM {t} ORDER BY id",
+    )
+    assert rows == [
+        (1, "by hand", None, None, True),
+        (2, None, "UA", "run-9", False),
+        (3, None, "UA", "run-9", False),
+    ]
+
+
+def test_tables_it_creates_default_the_run_columns_from_the_write(
+    pg_config: dict[str, Any], pg_schema: str, scratch_conn: Any
+) -> None:
+    _write(pg_config, _batches(_rows(range(2))), "append", "run-1")
+    defaults = scratch_conn.execute(
+        "SELECT column_name, column_default FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = 'flights' AND column_name LIKE '\\_ag\\_%%' ORDER BY 1",
+        (pg_schema,),
+    ).fetchall()
+    assert defaults == [
+        ("_ag_loaded_at", "now()"),
+        ("_ag_run_id", "current_setting('aggregator.run_id'::text, true)"),
+    ]
+    loaded = _fetch(
+        scratch_conn,
+        pg_schema,
+        "SELECT DISTINCT _ag_run_id, _ag_loaded_at > now() - interval '1 hour' FROM {t}",
+    )
+    assert loaded == [("run-1", True)]

@@ -54,7 +54,6 @@ from aggregator.dataplane import (
     StreamSchema,
     WriteMode,
     WriteResult,
-    utc_now,
 )
 from aggregator.logging import get_logger
 from apps.connectors.base import (
@@ -207,11 +206,31 @@ def _column_defs(fields: Iterable[tuple[str, str]]) -> sql.Composed:
     )
 
 
-def _all_columns(schema: StreamSchema) -> list[tuple[str, str]]:
-    return [(f.name, PG_TYPES[f.type]) for f in schema.fields] + [
-        (RUN_ID_COLUMN, "text"),
-        (LOADED_AT_COLUMN, "timestamp with time zone"),
-    ]
+# Tables this destination creates fill the run columns by default from the write's transaction: the run id
+# from a transaction-local setting, the load time as the transaction's start. COPY then sends only the data
+# columns, which saves the server parsing a timestamp per row (about a quarter of its COPY time on the
+# benchmark table). Tables made elsewhere, without these defaults, get both columns sent explicitly.
+RUN_SETTING = "aggregator.run_id"
+RUN_DEFAULTS = {RUN_ID_COLUMN: f"current_setting('{RUN_SETTING}', true)", LOADED_AT_COLUMN: "now()"}
+
+
+def _all_columns(schema: StreamSchema, *, with_defaults: bool = False) -> list[tuple[str, str]]:
+    run_columns = [(RUN_ID_COLUMN, "text"), (LOADED_AT_COLUMN, "timestamp with time zone")]
+    if with_defaults:
+        run_columns = [(name, f"{pg_type} DEFAULT {RUN_DEFAULTS[name]}") for name, pg_type in run_columns]
+    return [(f.name, PG_TYPES[f.type]) for f in schema.fields] + run_columns
+
+
+def _has_run_defaults(cur: psycopg.Cursor[Any], schema: str, table: str) -> bool:
+    cur.execute(
+        "SELECT column_name, column_default FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s AND column_name IN (%s, %s)",
+        (schema, table, RUN_ID_COLUMN, LOADED_AT_COLUMN),
+    )
+    defaults = dict(cur.fetchall())
+    return RUN_SETTING in (defaults.get(RUN_ID_COLUMN) or "") and "now()" in (
+        defaults.get(LOADED_AT_COLUMN) or ""
+    )
 
 
 class _CsvEncoder:
@@ -222,8 +241,9 @@ class _CsvEncoder:
     only their distinct values are formatted: event times repeat a lot, and the run's own `_ag_loaded_at`
     is a single value. The writer expands a dictionary column as cheaply as a string column."""
 
-    def __init__(self, schema: StreamSchema, run_id: str, loaded_at: Any) -> None:
+    def __init__(self, schema: StreamSchema, run_id: str, loaded_at: Any, *, with_run_columns: bool) -> None:
         self.schema = schema
+        self.with_run_columns = with_run_columns
         self.options = pacsv.WriteOptions(include_header=False, batch_size=8192)
         self.run_id = pa.array([run_id], pa.string())
         stamp = pa.array([loaded_at], pa.timestamp("us", tz="UTC"))
@@ -265,9 +285,10 @@ class _CsvEncoder:
     def encode(self, table: pa.Table) -> pa.Buffer:
         n = table.num_rows
         columns = [self._column(table, f.name, f.type) for f in self.schema.fields]
-        columns.append(self._constant(self.run_id, n))
-        columns.append(self._constant(self.loaded_at, n))
-        names = [*self.schema.field_names, RUN_ID_COLUMN, LOADED_AT_COLUMN]
+        names = list(self.schema.field_names)
+        if self.with_run_columns:
+            columns += [self._constant(self.run_id, n), self._constant(self.loaded_at, n)]
+            names += [RUN_ID_COLUMN, LOADED_AT_COLUMN]
         sink = pa.BufferOutputStream()
         pacsv.write_csv(pa.Table.from_arrays(columns, names=names), sink, write_options=self.options)
         return sink.getvalue()
@@ -337,12 +358,17 @@ class PostgresDestination(ConnectorType):
             raise ConnectorError("A merge needs a primary key.", field="primary_key")
 
         result = WriteResult(table=f"{schema_name}.{table_name}")
-        encoder = _CsvEncoder(stream_schema, run_id, utc_now())
         password = secret_value(config.password)
         suffix = secrets.token_hex(4)
         conn = _connect(config)
         try:
             with conn.cursor() as cur:
+                cur.execute("SELECT set_config(%s, %s, true), now()", (RUN_SETTING, run_id))
+                loaded_at = cur.fetchone()[1]  # type: ignore[index]
+
+                def encoder(*, with_run_columns: bool) -> _CsvEncoder:
+                    return _CsvEncoder(stream_schema, run_id, loaded_at, with_run_columns=with_run_columns)
+
                 self._ensure_schema(cur, schema_name)
                 existing = _table_columns(cur, schema_name, table_name)
                 target = sql.Identifier(schema_name, table_name)
@@ -352,7 +378,7 @@ class PostgresDestination(ConnectorType):
                         config,
                         stream_schema,
                         batches,
-                        encoder,
+                        encoder(with_run_columns=False),
                         key,
                         table_name,
                         existing,
@@ -363,7 +389,7 @@ class PostgresDestination(ConnectorType):
                     if existing is None:
                         cur.execute(
                             sql.SQL("CREATE TABLE {} ({})").format(
-                                target, _column_defs(_all_columns(stream_schema))
+                                target, _column_defs(_all_columns(stream_schema, with_defaults=True))
                             )
                         )
                         if write_mode == WriteMode.MERGE:
@@ -371,7 +397,10 @@ class PostgresDestination(ConnectorType):
                     else:
                         self._evolve(cur, target, stream_schema, existing, result)
                     if write_mode == WriteMode.APPEND:
-                        self._copy(cur, target, stream_schema, batches, encoder, result)
+                        explicit = existing is not None and not _has_run_defaults(
+                            cur, schema_name, table_name
+                        )
+                        self._copy(cur, target, batches, encoder(with_run_columns=explicit), result)
                     else:
                         self._merge(
                             cur,
@@ -379,7 +408,7 @@ class PostgresDestination(ConnectorType):
                             table_name,
                             stream_schema,
                             batches,
-                            encoder,
+                            encoder(with_run_columns=False),
                             key,
                             existing,
                             suffix,
@@ -486,14 +515,14 @@ class PostgresDestination(ConnectorType):
     def _copy(
         cur: psycopg.Cursor[Any],
         target: sql.Identifier,
-        stream_schema: StreamSchema,
         batches: Iterable[Batch],
         encoder: _CsvEncoder,
         result: WriteResult,
     ) -> None:
-        columns = sql.SQL(", ").join(
-            sql.Identifier(n) for n in [*stream_schema.field_names, RUN_ID_COLUMN, LOADED_AT_COLUMN]
-        )
+        names = list(encoder.schema.field_names)
+        if encoder.with_run_columns:
+            names += [RUN_ID_COLUMN, LOADED_AT_COLUMN]
+        columns = sql.SQL(", ").join(map(sql.Identifier, names))
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
         # A sender thread writes to COPY while this thread reads and encodes the next batch (pyarrow releases
         # the GIL), so the source, the encoder and the server all work at once. The hand-over queue holds at
@@ -549,8 +578,12 @@ class PostgresDestination(ConnectorType):
         new_name = f"_ag_new_{table_name[:40]}_{suffix}"
         old_name = f"_ag_old_{table_name[:40]}_{suffix}"
         new = sql.Identifier(schema_name, new_name)
-        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(new, _column_defs(_all_columns(stream_schema))))
-        self._copy(cur, new, stream_schema, batches, encoder, result)
+        cur.execute(
+            sql.SQL("CREATE TABLE {} ({})").format(
+                new, _column_defs(_all_columns(stream_schema, with_defaults=True))
+            )
+        )
+        self._copy(cur, new, batches, encoder, result)
         if existing is not None:
             cur.execute(
                 sql.SQL("ALTER TABLE {} RENAME TO {}").format(
@@ -589,10 +622,10 @@ class PostgresDestination(ConnectorType):
         cur.execute(
             sql.SQL(
                 "CREATE TEMPORARY TABLE {} ({}, _ag_seq bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP"
-            ).format(staging, _column_defs(_all_columns(stream_schema)))
+            ).format(staging, _column_defs(_all_columns(stream_schema, with_defaults=True)))
         )
         loaded = WriteResult(table=result.table)
-        self._copy(cur, staging, stream_schema, batches, encoder, loaded)
+        self._copy(cur, staging, batches, encoder, loaded)
         result.batches, result.bytes_sent = loaded.batches, loaded.bytes_sent
         null_key = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in key)
         cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(staging, null_key))
