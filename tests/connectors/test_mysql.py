@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +28,13 @@ from aggregator.dataplane import (
     WriteMode,
 )
 from apps.connectors.base import ConfigInvalid, ConnectorError, run_check
-from apps.connectors.plugins.mysql import CursorTracker, MySqlConfig, MySqlConnector, quote_ident
+from apps.connectors.plugins.mysql import (
+    LOAD_DATA_GUARD_AVAILABLE,
+    CursorTracker,
+    MySqlConfig,
+    MySqlConnector,
+    quote_ident,
+)
 from apps.connectors.registry import get_connector_type
 
 CANARY = "canary-Pa55word-7f3a91"
@@ -212,15 +219,36 @@ def test_required_tls_against_a_server_without_it_names_ssl_mode(scratch: dict[s
     assert caught.value.field == "ssl_mode"
 
 
-def test_connections_do_not_offer_local_infile(scratch: dict[str, str]) -> None:
+def test_reading_connections_do_not_offer_local_infile(scratch: dict[str, str]) -> None:
     _sql(scratch, "CREATE TABLE t (line TEXT)")
-    conn = MySqlConnector()._connect(_config(scratch), write=True)
+    conn = MySqlConnector()._connect(_config(scratch))
     try:
         with conn.cursor() as cur, pytest.raises(pymysql.MySQLError):
             cur.execute("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE t", ())
     finally:
         conn.close()
     assert _sql(scratch, "SELECT COUNT(*) FROM t") == [(0,)]
+
+
+def test_the_writing_connection_sends_only_the_file_it_offers(scratch: dict[str, str], tmp_path: Any) -> None:
+    assert LOAD_DATA_GUARD_AVAILABLE  # a PyMySQL upgrade that breaks the guard must be noticed here
+    _sql(scratch, "CREATE TABLE t (line TEXT)")
+    offered = tmp_path / "offered.csv"
+    offered.write_text('"from the offered file"\n')
+    conn = MySqlConnector()._connect(_config(scratch), write=True)
+    try:
+        # What a malicious server does: ask for a file of its choosing, with or without a load running.
+        for current in (None, str(offered).encode()):
+            conn.offered_file = current
+            with conn.cursor() as cur, pytest.raises(ConnectorError, match="not offered; refused"):
+                cur.execute("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE t", ())
+        with conn.cursor() as cur:
+            cur.execute(f"LOAD DATA LOCAL INFILE '{offered}' INTO TABLE t FIELDS ENCLOSED BY '\"'", ())
+        conn.commit()
+    finally:
+        conn.close()
+    assert _sql(scratch, "SELECT line FROM t") == [("from the offered file",)]
+    assert not _config(scratch, load_data=False).load_data
 
 
 # --- discover --------------------------------------------------------------------------------------------
@@ -452,6 +480,13 @@ def test_custom_query_runs_in_a_read_only_transaction(scratch: dict[str, str]) -
 
 # --- write -----------------------------------------------------------------------------------------------
 
+
+@pytest.fixture(params=[True, False], ids=["load_data", "inserts"])
+def load_data(request: pytest.FixtureRequest) -> bool:
+    """Every write test runs twice: LOAD DATA LOCAL INFILE (the default) and multi-row INSERTs."""
+    return bool(request.param)
+
+
 PEOPLE = StreamSchema(
     name="people",
     fields=(
@@ -482,9 +517,9 @@ def _rows(scratch: dict[str, str], table: str = "people") -> list[tuple[Any, ...
 T1 = dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
 
 
-def test_append_creates_the_table_and_adds_rows(scratch: dict[str, str]) -> None:
+def test_append_creates_the_table_and_adds_rows(scratch: dict[str, str], load_data: bool) -> None:
     connector = MySqlConnector()
-    config = _config(scratch)
+    config = _config(scratch, load_data=load_data)
     result = connector.write(
         config,
         PEOPLE,
@@ -520,9 +555,9 @@ def test_append_creates_the_table_and_adds_rows(scratch: dict[str, str]) -> None
     assert _tables(scratch) == ["people"]  # no staging table left behind
 
 
-def test_overwrite_replaces_every_row_atomically(scratch: dict[str, str]) -> None:
+def test_overwrite_replaces_every_row_atomically(scratch: dict[str, str], load_data: bool) -> None:
     connector = MySqlConnector()
-    config = _config(scratch)
+    config = _config(scratch, load_data=load_data)
     connector.write(
         config,
         PEOPLE,
@@ -548,9 +583,9 @@ def test_overwrite_replaces_every_row_atomically(scratch: dict[str, str]) -> Non
     assert _tables(scratch) == ["people"]
 
 
-def test_overwrite_creates_a_missing_table(scratch: dict[str, str]) -> None:
+def test_overwrite_creates_a_missing_table(scratch: dict[str, str], load_data: bool) -> None:
     MySqlConnector().write(
-        _config(scratch),
+        _config(scratch, load_data=load_data),
         PEOPLE,
         [_people((5, "e", None, None, None, None, None))],
         WriteMode.OVERWRITE,
@@ -560,9 +595,9 @@ def test_overwrite_creates_a_missing_table(scratch: dict[str, str]) -> None:
     assert [(r[0], r[1]) for r in _rows(scratch)] == [(5, "e")]
 
 
-def test_merge_updates_matches_and_inserts_the_rest(scratch: dict[str, str]) -> None:
+def test_merge_updates_matches_and_inserts_the_rest(scratch: dict[str, str], load_data: bool) -> None:
     connector = MySqlConnector()
-    config = _config(scratch)
+    config = _config(scratch, load_data=load_data)
     connector.write(
         config,
         PEOPLE,
@@ -592,10 +627,10 @@ def test_merge_updates_matches_and_inserts_the_rest(scratch: dict[str, str]) -> 
     assert _tables(scratch) == ["people"]
 
 
-def test_merge_adds_a_unique_key_to_an_existing_table(scratch: dict[str, str]) -> None:
+def test_merge_adds_a_unique_key_to_an_existing_table(scratch: dict[str, str], load_data: bool) -> None:
     _sql(scratch, "CREATE TABLE people (id BIGINT, name VARCHAR(50))", "INSERT INTO people VALUES (1, 'old')")
     MySqlConnector().write(
-        _config(scratch),
+        _config(scratch, load_data=load_data),
         PEOPLE,
         [_people((1, "new", None, None, None, None, None), (2, "two", None, None, None, None, None))],
         WriteMode.MERGE,
@@ -608,21 +643,21 @@ def test_merge_adds_a_unique_key_to_an_existing_table(scratch: dict[str, str]) -
     ]
 
 
-def test_merge_without_a_primary_key_names_the_field(scratch: dict[str, str]) -> None:
+def test_merge_without_a_primary_key_names_the_field(scratch: dict[str, str], load_data: bool) -> None:
     schema = StreamSchema(name="people", fields=PEOPLE.fields)
     with pytest.raises(ConnectorError) as caught:
-        MySqlConnector().write(_config(scratch), schema, [], WriteMode.MERGE, None, "r")
+        MySqlConnector().write(_config(scratch, load_data=load_data), schema, [], WriteMode.MERGE, None, "r")
     assert caught.value.field == "primary_key"
 
 
-def test_odd_identifiers_round_trip(scratch: dict[str, str]) -> None:
+def test_odd_identifiers_round_trip(scratch: dict[str, str], load_data: bool) -> None:
     schema = StreamSchema(
         name="we`ird %s table",
         fields=(Field("100% `sure`", FieldType.INTEGER), Field("it's", FieldType.STRING)),
         primary_key=("100% `sure`",),
     )
     connector = MySqlConnector()
-    config = _config(scratch)
+    config = _config(scratch, load_data=load_data)
     batch = Batch.from_records([{"100% `sure`": 1, "it's": "%s"}], schema)
     for mode in (WriteMode.APPEND, WriteMode.MERGE, WriteMode.OVERWRITE):
         connector.write(config, schema, [batch], mode, ["100% `sure`"], f"run-{mode}")
@@ -638,9 +673,11 @@ def _raising(*batches: Batch) -> Iterator[Batch]:
 
 
 @pytest.mark.parametrize("mode", [WriteMode.APPEND, WriteMode.OVERWRITE, WriteMode.MERGE])
-def test_a_failure_mid_stream_leaves_the_target_as_it_was(scratch: dict[str, str], mode: WriteMode) -> None:
+def test_a_failure_mid_stream_leaves_the_target_as_it_was(
+    scratch: dict[str, str], mode: WriteMode, load_data: bool
+) -> None:
     connector = MySqlConnector()
-    config = _config(scratch)
+    config = _config(scratch, load_data=load_data)
     connector.write(
         config, PEOPLE, [_people((1, "keep", 1.0, True, None, None, None))], WriteMode.MERGE, ["id"], "run-0"
     )
@@ -657,7 +694,7 @@ def test_a_failure_mid_stream_leaves_the_target_as_it_was(scratch: dict[str, str
 
 @pytest.mark.parametrize("mode", [WriteMode.APPEND, WriteMode.OVERWRITE, WriteMode.MERGE])
 def test_a_value_that_does_not_fit_fails_the_write_and_changes_nothing(
-    scratch: dict[str, str], mode: WriteMode
+    scratch: dict[str, str], mode: WriteMode, load_data: bool
 ) -> None:
     _sql(
         scratch,
@@ -667,16 +704,21 @@ def test_a_value_that_does_not_fit_fails_the_write_and_changes_nothing(
     schema = StreamSchema(name="people", fields=PEOPLE.fields[:3], primary_key=("id",))
     batch = Batch.from_records([{"id": 2, "name": "ok"}, {"id": 3, "name": "far too long for five"}], schema)
     with pytest.raises(ConnectorError) as caught:
-        MySqlConnector().write(_config(scratch), schema, [batch], mode, ["id"], "run-bad")
-    assert "Data too long for column 'name'" in caught.value.message
+        MySqlConnector().write(
+            _config(scratch, load_data=load_data), schema, [batch], mode, ["id"], "run-bad"
+        )
+    # INSERT … SELECT says "Data too long"; LOAD DATA LOCAL reports a truncation warning, which fails too.
+    assert re.search(r"Data (too long|truncated) for column 'name'", caught.value.message)
     assert _sql(scratch, "SELECT id, name, score FROM people") == [(1, "keep", 1.0)]
     assert _tables(scratch) == ["people"]
 
 
-def test_a_failed_first_write_does_not_leave_an_empty_target(scratch: dict[str, str]) -> None:
+def test_a_failed_first_write_does_not_leave_an_empty_target(
+    scratch: dict[str, str], load_data: bool
+) -> None:
     with pytest.raises(RuntimeError):
         MySqlConnector().write(
-            _config(scratch),
+            _config(scratch, load_data=load_data),
             PEOPLE,
             _raising(_people((1, "a", None, None, None, None, None))),
             WriteMode.APPEND,
@@ -686,9 +728,9 @@ def test_a_failed_first_write_does_not_leave_an_empty_target(scratch: dict[str, 
     assert _tables(scratch) == []
 
 
-def test_written_rows_read_back_through_the_source(scratch: dict[str, str]) -> None:
+def test_written_rows_read_back_through_the_source(scratch: dict[str, str], load_data: bool) -> None:
     connector = MySqlConnector()
-    config = _config(scratch)
+    config = _config(scratch, load_data=load_data)
     table = pa.table(
         {
             "id": pa.array(range(12_345), pa.int64()),
@@ -711,9 +753,11 @@ def test_written_rows_read_back_through_the_source(scratch: dict[str, str]) -> N
     assert sum(r["id"] for r in rows) == sum(range(12_345))
 
 
-def test_merge_refuses_rows_without_a_key_and_a_table_with_duplicate_keys(scratch: dict[str, str]) -> None:
+def test_merge_refuses_rows_without_a_key_and_a_table_with_duplicate_keys(
+    scratch: dict[str, str], load_data: bool
+) -> None:
     connector = MySqlConnector()
-    config = _config(scratch)
+    config = _config(scratch, load_data=load_data)
     with pytest.raises(ConnectorError) as caught:
         connector.write(
             config,
@@ -741,3 +785,26 @@ def test_merge_refuses_rows_without_a_key_and_a_table_with_duplicate_keys(scratc
     assert caught.value.field == "primary_key"
     assert _sql(scratch, "SELECT id, name FROM dupes ORDER BY name") == [(1, "a"), (1, "b")]
     assert _tables(scratch) == ["dupes"]
+
+
+def test_awkward_values_survive_both_load_paths(scratch: dict[str, str], load_data: bool) -> None:
+    schema = StreamSchema(
+        name="awkward", fields=(Field("id", FieldType.INTEGER), Field("text", FieldType.STRING))
+    )
+    values = [
+        "NULL",
+        "",
+        None,
+        'say "hi", ok',
+        "back\\slash \\N",
+        "line\nbreak\r\n",
+        "tab\tend",
+        "😀 ü ✓",
+        ",",
+        '"',
+    ]
+    batch = Batch.from_records([{"id": i, "text": v} for i, v in enumerate(values)], schema)
+    MySqlConnector().write(
+        _config(scratch, load_data=load_data), schema, [batch], WriteMode.APPEND, None, "r"
+    )
+    assert [row[0] for row in _sql(scratch, "SELECT text FROM awkward ORDER BY id")] == values
