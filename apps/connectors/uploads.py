@@ -119,7 +119,9 @@ class ByteBudget:
         self.used += n
         if self.used > self.limit:
             raise ArchiveRefused(
-                f"{self.label} decompresses to more than {self.limit} bytes; refused as a decompression bomb."
+                f"{self.label} decompresses to more than {self.limit} bytes; "
+                "refused as a decompression bomb.",
+                field="path",
             )
 
 

@@ -302,7 +302,14 @@ def test_gzip_source_over_the_archive_limit_stops_at_the_counter(import_root: Pa
         fh.write(b'{"pad": "' + b"x" * 300_000 + b'"}\n')
     source = JsonFileSource()
     config = source.validate_config({"path": "big.jsonl.gz"})
-    with pytest.raises(ConnectorError, match="decompresses to more than 100000 bytes"):
+    with pytest.raises(ConnectorError, match="decompresses to more than 100000 bytes") as exc:
+        source.discover(config)
+    assert exc.value.field == "path"
+    # The same through the streaming JSON parser (its C backend pulls from the counted stream).
+    with gzip.open(import_root / "big.json.gz", "wb") as fh:
+        fh.write(b'[{"pad": "' + b"x" * 300_000 + b'"}]')
+    config = source.validate_config({"path": "big.json.gz"})
+    with pytest.raises(ConnectorError, match=r"big\.json\.gz decompresses to more than 100000 bytes"):
         source.discover(config)
 
 
