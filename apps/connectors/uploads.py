@@ -349,7 +349,11 @@ def open_member(member: InputMember) -> Iterator[BinaryIO]:
             raise ArchiveRefused(exc.message, field="path") from None
         if member.entry not in entries:
             raise ConnectorError(f"{member.label} is no longer in the archive.", field="path")
-        with archive.open(entries[member.entry]) as raw:
+        try:
+            raw = archive.open(entries[member.entry])
+        except NotImplementedError as exc:  # a compression method zipfile cannot read (deflate64, …)
+            raise ConnectorError(f"Cannot read {member.label}: {exc}.", field="path") from None
+        with raw:
             yield io.BufferedReader(CountingReader(raw, budget), buffer_size=COPY_CHUNK)  # type: ignore[misc]
 
 
