@@ -350,11 +350,11 @@ def open_member(member: InputMember) -> Iterator[BinaryIO]:
         if member.entry not in entries:
             raise ConnectorError(f"{member.label} is no longer in the archive.", field="path")
         try:
-            raw = archive.open(entries[member.entry])
+            entry = archive.open(entries[member.entry])
         except NotImplementedError as exc:  # a compression method zipfile cannot read (deflate64, …)
             raise ConnectorError(f"Cannot read {member.label}: {exc}.", field="path") from None
-        with raw:
-            yield io.BufferedReader(CountingReader(raw, budget), buffer_size=COPY_CHUNK)  # type: ignore[misc]
+        with entry:
+            yield io.BufferedReader(CountingReader(entry, budget), buffer_size=COPY_CHUNK)  # type: ignore[misc]
 
 
 @contextlib.contextmanager
