@@ -20,7 +20,7 @@ import pytest
 from aggregator.dataplane import Batch, FieldType, RejectedRows, StateCheckpoint, StreamSchema
 from apps.connectors.base import ConnectorError, run_check
 from apps.connectors.plugins.excel_file import ExcelFileSource
-from apps.connectors.plugins.json_file import JsonFileSource
+from apps.connectors.plugins.json_file import CursorFilter, JsonFileSource
 from apps.connectors.plugins.parquet_file import ParquetFileSource
 from apps.connectors.registry import get_connector_type
 
@@ -376,6 +376,27 @@ def test_parquet_in_gzip_and_zip_and_incremental(import_root: Path) -> None:
     assert out["checkpoints"] == [{"cursor": 9}]
     again = read_all(source, config, stream, {"cursor": 7})
     assert [r["id"] for r in again["rows"]] == [8, 9]
+
+
+def test_parquet_incremental_skips_row_groups_below_the_cursor(import_root: Path) -> None:
+    pq.write_table(sales_table(0, 30), import_root / "sales.parquet", row_group_size=10)
+    source = ParquetFileSource()
+    config = source.validate_config({"path": "sales.parquet", "chunk_size": 4})
+    [stream] = source.discover(config)
+    by_id = with_cursor(stream, "id")
+    out = read_all(source, config, by_id, {"cursor": 14})
+    assert [r["id"] for r in out["rows"]] == list(range(15, 30))
+    assert out["checkpoints"] == [{"cursor": 29}]
+    with pq.ParquetFile(import_root / "sales.parquet") as parquet:
+        groups = list(ParquetFileSource._row_groups(parquet, by_id, CursorFilter(by_id, {"cursor": 14})))
+        assert groups == [(0, True), (1, False), (2, False)]
+        by_time = with_cursor(stream, "sold_at")
+        state = {"cursor": "2024-01-01T19:00:00+00:00"}  # hour 19: the last row of the second group
+        groups = list(ParquetFileSource._row_groups(parquet, by_time, CursorFilter(by_time, state)))
+        assert groups == [(0, True), (1, True), (2, False)]
+    out = read_all(source, config, by_time, state)
+    assert [r["id"] for r in out["rows"]] == list(range(20, 30))
+    assert out["checkpoints"] == [{"cursor": "2024-01-02T05:00:00+00:00"}]
 
 
 def test_parquet_value_out_of_range_rejects_its_row(import_root: Path) -> None:

@@ -333,6 +333,11 @@ class CursorFilter:
     def active(self) -> bool:
         return self.field is not None
 
+    @property
+    def floor(self) -> pa.Scalar | None:
+        """The state's cursor as an Arrow scalar of the field's type (None on a first read)."""
+        return self._floor
+
     def apply(self, table: pa.Table) -> pa.Table:
         if self.field is None or table.num_rows == 0:
             return table

@@ -12,7 +12,8 @@ cast (a uint64 above the int64 range, an invalid UTF-8 binary) rejects its row, 
 in the file. Columns of the stream missing from a file are null (a glob of files whose schemas evolved).
 
 Incremental: by a cursor field as for the JSON source (rows above the state's cursor; one checkpoint at the
-end of the stream).
+end of the stream); row groups whose statistics put every cursor value at or below the state's are skipped
+without being decoded.
 """
 
 from __future__ import annotations
@@ -167,30 +168,85 @@ class ParquetFileSource(ConnectorType):
     ) -> Iterator[ReadItem]:
         with self._open(member) as parquet:
             present = [n for n in stream.field_names if n in parquet.schema_arrow.names]
+            metadata = parquet.metadata
             offset = 0
             try:
-                for record_batch in parquet.iter_batches(batch_size=config.chunk_size, columns=present):
-                    table, bad = conform(pa.Table.from_batches([record_batch]), stream)
-                    if bad:
-                        raw_rows = pa.Table.from_batches([record_batch]).take(sorted(bad)).to_pylist()
-                        yield from rejected(
-                            stream,
-                            [
-                                RejectedRow(
-                                    reason=reason, raw=_jsonable(raw), row=offset + i + 1, source=member.label
-                                )
-                                for (i, reason), raw in zip(sorted(bad.items()), raw_rows, strict=True)
-                            ],
+                for group in self._row_groups(parquet, stream, cursor):
+                    if group is None:  # the whole file, in one reader
+                        batches = parquet.iter_batches(batch_size=config.chunk_size, columns=present)
+                    else:
+                        index, skip = group
+                        if skip:
+                            offset += metadata.row_group(index).num_rows
+                            continue
+                        batches = parquet.iter_batches(
+                            batch_size=config.chunk_size, columns=present, row_groups=[index]
                         )
-                    offset += record_batch.num_rows
-                    table = cursor.apply(table)
-                    if table.num_rows:
-                        yield Batch(table, stream=stream.name)
+                    for record_batch in batches:
+                        yield from self._batch_items(record_batch, stream, cursor, member, offset)
+                        offset += record_batch.num_rows
             except (pa.ArrowInvalid, OSError) as exc:
                 raise ConnectorError(f"Cannot read {member.label}: {exc}", field="path") from None
 
+    @staticmethod
+    def _batch_items(
+        record_batch: pa.RecordBatch,
+        stream: StreamSchema,
+        cursor: CursorFilter,
+        member: InputMember,
+        offset: int,
+    ) -> Iterator[ReadItem]:
+        table, bad = conform(pa.Table.from_batches([record_batch]), stream)
+        if bad:
+            raw_rows = pa.Table.from_batches([record_batch]).take(sorted(bad)).to_pylist()
+            yield from rejected(
+                stream,
+                [
+                    RejectedRow(reason=reason, raw=_jsonable(raw), row=offset + i + 1, source=member.label)
+                    for (i, reason), raw in zip(sorted(bad.items()), raw_rows, strict=True)
+                ],
+            )
+        table = cursor.apply(table)
+        if table.num_rows:
+            yield Batch(table, stream=stream.name)
+
+    @staticmethod
+    def _row_groups(
+        parquet: pq.ParquetFile, stream: StreamSchema, cursor: CursorFilter
+    ) -> Iterator[tuple[int, bool] | None]:
+        """Incremental reads skip the row groups whose cursor statistics say every row is at or below the
+        state's cursor (without decoding them); otherwise the file is read in one pass (None)."""
+        floor = cursor.floor
+        metadata = parquet.metadata
+        leaf = None
+        if cursor.field is not None and floor is not None:
+            leaf = next(
+                (j for j in range(metadata.num_columns) if metadata.schema.column(j).path == cursor.field),
+                None,
+            )
+        if leaf is None:
+            yield None
+            return
+        field_type = stream.field(cursor.field).type  # type: ignore[arg-type]
+        for index in range(metadata.num_row_groups):
+            yield (
+                index,
+                _all_at_or_below(metadata.row_group(index).column(leaf).statistics, field_type, floor),
+            )
+
     def _open(self, member: InputMember) -> _OpenParquet:
         return _OpenParquet(member)
+
+
+def _all_at_or_below(statistics: Any, field_type: FieldType, floor: pa.Scalar) -> bool:
+    """Whether a row group's max (from its statistics) is at or below `floor`; False when unsure."""
+    try:
+        if statistics is None or not statistics.has_min_max:
+            return False
+        top = _cast_column(pa.array([statistics.max]), field_type)[0]
+        return bool(pc.less_equal(top, floor).as_py())
+    except (*_CONVERT_ERRORS, TypeError):
+        return False
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
