@@ -397,3 +397,15 @@ def test_a_database_held_by_another_process_is_a_clear_error(
     finally:
         holder.communicate("", timeout=30)
     assert run_check(dest, config).ok
+
+
+def test_registered_as_a_destination_with_its_config_schema() -> None:
+    from apps.connectors.registry import get_connector_type
+
+    connector_type = get_connector_type("duckdb")
+    assert connector_type is DuckDbDestination
+    assert connector_type.is_destination() and not connector_type.is_source()
+    schema = connector_type.json_schema()
+    assert schema["required"] == ["database"]
+    assert list(schema["properties"]) == ["database", "schema"]
+    assert schema["properties"]["schema"]["default"] == "main"

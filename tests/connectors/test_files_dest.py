@@ -256,3 +256,15 @@ def test_paths_and_names_that_leave_the_directory_are_refused(
     with pytest.raises(ConnectorError, match="leads outside the data directory"):
         dest.write(config, SCHEMA, [rows(0, 1)], WriteMode.APPEND, None, "r1")
     assert list(outside.iterdir()) == []
+
+
+def test_registered_as_a_destination_with_its_config_schema() -> None:
+    from apps.connectors.registry import get_connector_type
+
+    connector_type = get_connector_type("files")
+    assert connector_type is FilesDestination
+    assert connector_type.is_destination() and not connector_type.is_source()
+    schema = connector_type.json_schema()
+    assert schema["required"] == ["directory"]
+    assert list(schema["properties"]) == ["directory", "format", "max_rows_per_file"]
+    assert schema["properties"]["format"]["enum"] == ["parquet", "csv", "jsonl"]
