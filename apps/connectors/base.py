@@ -37,7 +37,8 @@ class ConnectorKind(StrEnum):
 class ConnectorConfig(BaseModel):
     """Base of every config model: unknown keys are errors (a typo must not be silently ignored)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # No whitespace stripping: a tab delimiter or a password with spaces is meaningful.
+    model_config = ConfigDict(extra="forbid")
 
 
 def secret_field(**kwargs: Any) -> Any:

@@ -115,6 +115,13 @@ def test_sniffs_delimiter_encoding_and_headerless_files(import_dir: Path) -> Non
     ]
 
 
+def test_tab_separated_files_with_an_explicit_tab_delimiter(import_dir: Path) -> None:
+    (import_dir / "data.tsv").write_text("a\tb\n1\tx y\n")
+    stream, items = _read({"path": "data.tsv", "delimiter": "\t"})
+    assert stream.name == "data"
+    assert [r for b in _batches(items) for r in b.table.to_pylist()] == [{"a": 1, "b": "x y"}]
+
+
 def test_overrides_win_over_detection(import_dir: Path) -> None:
     (import_dir / "pipes.txt").write_text("a|b\n1|x\n")
     stream, items = _read({"path": "pipes.txt", "delimiter": "|", "header": False, "stream_name": "p"})

@@ -116,3 +116,33 @@ def test_a_broken_built_in_plugin_is_skipped_not_fatal(
     assert [t.slug for t in fresh.all()] == ["good"]
     for name in ("demo_plugins", "demo_plugins.good", "demo_plugins.broken"):
         sys.modules.pop(name, None)
+
+
+def test_run_check_enforces_the_timeout_and_hides_crashes() -> None:
+    import time
+
+    from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorType, run_check
+
+    class Slow(ConnectorType):
+        slug = "slow"
+        title = "Slow"
+        kind = ConnectorKind.SOURCE
+        config_model = ConnectorConfig
+        check_timeout_s = 0.2
+
+        def check(self, config: object) -> CheckResult:
+            time.sleep(2)
+            return CheckResult(ok=True, message="too late")
+
+    class Crashing(Slow):
+        slug = "crashing"
+
+        def check(self, config: object) -> CheckResult:
+            raise KeyError("secret-ish detail")
+
+    started = time.monotonic()
+    slow = run_check(Slow(), ConnectorConfig())
+    assert time.monotonic() - started < 1.5
+    assert (slow.ok, slow.message) == (False, "No answer within 0.2 seconds.")
+    crashed = run_check(Crashing(), ConnectorConfig())
+    assert (crashed.ok, crashed.message) == (False, "The check failed unexpectedly (KeyError).")
