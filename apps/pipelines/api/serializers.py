@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.pipelines.models import (
+    ConcurrencyPolicy,
+    NodeRun,
+    Pipeline,
+    PipelineVersion,
+    RejectedRecord,
+    Run,
+    RunLog,
+)
+
+
+class PipelineSerializer(serializers.ModelSerializer):
+    workspace = serializers.IntegerField(source="workspace_id", read_only=True)
+    depends_on = serializers.SerializerMethodField()
+    schedule_description = serializers.SerializerMethodField()
+    last_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Pipeline
+        fields = [
+            "id",
+            "workspace",
+            "name",
+            "description",
+            "definition",
+            "version",
+            "max_attempts",
+            "retry_backoff_s",
+            "time_limit_s",
+            "chunk_size",
+            "schedule_cron",
+            "schedule_timezone",
+            "schedule_interval_s",
+            "schedule_description",
+            "is_paused",
+            "concurrency_policy",
+            "depends_on",
+            "last_run",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_depends_on(self, pipeline: Pipeline) -> list[int]:
+        return sorted(p.id for p in pipeline.depends_on.all())
+
+    def get_schedule_description(self, pipeline: Pipeline) -> str:
+        from apps.pipelines.schedules import describe
+
+        return describe(pipeline)
+
+    def get_last_run(self, pipeline: Pipeline) -> dict[str, Any] | None:
+        run_id = getattr(pipeline, "last_run_id", None)
+        if run_id is None:
+            return None
+        return {"id": run_id, "status": pipeline.last_run_status, "queued_at": pipeline.last_run_at}  # type: ignore[attr-defined]
+
+
+class PipelineWriteSerializer(serializers.Serializer):
+    workspace = serializers.IntegerField(required=False, write_only=True)
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True)
+    definition = serializers.JSONField()
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=20)
+    retry_backoff_s = serializers.IntegerField(required=False, min_value=0, max_value=86400)
+    time_limit_s = serializers.IntegerField(required=False, min_value=10, max_value=7 * 86400)
+    chunk_size = serializers.IntegerField(required=False, min_value=100, max_value=1_000_000)
+    schedule_cron = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    schedule_timezone = serializers.CharField(required=False, max_length=64)
+    schedule_interval_s = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    is_paused = serializers.BooleanField(required=False)
+    concurrency_policy = serializers.ChoiceField(choices=ConcurrencyPolicy.choices, required=False)
+    depends_on = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+class ValidateInputSerializer(serializers.Serializer):
+    definition = serializers.JSONField(
+        required=False, help_text="A document to check; the saved one when absent."
+    )
+
+
+class ValidationProblemSerializer(serializers.Serializer):
+    node = serializers.CharField(allow_null=True)
+    edge = serializers.IntegerField(allow_null=True)
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class ValidateOutputSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    schemas = serializers.DictField(child=serializers.JSONField(), help_text="Fields available at each node.")
+
+
+class PipelineVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = PipelineVersion
+        fields = ["version", "definition", "message", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class VersionDiffSerializer(serializers.Serializer):
+    base = serializers.IntegerField()
+    other = serializers.IntegerField()
+    added_nodes = serializers.ListField(child=serializers.CharField())
+    removed_nodes = serializers.ListField(child=serializers.CharField())
+    changed_nodes = serializers.DictField(child=serializers.JSONField())
+    added_edges = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+    removed_edges = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class RunStartSerializer(serializers.Serializer):
+    full_refresh = serializers.BooleanField(required=False, default=False)
+    streams = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Source node ids."
+    )
+    backfill = serializers.DictField(
+        required=False, help_text='{"from": …, "to": …, "node": <source node id>}'
+    )
+
+
+class NodeRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = NodeRun
+        fields = [
+            "node_id",
+            "kind",
+            "status",
+            "rows_in",
+            "rows_out",
+            "rows_rejected",
+            "bytes",
+            "started_at",
+            "finished_at",
+            "duration_s",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    pipeline_name = serializers.CharField(source="pipeline.name", read_only=True)
+    version = serializers.IntegerField(source="pipeline_version.version", read_only=True)
+    workspace = serializers.IntegerField(source="workspace_id", read_only=True)
+    pipeline = serializers.IntegerField(source="pipeline_id", read_only=True)
+    duration_s = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "workspace",
+            "pipeline",
+            "pipeline_name",
+            "version",
+            "status",
+            "trigger",
+            "options",
+            "scheduled_for",
+            "attempt",
+            "max_attempts",
+            "cancel_requested",
+            "error",
+            "error_kind",
+            "rows_read",
+            "rows_written",
+            "rows_rejected",
+            "queued_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+            "duration_s",
+        ]
+        read_only_fields = fields
+
+
+class RunDetailSerializer(RunSerializer):
+    nodes = NodeRunSerializer(source="node_runs", many=True, read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "nodes"]
+        read_only_fields = fields
+
+
+class RunLogSerializer(serializers.ModelSerializer):
+    node = serializers.CharField(source="node_id")
+
+    class Meta:
+        model = RunLog
+        fields = ["id", "at", "level", "node", "message", "context"]
+        read_only_fields = fields
+
+
+class RejectedRecordSerializer(serializers.ModelSerializer):
+    node = serializers.CharField(source="node_id")
+
+    class Meta:
+        model = RejectedRecord
+        fields = ["id", "node", "line", "row", "reason", "raw", "source", "created_at"]
+        read_only_fields = fields

@@ -1,0 +1,275 @@
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, mixins, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
+from apps.pipelines import selectors, services
+from apps.pipelines.models import Pipeline, Run, RunStatus
+from apps.users.models import Role
+
+from .serializers import (
+    PipelineSerializer,
+    PipelineVersionSerializer,
+    PipelineWriteSerializer,
+    RejectedRecordSerializer,
+    RunDetailSerializer,
+    RunLogSerializer,
+    RunSerializer,
+    RunStartSerializer,
+    ValidateInputSerializer,
+    ValidateOutputSerializer,
+    VersionDiffSerializer,
+)
+
+
+def _write_kwargs(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v for k, v in data.items() if k not in {"workspace", "depends_on", "message", "name", "definition"}
+    }
+
+
+@extend_schema(tags=["pipelines"])
+class PipelineViewSet(WorkspaceScopedModelViewSet):
+    """Pipelines: a graph document (`definition`) plus run settings and an optional schedule. Every change
+    of the document makes a new immutable version. Viewers read and validate; editors change and run."""
+
+    queryset = Pipeline.objects.none()
+    serializer_class = PipelineSerializer
+    action_roles = {"validate": Role.VIEWER, "versions": Role.VIEWER, "version_diff": Role.VIEWER}
+
+    def scoped_queryset(self) -> QuerySet[Pipeline]:
+        return selectors.pipeline_list_for_user(user=self.request.user)
+
+    def _depends_on(self, ids: list[int], workspace_id: int) -> list[Pipeline]:
+        found = list(
+            selectors.pipeline_list_for_user(user=self.request.user).filter(
+                id__in=ids, workspace_id=workspace_id
+            )
+        )
+        if len(found) != len(set(ids)):
+            raise exceptions.ValidationError({"depends_on": ["Unknown pipeline id(s) for this workspace."]})
+        return found
+
+    @extend_schema(request=PipelineWriteSerializer, responses={201: PipelineSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        workspace = self.workspace_for_create(request)
+        data = PipelineWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        pipeline = services.pipeline_create(
+            workspace=workspace,
+            name=values["name"],
+            definition=values["definition"],
+            user=request.user,
+            message=values.get("message", ""),
+            **_write_kwargs(values),
+        )
+        if values.get("depends_on"):
+            services.pipeline_update(
+                pipeline=pipeline,
+                user=request.user,
+                depends_on=self._depends_on(values["depends_on"], workspace.id),
+            )
+        pipeline = selectors.pipeline_get_for_user(user=request.user, pipeline_id=pipeline.id)
+        return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=PipelineWriteSerializer, responses={200: PipelineSerializer})
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        pipeline = self.get_object()
+        data = PipelineWriteSerializer(data=request.data, partial=kwargs.get("partial", False))
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        services.pipeline_update(
+            pipeline=pipeline,
+            user=request.user,
+            name=values.get("name"),
+            definition=values.get("definition"),
+            message=values.get("message", ""),
+            depends_on=self._depends_on(values["depends_on"], pipeline.workspace_id)
+            if "depends_on" in values
+            else None,
+            **_write_kwargs(values),
+        )
+        pipeline = selectors.pipeline_get_for_user(user=request.user, pipeline_id=pipeline.id)
+        return Response(PipelineSerializer(pipeline).data)
+
+    @extend_schema(request=PipelineWriteSerializer, responses={200: PipelineSerializer})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
+
+    def perform_destroy(self, instance: Pipeline) -> None:
+        services.pipeline_delete(pipeline=instance)
+
+    @extend_schema(request=ValidateInputSerializer, responses={200: ValidateOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def validate(self, request: Request, pk: str | None = None) -> Response:
+        """Check a document (or the saved one) without saving. Errors are keyed `nodes.<id>.<field>`."""
+        pipeline = self.get_object()
+        data = ValidateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        definition = data.validated_data.get("definition", pipeline.definition)
+        from django.core.exceptions import ValidationError
+
+        try:
+            plan = services.pipeline_plan(workspace_id=pipeline.workspace_id, definition=definition)
+        except ValidationError as exc:
+            return Response({"valid": False, "errors": exc.message_dict, "schemas": {}})
+        schemas = {node_id: schema.to_dict()["fields"] for node_id, schema in plan.schemas.items()}
+        return Response({"valid": True, "errors": {}, "schemas": schemas})
+
+    @extend_schema(responses={200: PipelineVersionSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        pipeline = self.get_object()
+        page = self.paginate_queryset(selectors.pipeline_versions(pipeline=pipeline))
+        return self.get_paginated_response(PipelineVersionSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("base", int, required=True),
+            OpenApiParameter("other", int, required=True),
+        ],
+        responses={200: VersionDiffSerializer},
+    )
+    @action(detail=True, methods=["get"], url_path="versions/diff")
+    def version_diff(self, request: Request, pk: str | None = None) -> Response:
+        """What changed between two versions: nodes added, removed or changed (key by key), edges."""
+        pipeline = self.get_object()
+        try:
+            base, other = int(request.query_params["base"]), int(request.query_params["other"])
+        except (KeyError, ValueError):
+            raise exceptions.ValidationError(
+                {"base": ["`base` and `other` must be version numbers."]}
+            ) from None
+        versions = {
+            v.version: v.definition
+            for v in selectors.pipeline_versions(pipeline=pipeline).filter(version__in=[base, other])
+        }
+        for name, number in (("base", base), ("other", other)):
+            if number not in versions:
+                raise exceptions.ValidationError({name: [f"No version {number}."]})
+        return Response(
+            {"base": base, "other": other, **services.definition_diff(versions[base], versions[other])}
+        )
+
+    @extend_schema(
+        methods=["post"],
+        request=RunStartSerializer,
+        responses={201: RunSerializer},
+        description="Start a run.",
+    )
+    @extend_schema(
+        methods=["get"], responses={200: RunSerializer(many=True)}, description="This pipeline's runs."
+    )
+    @action(detail=True, methods=["get", "post"])
+    def runs(self, request: Request, pk: str | None = None) -> Response:
+        pipeline = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(
+                selectors.run_list_for_user(user=request.user).filter(pipeline=pipeline)
+            )
+            return self.get_paginated_response(RunSerializer(page, many=True).data)
+        data = RunStartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.run_start(pipeline=pipeline, user=request.user, options=dict(data.validated_data))
+        run = selectors.run_get_for_user(user=request.user, run_id=run.id)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: PipelineSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        pipeline = self.get_object()
+        services.pipeline_update(pipeline=pipeline, user=request.user, is_paused=True)
+        return Response(
+            PipelineSerializer(
+                selectors.pipeline_get_for_user(user=request.user, pipeline_id=pipeline.id)
+            ).data
+        )
+
+    @extend_schema(request=None, responses={200: PipelineSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        pipeline = self.get_object()
+        services.pipeline_update(pipeline=pipeline, user=request.user, is_paused=False)
+        return Response(
+            PipelineSerializer(
+                selectors.pipeline_get_for_user(user=request.user, pipeline_id=pipeline.id)
+            ).data
+        )
+
+
+class RunFilter(django_filters.FilterSet):
+    pipeline = django_filters.NumberFilter(field_name="pipeline_id")
+    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
+    queued_after = django_filters.IsoDateTimeFilter(field_name="queued_at", lookup_expr="gte")
+    queued_before = django_filters.IsoDateTimeFilter(field_name="queued_at", lookup_expr="lt")
+
+    class Meta:
+        model = Run
+        fields = ["pipeline", "status", "queued_after", "queued_before"]
+
+
+@extend_schema(tags=["runs"])
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WorkspaceScopedViewSet):
+    """Runs of every pipeline you can see, newest first, with their per-node progress."""
+
+    queryset = Run.objects.none()
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+    action_roles = {"cancel": Role.EDITOR, "logs": Role.VIEWER, "rejected": Role.VIEWER}
+
+    def scoped_queryset(self) -> QuerySet[Run]:
+        queryset = selectors.run_list_for_user(user=self.request.user)
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("node_runs")
+        return queryset
+
+    def get_serializer_class(self) -> Any:
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+    @extend_schema(request=None, responses={200: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel: a queued run at once; a running one within a batch (its unfinished writes are dropped)."""
+        run = services.run_cancel(run=self.get_object())
+        return Response(RunSerializer(run).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Only lines after this id (for tailing)."),
+            OpenApiParameter("level", str, enum=["debug", "info", "warning", "error"]),
+        ],
+        responses={200: RunLogSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        after = request.query_params.get("after")
+        try:
+            after_id = int(after) if after else None
+        except ValueError:
+            raise exceptions.ValidationError({"after": ["Must be a log line id."]}) from None
+        page = self.paginate_queryset(
+            selectors.run_logs(run=run, after=after_id, level=request.query_params.get("level"))
+        )
+        return self.get_paginated_response(RunLogSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("node", str)], responses={200: RejectedRecordSerializer(many=True)}
+    )
+    @action(detail=True, methods=["get"])
+    def rejected(self, request: Request, pk: str | None = None) -> Response:
+        """The run's quarantine: rows a source or step refused, with the reason and where they were."""
+        run = self.get_object()
+        page = self.paginate_queryset(
+            selectors.run_rejected(run=run, node_id=request.query_params.get("node"))
+        )
+        return self.get_paginated_response(RejectedRecordSerializer(page, many=True).data)

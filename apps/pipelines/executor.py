@@ -1,0 +1,571 @@
+"""Runs one attempt of a pipeline run, in a Celery worker.
+
+Flow: claim the run (queued → running for this attempt, a conditional UPDATE, so two workers can never
+execute it at once), re-validate the version's document into a plan, then for each source node: read
+batches, push each one through the transforms below it and into a bounded queue per destination it reaches
+(fan-out); each destination consumes its queue in its own thread through the connector's `write`, which
+commits once at the end (staging, swap or upsert). Only when every destination fed by a source has
+committed is that source's incremental state committed. A crash at any point therefore leaves either the
+old state (and, at most, rows of this run that its retry removes first) or the new one — never skipped or
+doubled rows.
+
+Memory: a batch is at most the source's chunk size; each destination queue holds at most QUEUE_DEPTH
+batches, so a run holds a handful of batches whatever the stream's size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from aggregator.dataplane import Batch, RejectedRows, StateCheckpoint, StreamSchema, SyncMode, WriteMode
+from aggregator.logging import get_logger
+from apps.connectors.base import ConnectorError
+from apps.connectors.selectors import connector_runtime
+from apps.monitoring import events
+from apps.transformations.steps import StepError, get_step_type
+
+from .definition import Plan
+from .models import LogLevel, NodeRun, RejectedRecord, Run, RunLog, RunStatus, StreamState
+
+logger = get_logger(__name__)
+
+QUEUE_DEPTH = 2
+HEARTBEAT_EVERY_S = 1.0
+REJECTED_BULK = 1000
+
+
+class RunCancelled(Exception):
+    """The run was cancelled while it ran."""
+
+
+class ConfigurationError(Exception):
+    """The pipeline or a connector is misconfigured: retrying cannot help."""
+
+
+_END = object()
+_ABORT = object()
+
+
+class DestinationSink:
+    """Feeds one destination's `write` from a bounded queue in its own thread."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        ref: Any,
+        node: dict[str, Any],
+        schema: StreamSchema,
+        run_id: str,
+        stats: NodeRun,
+    ):
+        self.node_id = node_id
+        self.node = node
+        self.schema = schema
+        self.run_id = run_id
+        self.stats = stats
+        self.connector_type, self.config = connector_runtime(ref.connector)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"sink-{node_id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _batches(self) -> Iterator[Batch]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                # Raised inside the connector's write: it drops its staging and re-raises.
+                raise RunCancelled()
+            yield item
+
+    def _run(self) -> None:
+        try:
+            self.result = self.connector_type.write(
+                self.config,
+                self.schema,
+                self._batches(),
+                WriteMode(self.node.get("write_mode", WriteMode.APPEND)),
+                list(self.node.get("primary_key") or []),
+                self.run_id,
+                table=self.node["table"],
+            )
+        except BaseException as exc:  # handed to the run's thread, which decides what it means
+            self.error = exc
+            # Drain so a producer blocked on put() is released.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+
+    def put(self, batch: Batch) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(batch, timeout=0.5)
+                self.stats.rows_in += batch.num_rows
+                return
+            except queue.Full:
+                continue
+
+    def finish(self, *, abort: bool = False) -> Any:
+        if self.thread.is_alive():
+            marker = _ABORT if abort else _END
+            while self.thread.is_alive():
+                try:
+                    self.queue.put(marker, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            self.thread.join()
+        if self.error is not None and not abort:
+            raise self.error
+        return self.result
+
+
+class RunExecutor:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.pipeline = run.pipeline
+        self.options = run.options or {}
+        self.node_runs: dict[str, NodeRun] = {}
+        self.cancelled = threading.Event()
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{run.id}", daemon=True)
+        self._progress_lock = threading.Lock()
+
+    # --- logging and progress ---------------------------------------------------------------------------
+
+    def log(self, message: str, *, level: str = LogLevel.INFO, node: str = "", **context: Any) -> None:
+        RunLog.objects.create(run_id=self.run.id, level=level, node_id=node, message=message, context=context)
+
+    def _flush_progress(self) -> None:
+        with self._progress_lock:
+            rows = [
+                (nr.pk, nr.rows_in, nr.rows_out, nr.rows_rejected, nr.bytes, nr.status)
+                for nr in self.node_runs.values()
+            ]
+        for pk, rows_in, rows_out, rejected, nbytes, status in rows:
+            NodeRun.objects.filter(pk=pk).update(
+                rows_in=rows_in, rows_out=rows_out, rows_rejected=rejected, bytes=nbytes, status=status
+            )
+
+    def _beat(self) -> None:
+        """Every second: prove the worker is alive, save the counters, publish progress, notice a cancel."""
+        try:
+            while not self._stop_heartbeat.wait(HEARTBEAT_EVERY_S):
+                Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
+                self._flush_progress()
+                if Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                    self.cancelled.set()
+                events.publish("run.progress", self.run.workspace_id, ("run", self.run.id), self.progress())
+        finally:
+            connection.close()
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            "run": self.run.id,
+            "status": RunStatus.RUNNING,
+            "nodes": {
+                node_id: {
+                    "rows_in": nr.rows_in,
+                    "rows_out": nr.rows_out,
+                    "rows_rejected": nr.rows_rejected,
+                    "status": nr.status,
+                }
+                for node_id, nr in self.node_runs.items()
+            },
+        }
+
+    def check_cancel(self) -> None:
+        if self.cancelled.is_set():
+            raise RunCancelled()
+
+    # --- the run -----------------------------------------------------------------------------------------
+
+    def execute(self, plan: Plan) -> None:
+        now = timezone.now()
+        for node_id in plan.order:
+            node_run, _ = NodeRun.objects.update_or_create(
+                run=self.run,
+                node_id=node_id,
+                defaults={
+                    "kind": plan.nodes[node_id]["kind"],
+                    "status": RunStatus.QUEUED,
+                    "rows_in": 0,
+                    "rows_out": 0,
+                    "rows_rejected": 0,
+                    "bytes": 0,
+                    "error": "",
+                    "started_at": None,
+                    "finished_at": None,
+                },
+            )
+            self.node_runs[node_id] = node_run
+        self._heartbeat.start()
+        try:
+            if self.run.attempt > 1:
+                self._remove_partial_rows(plan)
+            selected = self.options.get("streams") or list(plan.sources)
+            for source_id in plan.order:
+                if source_id in plan.sources and source_id in selected:
+                    self._run_source(plan, source_id)
+                    self.check_cancel()
+        finally:
+            self._stop_heartbeat.set()
+            self._heartbeat.join()
+            self._flush_progress()
+        del now
+
+    def _remove_partial_rows(self, plan: Plan) -> None:
+        """A retry first removes what an earlier attempt of this run may have committed to append targets."""
+        for node_id, ref in plan.destinations.items():
+            node = plan.nodes[node_id]
+            if node.get("write_mode", WriteMode.APPEND) != WriteMode.APPEND:
+                continue  # overwrite rewrites everything and merge is idempotent
+            connector_type, config = connector_runtime(ref.connector)
+            remove = getattr(connector_type, "remove_run_rows", None)
+            if remove is None:
+                self.log(
+                    "This destination cannot remove an earlier attempt's rows.",
+                    level=LogLevel.WARNING,
+                    node=node_id,
+                )
+                continue
+            removed = remove(config, node["table"], str(self.run.id))
+            if removed:
+                self.log(f"Removed {removed} rows written by an earlier attempt.", node=node_id, rows=removed)
+
+    def _reachable(self, plan: Plan, source_id: str) -> list[str]:
+        import networkx as nx
+
+        return [n for n in plan.order if n in nx.descendants(plan.graph, source_id)]
+
+    def _run_source(self, plan: Plan, source_id: str) -> None:
+        source = plan.sources[source_id]
+        node = plan.nodes[source_id]
+        connector_type, config = connector_runtime(source.connector.connector)
+        if "chunk_size" in type(config).model_fields:
+            config = config.model_copy(
+                update={"chunk_size": min(config.chunk_size, self.pipeline.chunk_size)}
+            )
+        stream = source.stream
+        incremental = node.get("sync_mode") == SyncMode.INCREMENTAL
+        if incremental and node.get("cursor_field"):
+            stream = dataclasses.replace(stream, cursor_field=node["cursor_field"])
+        saved = StreamState.objects.filter(pipeline=self.pipeline, node_id=source_id).first()
+        backfill = (
+            self.options.get("backfill")
+            if (self.options.get("backfill") or {}).get("node") == source_id
+            else None
+        )
+        if backfill:
+            state: dict[str, Any] | None = {"cursor": backfill["from"]}
+        elif incremental and not self.options.get("full_refresh") and saved is not None:
+            state = saved.state
+        else:
+            state = None
+
+        downstream = self._reachable(plan, source_id)
+        transforms = {n: plan.nodes[n] for n in downstream if plan.nodes[n]["kind"] == "transform"}
+        steps = {}
+        for node_id, tnode in transforms.items():
+            step_type = get_step_type(tnode["step"])
+            steps[node_id] = (step_type, step_type.validate_config(tnode.get("config", {})))
+        sinks: dict[str, DestinationSink] = {}
+        for node_id in downstream:
+            if plan.nodes[node_id]["kind"] == "destination":
+                sinks[node_id] = DestinationSink(
+                    node_id=node_id,
+                    ref=plan.destinations[node_id],
+                    node=plan.nodes[node_id],
+                    schema=plan.schemas[node_id],
+                    run_id=str(self.run.id),
+                    stats=self.node_runs[node_id],
+                )
+        started = time.monotonic()
+        for node_id in (source_id, *downstream):
+            self.node_runs[node_id].status = RunStatus.RUNNING
+            self.node_runs[node_id].started_at = timezone.now()
+            NodeRun.objects.filter(pk=self.node_runs[node_id].pk).update(
+                status=RunStatus.RUNNING, started_at=timezone.now()
+            )
+        for sink in sinks.values():
+            sink.start()
+        self.log(f"Reading stream '{stream.name}'.", node=source_id, state=state or {})
+        events.emit("node.started", self.run.workspace_id, ("run", self.run.id), {"node": source_id})
+
+        pending_state: dict[str, Any] | None = None
+        reader = connector_type.read(config, stream, state)
+        upper = backfill.get("to") if backfill else None
+        try:
+            for item in reader:
+                self.check_cancel()
+                if isinstance(item, Batch):
+                    batch = item
+                    if upper is not None and stream.cursor_field:
+                        batch = _below(batch, stream.cursor_field, upper)
+                    self.node_runs[source_id].rows_out += batch.num_rows
+                    self.node_runs[source_id].rows_in += item.num_rows
+                    self._push(plan, source_id, batch, steps, sinks)
+                elif isinstance(item, RejectedRows):
+                    self._quarantine(source_id, item)
+                elif isinstance(item, StateCheckpoint):
+                    pending_state = item.state
+            results = {node_id: sink.finish() for node_id, sink in sinks.items()}
+        except BaseException:
+            for sink in sinks.values():
+                sink.finish(abort=True)
+            raise
+        finally:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+
+        for node_id, result in results.items():
+            nr = self.node_runs[node_id]
+            nr.rows_out = result.rows_written if result is not None else nr.rows_in
+            nr.bytes = getattr(result, "bytes_sent", 0) or 0
+            self.log(
+                f"Wrote {nr.rows_out} rows to {getattr(result, 'table', plan.nodes[node_id]['table'])}.",
+                node=node_id,
+            )
+        elapsed = time.monotonic() - started
+        with transaction.atomic():
+            # The destinations have committed: only now may the stream's position move forward.
+            if incremental and pending_state is not None and not backfill:
+                StreamState.objects.update_or_create(
+                    pipeline=self.pipeline,
+                    node_id=source_id,
+                    defaults={"stream": stream.name, "state": pending_state, "run": self.run},
+                )
+            for node_id in (source_id, *downstream):
+                nr = self.node_runs[node_id]
+                nr.status = RunStatus.SUCCEEDED
+                nr.finished_at = timezone.now()
+                nr.duration_s = round(elapsed, 3)
+                nr.save()
+            written = sum(self.node_runs[n].rows_out for n in sinks)
+            Run.objects.filter(pk=self.run.pk).update(
+                rows_read=self.run.rows_read + self.node_runs[source_id].rows_out,
+                rows_written=self.run.rows_written + written,
+                rows_rejected=sum(nr.rows_rejected for nr in self.node_runs.values()),
+            )
+            self.run.rows_read += self.node_runs[source_id].rows_out
+            self.run.rows_written += written
+
+    def _push(
+        self, plan: Plan, node_id: str, batch: Batch, steps: dict[str, Any], sinks: dict[str, DestinationSink]
+    ) -> None:
+        for child in plan.downstream(node_id):
+            kind = plan.nodes[child]["kind"]
+            if kind == "destination":
+                sinks[child].put(batch)
+                continue
+            step_type, config = steps[child]
+            nr = self.node_runs[child]
+            nr.rows_in += batch.num_rows
+            output = step_type.apply(config, batch, plan.schemas[node_id])
+            if output.rejected:
+                self._quarantine(child, RejectedRows(stream=batch.stream, rows=tuple(output.rejected)))
+            nr.rows_out += output.batch.num_rows
+            if output.batch.num_rows:
+                self._push(plan, child, output.batch, steps, sinks)
+
+    def _quarantine(self, node_id: str, rejected: RejectedRows) -> None:
+        records = [
+            RejectedRecord(
+                run_id=self.run.id,
+                node_id=node_id,
+                line=r.line,
+                row=r.row,
+                reason=r.reason[:2000],
+                raw=r.raw if isinstance(r.raw, (dict, list)) else {"text": r.raw},
+                source=r.source[:500],
+            )
+            for r in rejected.rows
+        ]
+        RejectedRecord.objects.bulk_create(records, batch_size=REJECTED_BULK)
+        self.node_runs[node_id].rows_rejected += len(records)
+        first = rejected.rows[0] if rejected.rows else None
+        if first is not None:
+            where = f" (line {first.line})" if first.line else ""
+            self.log(
+                f"{len(records)} row(s) rejected{where}: {first.reason}", level=LogLevel.WARNING, node=node_id
+            )
+
+
+def _below(batch: Batch, cursor: str, upper: Any) -> Batch:
+    import pyarrow.compute as pc
+
+    column = batch.table.column(cursor)
+    bound = pc.cast(pc.scalar(upper), column.type) if not isinstance(upper, (int, float)) else upper
+    mask = pc.less_equal(column, bound)
+    return Batch(batch.table.filter(pc.fill_null(mask, False)), stream=batch.stream)
+
+
+CONFIG_ERRORS = (ValidationError, ConnectorError, StepError, ConfigurationError)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+def claim(*, run_id: int, attempt: int) -> bool:
+    now = timezone.now()
+    return bool(
+        Run.objects.filter(
+            pk=run_id, status=RunStatus.QUEUED, attempt=attempt, cancel_requested=False
+        ).update(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker_name(),
+            error="",
+            error_kind="",
+        )
+    )
+
+
+def close_db() -> None:
+    close_old_connections()
+
+
+def _finish(run: Run, status: str, *, error: str = "", error_kind: str = "") -> bool:
+    updated = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempt=run.attempt).update(
+        status=status, finished_at=timezone.now(), error=error[:5000], error_kind=error_kind
+    )
+    if updated:
+        NodeRun.objects.filter(run=run, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+            status=RunStatus.CANCELLED if status == RunStatus.CANCELLED else RunStatus.FAILED,
+            finished_at=timezone.now(),
+        )
+        run.refresh_from_db()
+        payload = {"pipeline": run.pipeline_id, "status": status, "rows_written": run.rows_written}
+        if error:
+            payload["error"] = error[:500]
+        events.emit(f"run.{status}", run.workspace_id, run, payload)
+    return bool(updated)
+
+
+def _requeue(run: Run, error: str) -> bool:
+    """Put the run back in the queue for its next attempt, after a backoff with jitter."""
+    import random
+
+    from .services import enqueue_run
+
+    next_attempt = run.attempt + 1
+    updated = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempt=run.attempt).update(
+        status=RunStatus.QUEUED,
+        attempt=next_attempt,
+        error=error[:5000],
+        error_kind="transient",
+        heartbeat_at=None,
+    )
+    if not updated:
+        return False
+    run.refresh_from_db()
+    delay = run.pipeline.retry_backoff_s * (2 ** (run.attempt - 2))
+    delay = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+    RunLog.objects.create(
+        run=run,
+        level=LogLevel.WARNING,
+        message=f"Attempt {run.attempt - 1} failed ({error}); retrying in {delay:.0f} s.",
+    )
+    events.emit("run.retrying", run.workspace_id, run, {"attempt": run.attempt, "delay_s": round(delay, 1)})
+    transaction.on_commit(lambda: enqueue_run(run, countdown=delay))
+    return True
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import psycopg
+
+    transient: tuple[type[BaseException], ...] = (psycopg.OperationalError, ConnectionError, TimeoutError)
+    try:
+        import httpx
+
+        transient = (*transient, httpx.TransportError)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, ConnectorError):
+        return bool(getattr(exc, "transient", False))
+    return isinstance(exc, transient) or isinstance(exc.__cause__, transient)
+
+
+def run_execute(*, run_id: int, attempt: int) -> str:
+    """Execute one attempt of a run. Returns the resulting status (or "skipped" if it was not ours)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from .services import pipeline_plan, trigger_dependents
+
+    if not claim(run_id=run_id, attempt=attempt):
+        logger.info("pipeline_run_not_claimed", run_id=run_id, attempt=attempt)
+        return "skipped"
+    run = Run.objects.select_related("pipeline", "pipeline_version").get(pk=run_id)
+    events.emit("run.started", run.workspace_id, run, {"pipeline": run.pipeline_id, "attempt": attempt})
+    logger.info("pipeline_run_started", run_id=run.id, pipeline_id=run.pipeline_id, attempt=attempt)
+    executor = RunExecutor(run)
+    try:
+        try:
+            plan = pipeline_plan(workspace_id=run.workspace_id, definition=run.pipeline_version.definition)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())
+            ) from None
+        executor.log(f"Run started (attempt {attempt} of {run.max_attempts}).")
+        executor.execute(plan)
+    except RunCancelled:
+        executor.log("Run cancelled; nothing was committed by the unfinished writes.", level=LogLevel.WARNING)
+        _finish(run, RunStatus.CANCELLED)
+        return RunStatus.CANCELLED
+    except SoftTimeLimitExceeded:
+        message = f"The run exceeded its time limit of {run.pipeline.time_limit_s} s."
+        executor.log(message, level=LogLevel.ERROR)
+        _finish(run, RunStatus.FAILED, error=message, error_kind="time_limit")
+        return RunStatus.FAILED
+    except CONFIG_ERRORS as exc:
+        message = _message(exc)
+        executor.log(message, level=LogLevel.ERROR)
+        _finish(run, RunStatus.FAILED, error=message, error_kind="config")
+        return RunStatus.FAILED
+    except Exception as exc:
+        message = _message(exc)
+        if _is_transient(exc):
+            executor.log(f"Transient failure: {message}", level=LogLevel.ERROR)
+            if run.attempt < run.max_attempts and _requeue(run, message):
+                return RunStatus.QUEUED
+            _finish(run, RunStatus.FAILED, error=message, error_kind="transient")
+            return RunStatus.FAILED
+        logger.exception("pipeline_run_crashed", run_id=run.id)
+        executor.log(f"Internal error: {type(exc).__name__}.", level=LogLevel.ERROR)
+        _finish(run, RunStatus.FAILED, error=f"Internal error ({type(exc).__name__}).", error_kind="internal")
+        return RunStatus.FAILED
+    executor.log(f"Run succeeded: {run.rows_written} rows written.")
+    if _finish(run, RunStatus.SUCCEEDED):
+        trigger_dependents(pipeline=run.pipeline)
+    return RunStatus.SUCCEEDED
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ConnectorError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    if isinstance(exc, StepError):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    # Driver errors can echo connection strings; keep only their first line and never the exception args.
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__

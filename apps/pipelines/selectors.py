@@ -1,0 +1,72 @@
+"""Reads of pipelines and runs, limited to what the caller may see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404
+
+from apps.users.selectors import workspace_ids_for_user
+
+from .models import NodeRun, Pipeline, PipelineVersion, RejectedRecord, Run, RunLog
+
+
+def pipeline_list_for_user(*, user: Any) -> QuerySet[Pipeline]:
+    last_run = Run.objects.filter(pipeline=OuterRef("pk")).order_by("-id")
+    return (
+        Pipeline.objects.filter(workspace_id__in=workspace_ids_for_user(user=user))
+        .annotate(
+            last_run_id=Subquery(last_run.values("id")[:1]),
+            last_run_status=Subquery(last_run.values("status")[:1]),
+            last_run_at=Subquery(last_run.values("queued_at")[:1]),
+        )
+        .prefetch_related("depends_on")
+        .order_by("name", "id")
+    )
+
+
+def pipeline_get_for_user(*, user: Any, pipeline_id: int | str) -> Pipeline:
+    try:
+        return pipeline_list_for_user(user=user).get(id=int(pipeline_id))
+    except (Pipeline.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such pipeline.") from None
+
+
+def pipeline_versions(*, pipeline: Pipeline) -> QuerySet[PipelineVersion]:
+    return PipelineVersion.objects.filter(pipeline=pipeline).select_related("created_by").order_by("-version")
+
+
+def run_list_for_user(*, user: Any) -> QuerySet[Run]:
+    return (
+        Run.objects.filter(workspace_id__in=workspace_ids_for_user(user=user))
+        .select_related("pipeline", "pipeline_version")
+        .order_by("-id")
+    )
+
+
+def run_get_for_user(*, user: Any, run_id: int | str) -> Run:
+    try:
+        return run_list_for_user(user=user).get(id=int(run_id))
+    except (Run.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such run.") from None
+
+
+def run_node_runs(*, run: Run) -> QuerySet[NodeRun]:
+    return NodeRun.objects.filter(run=run).order_by("id")
+
+
+def run_logs(*, run: Run, after: int | None = None, level: str | None = None) -> QuerySet[RunLog]:
+    queryset = RunLog.objects.filter(run=run).order_by("id")
+    if after is not None:
+        queryset = queryset.filter(id__gt=after)
+    if level:
+        queryset = queryset.filter(level=level)
+    return queryset
+
+
+def run_rejected(*, run: Run, node_id: str | None = None) -> QuerySet[RejectedRecord]:
+    queryset = RejectedRecord.objects.filter(run=run).order_by("id")
+    if node_id:
+        queryset = queryset.filter(node_id=node_id)
+    return queryset

@@ -1,0 +1,114 @@
+"""Faults on real processes: a worker SIGKILLed mid-run, a cancel mid-run. The destination ends with exactly
+the source's rows, or untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.pipelines.models import NodeRun, Run, RunStatus
+from apps.pipelines.services import pipeline_create, run_cancel, run_start, runs_recover_stale
+
+from .worker import Worker, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.timeout(300)]
+
+# Big enough that a run lasts a few seconds on this machine, so it can be interrupted mid-stream.
+ROWS = 6_000_000
+
+
+@pytest.fixture
+def big_file(import_dir):
+    path = import_dir / "big.csv"
+    with path.open("w") as out:
+        out.write("id,carrier,dep_delay\n")
+        for start in range(0, ROWS, 50_000):
+            out.write(
+                "".join(f"{i},{'UA' if i % 3 else 'AA'},{i % 200}\n" for i in range(start, start + 50_000))
+            )
+    return path
+
+
+@pytest.fixture
+def big_pipeline(personas, big_file, pg_connector):
+    from apps.connectors.services import connector_create
+
+    connector_create(
+        workspace=personas.workspace,
+        name="big-files",
+        connector_type="csv_file",
+        config={"path": "big.csv", "chunk_size": 5_000},
+        user=None,
+    )
+    definition = {
+        "nodes": [
+            {"id": "big", "kind": "source", "connector": "big-files", "stream": "big"},
+            {"id": "slow", "kind": "transform", "step": "filter", "config": {"expression": "dep_delay >= 0"}},
+            {
+                "id": "warehouse",
+                "kind": "destination",
+                "connector": "warehouse-pg",
+                "table": "big",
+                "write_mode": "append",
+            },
+        ],
+        "edges": [{"from": "big", "to": "slow"}, {"from": "slow", "to": "warehouse"}],
+    }
+    return pipeline_create(
+        workspace=personas.workspace,
+        name="big",
+        definition=definition,
+        user=None,
+        retry_backoff_s=0,
+        chunk_size=5_000,
+    )
+
+
+def loaded(conn, schema) -> tuple[int, int]:
+    exists = conn.execute("SELECT to_regclass(%s)", [f'"{schema}".big']).fetchone()[0]
+    if exists is None:
+        return (0, 0)
+    return conn.execute(f'SELECT count(*), count(DISTINCT id) FROM "{schema}".big').fetchone()
+
+
+def test_a_worker_killed_mid_run_is_recovered_with_exactly_the_source_rows(
+    big_pipeline, scratch_conn, pg_schema, settings
+):
+    settings.AGGREGATOR_RUN_HEARTBEAT_TIMEOUT_S = 3
+    with Worker() as first:
+        run = run_start(pipeline=big_pipeline, user=None)
+        assert wait_for(
+            lambda: NodeRun.objects.filter(run=run, node_id="warehouse", rows_in__gt=0).exists(), timeout=120
+        )
+        first.kill()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.attempt == 1
+    assert loaded(scratch_conn, pg_schema) == (0, 0)  # nothing committed by the dead attempt
+
+    assert wait_for(lambda: runs_recover_stale() > 0, timeout=30)
+    run.refresh_from_db()
+    assert (run.status, run.attempt) == (RunStatus.QUEUED, 2)
+
+    with Worker():
+        assert wait_for(
+            lambda: Run.objects.get(id=run.id).status in (RunStatus.SUCCEEDED, RunStatus.FAILED), timeout=180
+        )
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert loaded(scratch_conn, pg_schema) == (ROWS, ROWS)
+    assert run.rows_written == ROWS
+
+
+def test_cancel_mid_run_drops_staging_and_leaves_the_table_untouched(big_pipeline, scratch_conn, pg_schema):
+    scratch_conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg_schema}"')
+    with Worker():
+        run = run_start(pipeline=big_pipeline, user=None)
+        assert wait_for(
+            lambda: NodeRun.objects.filter(run=run, node_id="warehouse", rows_in__gt=0).exists(), timeout=120
+        )
+        run_cancel(run=run)
+        assert wait_for(lambda: Run.objects.get(id=run.id).status == RunStatus.CANCELLED, timeout=60)
+    assert loaded(scratch_conn, pg_schema) == (0, 0)
+    staging = scratch_conn.execute(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename <> 'big'", [pg_schema]
+    ).fetchone()[0]
+    assert staging == 0
