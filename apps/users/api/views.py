@@ -202,7 +202,9 @@ class WorkspaceViewSet(WorkspaceScopedModelViewSet):
             )
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        workspace = services.workspace_create(name=serializer.validated_data["name"], created_by=cast(User, request.user))
+        workspace = services.workspace_create(
+            name=serializer.validated_data["name"], created_by=cast(User, request.user)
+        )
         workspace = selectors.workspace_get_for_user(user=request.user, workspace_id=workspace.id)
         return Response(self.get_serializer(workspace).data, status=status.HTTP_201_CREATED)
 
