@@ -38,10 +38,11 @@ from aggregator.dataplane import (
     RejectedRow,
     StreamSchema,
     arrow_type_for,
+    field_type_of,
 )
 from apps.connectors.base import pydantic_errors
 from apps.transformations import expressions
-from apps.transformations.expressions import MAX_LENGTH, ExpressionError, Node
+from apps.transformations.expressions import INT64_MAX, INT64_MIN, MAX_LENGTH, ExpressionError, Node
 
 
 class StepError(Exception):
@@ -139,13 +140,12 @@ class StepType(Generic[ConfigT]):
     def output_schema(self, config: ConfigT | dict[str, Any], inputs: list[StreamSchema]) -> StreamSchema:
         count = len(inputs)
         if count < self.min_inputs or (self.max_inputs is not None and count > self.max_inputs):
-            wanted = (
-                str(self.min_inputs)
-                if self.min_inputs == self.max_inputs
-                else f"{self.min_inputs} or more"
-                if self.max_inputs is None
-                else f"{self.min_inputs} to {self.max_inputs}"
-            )
+            if self.max_inputs is None:
+                wanted = f"{self.min_inputs} or more"
+            elif self.min_inputs == self.max_inputs:
+                wanted = str(self.min_inputs)
+            else:
+                wanted = f"{self.min_inputs} to {self.max_inputs}"
             raise StepError(f"'{self.slug}' takes {wanted} input(s), got {count}", field="inputs")
         return self._output_schema(self._config(config), inputs)
 
@@ -381,15 +381,19 @@ CASTS: dict[FieldType, frozenset[FieldType]] = {
     FieldType.JSON: frozenset({FieldType.JSON}),
 }
 
-# What a text value must look like to be cast; Arrow's own parsers then decide the rest (an integer too
-# large for 64 bits, the 30th of February). The patterns make the rules ours, not the parser's quirks
-# (Arrow reads "0x1F" as 31, which no CSV author means).
+# What a text value must look like to be cast: the patterns make the rules ours rather than the parser's
+# quirks (Arrow reads "0x1F" as 31, which no CSV author means). What passes a pattern and still fails in
+# Arrow (a 19-digit integer beyond 64 bits, the 30th of February) is masked by an exact vectorised check
+# when the conversion fails; anything left after that is found by the halving search, which costs two
+# kernel calls per bad value per halving level.
 _INTEGER_TEXT = r"^-?[0-9]+$"
 _NUMBER_TEXT = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# years 0001-9999: there is no year 0 (Python and most destinations refuse it)
+_DATE_PART = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_DATE_TEXT = rf"^{_DATE_PART}$"
 _DATETIME_TEXT = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?)?"
-    r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+    rf"^{_DATE_PART}([T ]([01][0-9]|2[0-3])(:[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?)?)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?$"
 )
 _ZONE_SUFFIX = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
 _TRUE_WORDS = ["true", "t", "yes", "y", "1"]
@@ -417,7 +421,19 @@ def _bad_positions(values: pa.Array, convert: Callable[[pa.Array], pa.Array]) ->
     ]
 
 
-def _convert_or_null(values: pa.Array, convert: Callable[[pa.Array], pa.Array]) -> pa.Array:
+def _convert_or_null(
+    values: pa.Array,
+    convert: Callable[[pa.Array], pa.Array],
+    exact: Callable[[pa.Array], pa.Array] | None = None,
+) -> pa.Array:
+    """`convert(values)`, with null for the values it cannot convert. `exact` (a mask of the values that
+    will convert) is run only when the plain conversion fails: it costs more than the conversion."""
+    try:
+        return convert(values)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if exact is not None:
+        values = _where(exact(values), values)
     try:
         return convert(values)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -425,6 +441,24 @@ def _convert_or_null(values: pa.Array, convert: Callable[[pa.Array], pa.Array]) 
         keep = np.ones(len(values), dtype=bool)
         keep[bad] = False
         return convert(_where(pa.array(keep), values))
+
+
+def _fits_int64(text: pa.Array) -> pa.Array:
+    """For texts of digits with an optional minus: whether the value fits in 64 bits. Digit strings of
+    one length compare as numbers do."""
+    negative = pc.starts_with(text, "-")
+    digits = pc.replace_substring_regex(text, r"^-?0*([0-9])", r"\1")  # no sign, no leading zeros
+    length = pc.utf8_length(digits)
+    limit = pc.if_else(negative, str(-INT64_MIN), str(INT64_MAX))
+    return pc.or_(pc.less(length, 19), pc.and_(pc.equal(length, 19), pc.less_equal(digits, limit)))
+
+
+def _real_dates(text: pa.Array) -> pa.Array:
+    """For texts starting with YYYY-MM-DD: whether that is a day of the calendar (no 30th of February).
+    strptime rolls an impossible day over into the next month, so the round trip tells them apart."""
+    day = pc.utf8_slice_codeunits(text, 0, 10)
+    parsed = pc.strptime(day, format="%Y-%m-%d", unit="s", error_is_null=True)
+    return pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), day), False)
 
 
 def _text_to(text: pa.Array, target: FieldType) -> pa.Array:
@@ -446,15 +480,18 @@ def _text_to(text: pa.Array, target: FieldType) -> pa.Array:
         FieldType.DATETIME: _DATETIME_TEXT,
     }[target]
     candidates = _where(pc.match_substring_regex(text, pattern), text)
+    exact = {FieldType.INTEGER: _fits_int64, FieldType.DATE: _real_dates, FieldType.DATETIME: _real_dates}
     if target != FieldType.DATETIME:
         arrow_type = arrow_type_for(target)
-        return _convert_or_null(candidates, lambda v: pc.cast(v, arrow_type))
+        return _convert_or_null(candidates, lambda v: pc.cast(v, arrow_type), exact.get(target))
     # Text with a zone is converted to UTC; text without one is taken as UTC already (the data plane's rule).
     utc = arrow_type_for(FieldType.DATETIME)
     zoned = pc.fill_null(pc.match_substring_regex(candidates, _ZONE_SUFFIX), False)
-    with_zone = _convert_or_null(_where(zoned, candidates), lambda v: pc.cast(v, utc))
+    with_zone = _convert_or_null(_where(zoned, candidates), lambda v: pc.cast(v, utc), _real_dates)
     naive = _convert_or_null(
-        _where(pc.invert(zoned), candidates), lambda v: pc.cast(pc.cast(v, pa.timestamp("us")), utc)
+        _where(pc.invert(zoned), candidates),
+        lambda v: pc.cast(pc.cast(v, pa.timestamp("us")), utc),
+        _real_dates,
     )
     return pc.if_else(zoned, with_zone, naive)
 
@@ -510,6 +547,13 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def _check_castable(name: str, source: FieldType, target: FieldType) -> None:
+    if source not in CASTS[target]:
+        raise StepError(
+            f"cannot cast column '{name}' from {source} to {target}", field=f"config.columns.{name}"
+        )
+
+
 class CastConfig(StepConfig):
     columns: dict[str, FieldType] = PydanticField(
         min_length=1,
@@ -541,11 +585,7 @@ class CastStep(StepType[CastConfig]):
         for name, target in config.columns.items():
             if name not in schema.field_names:
                 raise unknown_column(name, schema.field_names, field=f"config.columns.{name}")
-            source = schema.field(name).type
-            if source not in CASTS[target]:
-                raise StepError(
-                    f"cannot cast column '{name}' from {source} to {target}", field=f"config.columns.{name}"
-                )
+            _check_castable(name, schema.field(name).type, target)
         fields = [
             # nullable whatever the policy: a blank text becomes null
             Field(name=f.name, type=config.columns[f.name], nullable=True, description=f.description)
@@ -570,6 +610,9 @@ class CastStep(StepType[CastConfig]):
             if index < 0:
                 raise unknown_column(name, table.column_names, field=f"config.columns.{name}")
             original = table.column(index).combine_chunks()
+            # JSON travels as text, so the schema knows a column's type better than its Arrow type does.
+            source = schema.field(name).type if name in schema.field_names else field_type_of(original.type)
+            _check_castable(name, source, target)
             compared, cast = _cast_values(original, target)
             bad = pc.and_(pc.is_valid(compared), pc.is_null(cast))
             if pc.any(bad).as_py():
