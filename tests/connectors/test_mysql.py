@@ -808,3 +808,64 @@ def test_awkward_values_survive_both_load_paths(scratch: dict[str, str], load_da
         _config(scratch, load_data=load_data), schema, [batch], WriteMode.APPEND, None, "r"
     )
     assert [row[0] for row in _sql(scratch, "SELECT text FROM awkward ORDER BY id")] == values
+
+
+def test_a_server_that_never_answers_fails_the_check_within_its_timeout(
+    allow_localhost: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setattr(MySqlConnector, "check_timeout_s", 1.0)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the TCP connection, never sends the MySQL greeting
+    port = silent.getsockname()[1]
+    try:
+        config = MySqlConnector.validate_config(
+            {"host": "127.0.0.1", "port": port, "database": "d", "user": "u"}
+        )
+        result = run_check(MySqlConnector(), config)
+    finally:
+        silent.close()
+    assert not result.ok
+    assert result.duration_s < 1.0
+    assert result.message == f"127.0.0.1:{port} did not answer in time while connecting."
+
+
+def test_a_ca_certificate_must_be_pem_and_loadable(scratch: dict[str, str]) -> None:
+    with pytest.raises(ConfigInvalid) as caught:
+        _config(scratch, ssl_mode="verify_ca", ssl_ca="not a certificate")
+    assert "ssl_ca" in caught.value.errors
+    broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ConnectorError) as caught:
+        MySqlConnector().check(_config(scratch, ssl_mode="verify_ca", ssl_ca=broken))
+    assert caught.value.field == "ssl_ca"
+
+
+def test_overwrite_leaves_the_live_table_untouched_while_it_loads(scratch: dict[str, str]) -> None:
+    connector = MySqlConnector()
+    config = _config(scratch)
+    connector.write(
+        config, PEOPLE, [_people((1, "old", None, None, None, None, None))], WriteMode.APPEND, None, "r0"
+    )
+    seen_during_load: list[Any] = []
+
+    def batches() -> Iterator[Batch]:
+        yield _people((2, "new", None, None, None, None, None))
+        seen_during_load.append(_sql(scratch, "SELECT id, name FROM people"))
+        yield _people((3, "newer", None, None, None, None, None))
+
+    connector.write(config, PEOPLE, batches(), WriteMode.OVERWRITE, None, "r1")
+    assert seen_during_load == [[(1, "old")]]
+    assert _sql(scratch, "SELECT id, name FROM people ORDER BY id") == [(2, "new"), (3, "newer")]
+
+
+def test_nested_arrow_values_are_written_as_json_text(scratch: dict[str, str], load_data: bool) -> None:
+    schema = StreamSchema(name="docs", fields=(Field("id", FieldType.INTEGER), Field("doc", FieldType.JSON)))
+    table = pa.table({"id": [1, 2], "doc": pa.array([{"a": [1, 2], "b": "x"}, None])})
+    MySqlConnector().write(
+        _config(scratch, load_data=load_data), schema, [Batch(table)], WriteMode.APPEND, None, "r"
+    )
+    rows = _sql(scratch, "SELECT id, doc FROM docs ORDER BY id")
+    assert json.loads(rows[0][1]) == {"a": [1, 2], "b": "x"}
+    assert rows[1] == (2, None)

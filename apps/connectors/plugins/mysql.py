@@ -291,6 +291,8 @@ def _translate(exc: pymysql.MySQLError, config: MySqlConfig, *, doing: str) -> C
         reason = "timed out" if "timed out" in detail else "refused or unreachable"
         return ConnectorError(f"Cannot connect to {where} ({reason}).", field="host")
     if code == 2013:
+        if "timed out" in _error_text(exc):
+            return ConnectorError(f"{where} did not answer in time while {doing}.", field="host")
         return ConnectorError(f"Lost the connection to {where} while {doing}.", field="host")
     if code == 2026 or (code is not None and "SSL" in _error_text(exc)):
         return ConnectorError(
@@ -649,11 +651,12 @@ class MySqlConnector(ConnectorType):
         return conn
 
     def check(self, config: MySqlConfig) -> CheckResult:
+        # Connecting and the first answer each get under half of the check's budget, so a silent server
+        # gets this check's own message (naming the host) before run_check's outer timeout fires.
+        budget = 0.45 * self.check_timeout_s
         conn = self._connect(
-            config.model_copy(
-                update={"connect_timeout_s": min(config.connect_timeout_s, self.check_timeout_s)}
-            ),
-            read_timeout=self.check_timeout_s,
+            config.model_copy(update={"connect_timeout_s": min(config.connect_timeout_s, budget)}),
+            read_timeout=budget,
         )
         try:
             with conn.cursor() as cur:
