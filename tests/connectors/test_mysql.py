@@ -869,3 +869,26 @@ def test_nested_arrow_values_are_written_as_json_text(scratch: dict[str, str], l
     rows = _sql(scratch, "SELECT id, doc FROM docs ORDER BY id")
     assert json.loads(rows[0][1]) == {"a": [1, 2], "b": "x"}
     assert rows[1] == (2, None)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_an_abandoned_read_closes_without_draining_the_rest(scratch: dict[str, str]) -> None:
+    _sql(
+        scratch,
+        "CREATE TABLE big (id BIGINT PRIMARY KEY, pad VARCHAR(100))",
+        "INSERT INTO big SELECT seq, REPEAT('x', 100) FROM seq_1_to_200000",
+    )
+    connector = MySqlConnector()
+    config = _config(scratch, chunk_size=1000)
+    stream = next(s for s in connector.discover(config) if s.name == "big")
+    reader = connector.read(config, stream, None)
+    first = next(reader)
+    assert isinstance(first, Batch) and first.num_rows == 1000
+    reader.close()  # the engine stops early (a preview, a cancelled run)
+    # The reading session is gone: no query of the test's user is left running on the server.
+    queries = _sql(
+        scratch,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Query'",
+        params=(scratch["user"],),
+    )
+    assert queries == [(0,)]

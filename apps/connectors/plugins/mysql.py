@@ -851,7 +851,12 @@ class MySqlConnector(ConnectorType):
                 )
         finally:
             # Closing the connection, not the cursor: an unbuffered cursor's close() would first drain
-            # every remaining row of an abandoned read.
+            # every remaining row of an abandoned read. The pending result is detached first, or PyMySQL
+            # would try to drain it from the closed socket when it is garbage-collected.
+            pending = getattr(conn, "_result", None)
+            if pending is not None and getattr(pending, "unbuffered_active", False):
+                pending.unbuffered_active = False
+                pending.connection = None
             conn.close()
 
     def _read_error(
