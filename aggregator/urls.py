@@ -27,6 +27,7 @@ api_v1 = [
     path("", include("apps.users.api.urls")),
     path("", include("apps.pipelines.api.urls")),
     path("", include("apps.connectors.api.urls")),
+    path("", include("apps.transformations.api.urls")),
 ]
 
 urlpatterns = [
