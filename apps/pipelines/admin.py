@@ -55,7 +55,7 @@ class NodeRunInline(admin.TabularInline):
     model = NodeRun
     extra = 0
     can_delete = False
-    readonly_fields = [
+    fields = (
         "node_id",
         "kind",
         "status",
@@ -65,8 +65,8 @@ class NodeRunInline(admin.TabularInline):
         "bytes",
         "duration_s",
         "error",
-    ]
-    fields = readonly_fields
+    )
+    readonly_fields = fields
 
 
 @admin.register(Run)

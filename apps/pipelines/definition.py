@@ -389,8 +389,9 @@ def _check_transform(node_id: str, node: dict[str, Any], plan: Plan, problems: l
     except StepError as exc:
         problems.append(Problem(str(exc), node=node_id, field=exc.field or "config"))
         return
-    inputs = [plan.schemas.get(up) for up in plan.upstream(node_id)]
-    if not inputs or any(s is None for s in inputs):
+    upstream = plan.upstream(node_id)
+    inputs = [plan.schemas[up] for up in upstream if up in plan.schemas]
+    if not inputs or len(inputs) != len(upstream):
         return  # an upstream problem is already reported
     try:
         plan.schemas[node_id] = step_type.output_schema(config, inputs)

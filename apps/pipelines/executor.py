@@ -259,9 +259,8 @@ class RunExecutor:
         node = plan.nodes[source_id]
         connector_type, config = connector_runtime(source.connector.connector)
         if "chunk_size" in type(config).model_fields:
-            config = config.model_copy(
-                update={"chunk_size": min(config.chunk_size, self.pipeline.chunk_size)}
-            )
+            current = int(config.model_dump(include={"chunk_size"})["chunk_size"])
+            config = config.model_copy(update={"chunk_size": min(current, self.pipeline.chunk_size)})
         stream = source.stream
         incremental = node.get("sync_mode") == SyncMode.INCREMENTAL
         if incremental and node.get("cursor_field"):

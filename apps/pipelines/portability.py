@@ -123,9 +123,9 @@ def import_workspace(*, workspace: Any, document: Any, user: Any = None) -> Impo
         if not isinstance(item, dict) or not {"name", "definition"} <= set(item):
             raise ValidationError({where: ["A pipeline needs `name` and `definition`."]})
         settings = {k: v for k, v in (item.get("settings") or {}).items() if k in SETTING_FIELDS}
-        existing = Pipeline.objects.filter(workspace=workspace, name=item["name"]).first()
+        existing_pipeline = Pipeline.objects.filter(workspace=workspace, name=item["name"]).first()
         label = f"pipeline {item['name']}"
-        if existing is None:
+        if existing_pipeline is None:
             pipeline = pipeline_create(
                 workspace=workspace,
                 name=item["name"],
@@ -136,13 +136,13 @@ def import_workspace(*, workspace: Any, document: Any, user: Any = None) -> Impo
             )
             report.created.append(label)
         else:
-            pipeline = existing
-            differs = existing.definition != item["definition"] or any(
-                getattr(existing, k) != v for k, v in settings.items()
+            pipeline = existing_pipeline
+            differs = existing_pipeline.definition != item["definition"] or any(
+                getattr(existing_pipeline, k) != v for k, v in settings.items()
             )
             if differs:
                 pipeline_update(
-                    pipeline=existing,
+                    pipeline=existing_pipeline,
                     user=user,
                     definition=item["definition"],
                     message="Imported",
