@@ -958,7 +958,6 @@ class _Writer:
         self.scratch = f"_ag_stage_{suffix}"
         self.old = f"_ag_old_{suffix}"
         self.undo: list[str] = []  # statements that put things back, run in reverse order on failure
-        self.max_statement = 1024 * 1024
 
     def q(self, table: str) -> str:
         return f"{quote_ident(self.database)}.{quote_ident(table)}"
