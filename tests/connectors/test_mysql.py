@@ -892,3 +892,28 @@ def test_an_abandoned_read_closes_without_draining_the_rest(scratch: dict[str, s
         params=(scratch["user"],),
     )
     assert queries == [(0,)]
+
+
+def test_timestamps_are_read_as_utc_whatever_the_writer_session_zone(scratch: dict[str, str]) -> None:
+    conn = pymysql.connect(host="127.0.0.1", user="root", password="", database=scratch["database"])
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE events (id INT PRIMARY KEY, at TIMESTAMP(3) NULL)")
+        cur.execute("SET time_zone = '+02:00'")
+        cur.execute("INSERT INTO events VALUES (1, '2024-01-01 12:00:00.125')")
+    conn.commit()
+    conn.close()
+    connector = MySqlConnector()
+    config = _config(scratch)
+    stream = StreamSchema(
+        name="events",
+        fields=next(s for s in connector.discover(config) if s.name == "events").fields,
+        cursor_field="at",
+    )
+    _, checkpoints, rows = _read_all(connector, config, stream)
+    assert rows == [{"id": 1, "at": dt.datetime(2024, 1, 1, 10, 0, 0, 125000, tzinfo=UTC)}]
+    assert checkpoints[-1].state == {"cursor": "2024-01-01T10:00:00.125000+00:00"}
+    # A state written with another offset means the same instant.
+    _, _, rows = _read_all(connector, config, stream, {"cursor": "2024-01-01T11:00:00+01:00"})
+    assert [r["id"] for r in rows] == [1]
+    _, _, rows = _read_all(connector, config, stream, {"cursor": "2024-01-01T12:00:00.125+02:00"})
+    assert rows == []
