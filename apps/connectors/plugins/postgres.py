@@ -1,4 +1,15 @@
-"""PostgreSQL destination: bulk loads with COPY, in one transaction per write.
+"""PostgreSQL, as a destination (bulk loads with COPY, one transaction per write) and as a source.
+
+Source: tables and views of `source_schemas` (default: `schema`) and read-only custom queries become
+streams. A read is one `COPY (SELECT ...) TO STDOUT (FORMAT csv)` in a READ ONLY transaction (one consistent
+snapshot), streamed from the server and parsed by pyarrow's CSV reader, then cast to the stream's types;
+values that do not fit (a date of 'infinity', say) are rejected with their row number, not dropped.
+Incremental reads take rows whose `cursor_field` is above the state's value, in cursor order, and checkpoint
+the new highest value once, at the end of the stream. Rows whose cursor is NULL are read by a full refresh
+only. Custom queries must be one SELECT; besides that check they run as a parenthesised subquery of COPY in
+the READ ONLY transaction, so they cannot write.
+
+Destination:
 
 Connection: host/port/database/user/password/sslmode fields, never a DSN or free-form options, so a config
 cannot smuggle in libpq parameters. The host goes through the SSRF guard, and libpq connects to the address
@@ -27,13 +38,16 @@ double precision, anything to text, date to timestamptz) when the incoming data 
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 import queue
 import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -46,14 +60,24 @@ from pydantic import Field, SecretStr, field_validator
 
 from aggregator import ssrf
 from aggregator.dataplane import (
+    DEFAULT_CHUNK_SIZE,
     LOADED_AT_COLUMN,
     RESERVED_COLUMNS,
     RUN_ID_COLUMN,
     Batch,
     FieldType,
+    ReadItem,
+    RejectedRow,
+    RejectedRows,
+    StateCheckpoint,
     StreamSchema,
+    SyncMode,
     WriteMode,
     WriteResult,
+    rechunk,
+)
+from aggregator.dataplane import (
+    Field as StreamField,
 )
 from aggregator.logging import get_logger
 from apps.connectors.base import (
@@ -96,6 +120,24 @@ COPY_SLICE_ROWS = 10_000
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:\-\[\]]+$")
 
 
+_SINGLE_SELECT = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
+
+
+class CustomQuery(ConnectorConfig):
+    name: str = Field(title="Stream name", min_length=1, max_length=128)
+    sql: str = Field(title="SQL", description="One SELECT (or WITH ... SELECT) statement.", min_length=1)
+
+    @field_validator("sql")
+    @classmethod
+    def _one_select(cls, value: str) -> str:
+        # Defence in depth: the query also runs inside a READ ONLY transaction, as a parenthesised subquery
+        # of COPY, where a second statement is a syntax error.
+        body = value.strip().rstrip(";").strip()
+        if not _SINGLE_SELECT.match(body) or ";" in body:
+            raise ValueError("Must be a single SELECT statement.")
+        return body
+
+
 class PostgresConfig(ConnectorConfig):
     host: str = Field(
         title="Host", description="Name or address of the server.", min_length=1, max_length=253
@@ -116,6 +158,17 @@ class PostgresConfig(ConnectorConfig):
         max_length=63,
     )
     connect_timeout: int = Field(default=10, ge=1, le=60, title="Connect timeout (s)")
+    source_schemas: list[str] = Field(
+        default_factory=list,
+        title="Schemas to read (source)",
+        description="Their tables and views become streams. Empty: the schema above.",
+    )
+    queries: list[CustomQuery] = Field(
+        default_factory=list,
+        title="Custom queries (source)",
+        description="Each read-only SELECT becomes a stream of its own.",
+    )
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch (source)")
 
     model_config = {**ConnectorConfig.model_config, "populate_by_name": True}
 
@@ -294,10 +347,10 @@ class _CsvEncoder:
         return sink.getvalue()
 
 
-class PostgresDestination(ConnectorType):
+class PostgresConnector(ConnectorType):
     slug = "postgres"
     title = "PostgreSQL"
-    kind = ConnectorKind.DESTINATION
+    kind = ConnectorKind.BOTH
     description = (
         "Bulk loads into PostgreSQL tables with COPY: append, overwrite (atomic swap) or merge (upsert)."
     )
@@ -652,3 +705,218 @@ class PostgresDestination(ConnectorType):
         )
         cur.execute(statement)
         result.rows_written = cur.rowcount
+
+    # --- source ----------------------------------------------------------------------------------------
+
+    def discover(self, config: PostgresConfig) -> list[StreamSchema]:
+        schemas = config.source_schemas or [config.db_schema]
+        streams: list[StreamSchema] = []
+        with _connect(config) as conn:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT c.table_schema, c.table_name, c.column_name, c.data_type, c.is_nullable "
+                    "FROM information_schema.columns c JOIN information_schema.tables t "
+                    "  ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+                    "WHERE c.table_schema = ANY(%s) AND t.table_type IN ('BASE TABLE', 'VIEW') "
+                    "ORDER BY c.table_schema, c.table_name, c.ordinal_position",
+                    (schemas,),
+                )
+                tables: dict[str, list[StreamField]] = {}
+                for schema_name, table_name, column, data_type, nullable in cur.fetchall():
+                    tables.setdefault(f"{schema_name}.{table_name}", []).append(
+                        StreamField(name=column, type=_field_type(data_type), nullable=nullable == "YES")
+                    )
+                cur.execute(
+                    "SELECT n.nspname || '.' || c.relname, "
+                    "  array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum)) "
+                    "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+                    "WHERE i.indisprimary AND n.nspname = ANY(%s) GROUP BY 1",
+                    (schemas,),
+                )
+                keys = dict(cur.fetchall())
+                for name, fields in tables.items():
+                    streams.append(_source_stream(name, fields, tuple(keys.get(name) or ())))
+                for query in config.queries:
+                    try:
+                        cur.execute(sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(sql.SQL(query.sql)))  # type: ignore[arg-type]
+                    except psycopg.Error as exc:
+                        conn.rollback()
+                        message, _ = _libpq_reason(exc, None)
+                        raise ConnectorError(f"Query {query.name!r}: {message}", field="queries") from None
+                    fields = [
+                        StreamField(name=column.name, type=_OID_TYPES.get(column.type_code, FieldType.STRING))
+                        for column in cur.description or []
+                    ]
+                    streams.append(_source_stream(query.name, fields, ()))
+        return streams
+
+    def _select(self, config: PostgresConfig, stream: StreamSchema) -> sql.Composable:
+        columns = sql.SQL(", ").join(map(sql.Identifier, stream.field_names))
+        for query in config.queries:
+            if query.name == stream.name:
+                return sql.SQL("SELECT {} FROM ({}) AS q").format(columns, sql.SQL(query.sql))  # type: ignore[arg-type]
+        schema_name, _, table_name = stream.name.partition(".")
+        if not table_name:
+            raise ConnectorError(f"No stream {stream.name!r} in this database.", field="stream")
+        return sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(schema_name, table_name))
+
+    def read(
+        self, config: PostgresConfig, stream: StreamSchema, state: dict[str, Any] | None
+    ) -> Iterator[ReadItem]:
+        """One COPY (SELECT ...) TO STDOUT in a READ ONLY transaction (one consistent snapshot), parsed by
+        pyarrow's streaming CSV reader: columnar, no Python per row. Incremental on `stream.cursor_field`:
+        rows with a cursor above the state's value, in cursor order; the new state is checkpointed once, at
+        the end of the stream (a retry reads the stream again from the previous state)."""
+        select = self._select(config, stream)
+        cursor_field = stream.cursor_field
+        previous = (state or {}).get("cursor")
+        if cursor_field:
+            cursor = sql.Identifier(cursor_field)
+            if previous is not None:
+                select = sql.SQL("SELECT * FROM ({}) AS s WHERE {} > {} ORDER BY {}").format(
+                    select, cursor, sql.Literal(previous), cursor
+                )
+            else:
+                select = sql.SQL("SELECT * FROM ({}) AS s ORDER BY {}").format(select, cursor)
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(select)
+        highest: Any = None
+        rejected: list[RejectedRow] = []
+        with _connect(config) as conn:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                try:
+                    with cur.copy(statement) as copy:
+                        for table in rechunk(self._typed_blocks(copy, stream, rejected), config.chunk_size):
+                            if cursor_field and table.num_rows:
+                                top = pc.max(table.column(cursor_field)).as_py()
+                                highest = (
+                                    top if highest is None or (top is not None and top > highest) else highest
+                                )
+                            yield Batch(table, stream=stream.name)
+                except psycopg.Error as exc:
+                    message, _ = _libpq_reason(exc, secret_value(config.password))
+                    raise ConnectorError(f"Reading {stream.name}: {message}", field="stream") from None
+        if rejected:
+            yield RejectedRows(stream=stream.name, rows=tuple(rejected))
+        if cursor_field:
+            value: Any = highest if highest is not None else previous
+            if isinstance(value, dt.date | dt.datetime):
+                value = value.isoformat()
+            elif isinstance(value, Decimal):
+                value = str(value)
+            yield StateCheckpoint(stream=stream.name, state={"cursor": value})
+
+    @staticmethod
+    def _typed_blocks(copy: Any, stream: StreamSchema, rejected: list[RejectedRow]) -> Iterator[pa.Table]:
+        from apps.connectors.plugins.csv_file import cast_block
+
+        try:
+            reader = pacsv.open_csv(
+                io.BufferedReader(_CopyStream(copy), buffer_size=1024 * 1024),
+                read_options=pacsv.ReadOptions(column_names=stream.field_names, block_size=1024 * 1024),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in stream.field_names},
+                    strings_can_be_null=True,
+                    null_values=[""],
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                return  # no rows (e.g. nothing new since the last incremental read)
+            raise ConnectorError(f"Reading {stream.name}: {exc}", field="stream") from None
+        booleans = [f.name for f in stream.fields if f.type == FieldType.BOOLEAN]
+        seen = 0
+        for block in reader:
+            text = pa.Table.from_batches([block])
+            for name in booleans:  # PostgreSQL writes booleans as t / f
+                index = text.schema.get_field_index(name)
+                column = pc.replace_substring_regex(text.column(name), "^t$", "true")
+                text = text.set_column(index, name, pc.replace_substring_regex(column, "^f$", "false"))
+            typed, bad = cast_block(text, stream)
+            for index, reason in bad:
+                rejected.append(
+                    RejectedRow(reason=reason, raw=text.slice(index, 1).to_pylist()[0], row=seen + index + 1)
+                )
+            seen += text.num_rows
+            yield typed
+
+
+class _CopyStream(io.RawIOBase):
+    """The chunks of a COPY TO STDOUT as a readable file, for pyarrow's CSV reader."""
+
+    def __init__(self, copy: Any) -> None:
+        self._chunks = iter(copy)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = memoryview(bytes(next(self._chunks)))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+_OID_TYPES: dict[int, FieldType] = {
+    16: FieldType.BOOLEAN,
+    20: FieldType.INTEGER,
+    21: FieldType.INTEGER,
+    23: FieldType.INTEGER,
+    700: FieldType.NUMBER,
+    701: FieldType.NUMBER,
+    1700: FieldType.NUMBER,
+    1082: FieldType.DATE,
+    1114: FieldType.DATETIME,
+    1184: FieldType.DATETIME,
+    114: FieldType.JSON,
+    3802: FieldType.JSON,
+}
+_DATA_TYPES: dict[str, FieldType] = {
+    "smallint": FieldType.INTEGER,
+    "integer": FieldType.INTEGER,
+    "bigint": FieldType.INTEGER,
+    "real": FieldType.NUMBER,
+    "double precision": FieldType.NUMBER,
+    "numeric": FieldType.NUMBER,
+    "boolean": FieldType.BOOLEAN,
+    "date": FieldType.DATE,
+    "timestamp without time zone": FieldType.DATETIME,
+    "timestamp with time zone": FieldType.DATETIME,
+    "json": FieldType.JSON,
+    "jsonb": FieldType.JSON,
+}
+
+
+def _field_type(data_type: str) -> FieldType:
+    # Everything else (text, varchar, uuid, time, interval, arrays, …) travels as text.
+    return _DATA_TYPES.get(data_type, FieldType.STRING)
+
+
+def _source_stream(name: str, fields: list[StreamField], primary_key: tuple[str, ...]) -> StreamSchema:
+    candidates = tuple(
+        f.name
+        for f in fields
+        if f.type in (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.DATETIME)
+    )
+    return StreamSchema(
+        name=name,
+        fields=tuple(fields),
+        primary_key=primary_key,
+        cursor_candidates=candidates,
+        supported_sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
+    )
+
+
+# The type is both a source and a destination; the old name stays for callers that write.
+PostgresDestination = PostgresConnector
