@@ -172,6 +172,8 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "apps.users.models.Role",
+        "RunStatusEnum": "apps.pipelines.models.RunStatus",
+        "CheckStatusEnum": "apps.connectors.models.CheckStatus",
     },
 }
 # The schema and Swagger UI are public in development; production settings require a login.

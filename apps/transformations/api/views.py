@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -30,12 +32,19 @@ class StepTypeViewSet(viewsets.GenericViewSet):
     serializer_class = StepTypeSerializer
     lookup_field = "slug"
     lookup_value_regex = r"[A-Za-z0-9_.\-]+"
+    # Step types live in a registry, not the database: no queryset, no database filters.
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> list[Any]:  # type: ignore[override]
+        return []
 
     @extend_schema(responses={200: StepTypeSerializer(many=True)})
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(selectors.step_type_list())
         return self.get_paginated_response(page)
 
-    @extend_schema(responses={200: StepTypeSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH)], responses={200: StepTypeSerializer}
+    )
     def retrieve(self, request: Request, slug: str) -> Response:
         return Response(selectors.step_type_get(slug=slug))
