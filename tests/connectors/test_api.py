@@ -60,7 +60,7 @@ def test_connector_types_list_serves_json_schemas(personas: Any, client_for: Any
     response = client_for(personas.viewer).get("/api/v1/connector-types/")
     assert response.status_code == 200
     by_slug = {t["slug"]: t for t in response.json()["results"]}
-    assert by_slug["postgres"]["kind"] == "both"
+    assert by_slug["postgres"]["kind"] == "destination"
     assert by_slug["postgres"]["secret_fields"] == ["password"]
     assert by_slug["postgres"]["config_schema"]["properties"]["password"]["writeOnly"] is True
     assert by_slug["csv_file"]["config_schema"]["required"] == ["path"]

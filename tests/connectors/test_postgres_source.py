@@ -11,9 +11,9 @@ import pytest
 
 from aggregator.dataplane import Batch, FieldType, RejectedRows, StateCheckpoint, StreamSchema
 from apps.connectors.base import ConnectorError
-from apps.connectors.plugins.postgres import PostgresConnector
+from apps.connectors.plugins.postgres import PostgresDestination, PostgresSource
 
-connector = PostgresConnector()
+connector = PostgresSource()
 
 
 @pytest.fixture
@@ -150,6 +150,12 @@ def test_values_that_do_not_fit_are_rejected_with_their_row(
     assert [(r.row, r.reason) for r in rejects.rows] == [(4, "day: 'infinity' is not a valid date")]
 
 
+def test_check_names_a_missing_schema(pg_config: dict[str, Any], source_table: str) -> None:
+    assert connector.check(_config(pg_config)).ok
+    result = connector.check(_config(pg_config, source_schemas=["nope"]))
+    assert (result.ok, result.message) == (False, "schema: nope does not exist or is not readable.")
+
+
 def test_custom_queries_are_single_read_only_selects(
     pg_config: dict[str, Any], source_table: str, pg_schema: str
 ) -> None:
@@ -188,9 +194,17 @@ def test_round_trip_destination_then_source(pg_config: dict[str, Any], pg_schema
     schema = StreamSchema(
         name="items", fields=(Field("id", FieldType.INTEGER), Field("label")), primary_key=("id",)
     )
-    config = _config(pg_config)
+    destination = PostgresDestination()
     rows = [{"id": i, "label": f"item {i}"} for i in range(1000)]
-    connector.write(config, schema, [Batch.from_records(rows, schema)], WriteMode.MERGE, ["id"], "run-rt")
+    destination.write(
+        destination.validate_config(pg_config),
+        schema,
+        [Batch.from_records(rows, schema)],
+        WriteMode.MERGE,
+        ["id"],
+        "run-rt",
+    )
+    config = _config(pg_config)
 
     stream = _stream(connector.discover(config), f"{pg_schema}.items")
     assert stream.field_names == ["id", "label", "_ag_run_id", "_ag_loaded_at"]

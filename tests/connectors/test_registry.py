@@ -11,9 +11,10 @@ from apps.connectors.registry import ConnectorRegistry, UnknownConnectorType, re
 
 
 def test_built_in_types_are_registered() -> None:
-    assert {"csv_file", "postgres"} <= {t.slug for t in registry.all()}
+    assert {"csv_file", "postgres", "postgres_source"} <= {t.slug for t in registry.all()}
     assert registry.get("csv_file").kind == ConnectorKind.SOURCE
-    assert registry.get("postgres").kind == ConnectorKind.BOTH
+    assert registry.get("postgres").kind == ConnectorKind.DESTINATION
+    assert registry.get("postgres_source").kind == ConnectorKind.SOURCE
     assert registry.origin("postgres") == "builtin:postgres"
 
 
@@ -21,7 +22,8 @@ def test_kind_filter_lists_sources_and_destinations_apart() -> None:
     sources = {t.slug for t in registry.all(kind=ConnectorKind.SOURCE)}
     destinations = {t.slug for t in registry.all(kind=ConnectorKind.DESTINATION)}
     assert "csv_file" in sources and "csv_file" not in destinations
-    assert "postgres" in destinations and "postgres" in sources
+    assert "postgres" in destinations and "postgres" not in sources
+    assert "postgres_source" in sources and "postgres_source" not in destinations
 
 
 def test_unknown_slug_raises() -> None:

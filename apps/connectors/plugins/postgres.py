@@ -1,6 +1,7 @@
-"""PostgreSQL, as a destination (bulk loads with COPY, one transaction per write) and as a source.
+"""PostgreSQL: a destination (`postgres`: bulk loads with COPY, one transaction per write) and a source
+(`postgres_source`).
 
-Source: tables and views of `source_schemas` (default: `schema`) and read-only custom queries become
+Source: tables and views of `schema` (plus `source_schemas`) and read-only custom queries become
 streams. A read is one `COPY (SELECT ...) TO STDOUT (FORMAT csv)` in a READ ONLY transaction (one consistent
 snapshot), streamed from the server and parsed by pyarrow's CSV reader, then cast to the stream's types;
 values that do not fit (a date of 'infinity', say) are rejected with their row number, not dropped.
@@ -158,17 +159,6 @@ class PostgresConfig(ConnectorConfig):
         max_length=63,
     )
     connect_timeout: int = Field(default=10, ge=1, le=60, title="Connect timeout (s)")
-    source_schemas: list[str] = Field(
-        default_factory=list,
-        title="Schemas to read (source)",
-        description="Their tables and views become streams. Empty: the schema above.",
-    )
-    queries: list[CustomQuery] = Field(
-        default_factory=list,
-        title="Custom queries (source)",
-        description="Each read-only SELECT becomes a stream of its own.",
-    )
-    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch (source)")
 
     model_config = {**ConnectorConfig.model_config, "populate_by_name": True}
 
@@ -179,6 +169,28 @@ class PostgresConfig(ConnectorConfig):
         if not _HOST_RE.match(value) or value.startswith("-"):
             raise ValueError("Must be one host name or IP address.")
         return value
+
+
+class PostgresSourceConfig(PostgresConfig):
+    db_schema: str = Field(
+        default="public",
+        alias="schema",
+        title="Schema",
+        description="The tables and views of this schema become streams.",
+        min_length=1,
+        max_length=63,
+    )
+    source_schemas: list[str] = Field(
+        default_factory=list,
+        title="More schemas",
+        description="Further schemas whose tables and views become streams.",
+    )
+    queries: list[CustomQuery] = Field(
+        default_factory=list,
+        title="Custom queries",
+        description="Each read-only SELECT becomes a stream of its own.",
+    )
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
 
 
 def _identifier_ok(name: str, field: str) -> str:
@@ -347,10 +359,10 @@ class _CsvEncoder:
         return sink.getvalue()
 
 
-class PostgresConnector(ConnectorType):
+class PostgresDestination(ConnectorType):
     slug = "postgres"
     title = "PostgreSQL"
-    kind = ConnectorKind.BOTH
+    kind = ConnectorKind.DESTINATION
     description = (
         "Bulk loads into PostgreSQL tables with COPY: append, overwrite (atomic swap) or merge (upsert)."
     )
@@ -706,10 +718,40 @@ class PostgresConnector(ConnectorType):
         cur.execute(statement)
         result.rows_written = cur.rowcount
 
-    # --- source ----------------------------------------------------------------------------------------
 
-    def discover(self, config: PostgresConfig) -> list[StreamSchema]:
-        schemas = config.source_schemas or [config.db_schema]
+class PostgresSource(ConnectorType):
+    """A separate type from the destination (`postgres`): a pipeline names a connector per role, and a
+    read-only database user is the usual thing for a source."""
+
+    slug = "postgres_source"
+    title = "PostgreSQL (source)"
+    kind = ConnectorKind.SOURCE
+    description = "Tables, views and read-only queries of a PostgreSQL database, streamed with COPY."
+    config_model = PostgresSourceConfig
+
+    def check(self, config: PostgresSourceConfig) -> CheckResult:
+        started = time.monotonic()
+        schemas = [config.db_schema, *config.source_schemas]
+        with _connect(config) as conn, conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            version = cur.fetchone()[0]  # type: ignore[index]
+            cur.execute(
+                "SELECT s.name FROM unnest(%s::text[]) AS s(name) "
+                "LEFT JOIN pg_namespace n ON n.nspname = s.name "
+                "WHERE n.oid IS NULL OR NOT has_schema_privilege(n.oid, 'USAGE')",
+                (schemas,),
+            )
+            unusable = [row[0] for row in cur.fetchall()]
+        if unusable:
+            return CheckResult(ok=False, message=f"schema: {unusable[0]} does not exist or is not readable.")
+        return CheckResult(
+            ok=True,
+            message=f"Connected to PostgreSQL {version}; {len(schemas)} schema(s) readable.",
+            duration_s=round(time.monotonic() - started, 3),
+        )
+
+    def discover(self, config: PostgresSourceConfig) -> list[StreamSchema]:
+        schemas = [config.db_schema, *config.source_schemas]
         streams: list[StreamSchema] = []
         with _connect(config) as conn:
             conn.read_only = True
@@ -753,7 +795,7 @@ class PostgresConnector(ConnectorType):
                     streams.append(_source_stream(query.name, fields, ()))
         return streams
 
-    def _select(self, config: PostgresConfig, stream: StreamSchema) -> sql.Composable:
+    def _select(self, config: PostgresSourceConfig, stream: StreamSchema) -> sql.Composable:
         columns = sql.SQL(", ").join(map(sql.Identifier, stream.field_names))
         for query in config.queries:
             if query.name == stream.name:
@@ -764,7 +806,7 @@ class PostgresConnector(ConnectorType):
         return sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(schema_name, table_name))
 
     def read(
-        self, config: PostgresConfig, stream: StreamSchema, state: dict[str, Any] | None
+        self, config: PostgresSourceConfig, stream: StreamSchema, state: dict[str, Any] | None
     ) -> Iterator[ReadItem]:
         """One COPY (SELECT ...) TO STDOUT in a READ ONLY transaction (one consistent snapshot), parsed by
         pyarrow's streaming CSV reader: columnar, no Python per row. Incremental on `stream.cursor_field`:
@@ -916,7 +958,3 @@ def _source_stream(name: str, fields: list[StreamField], primary_key: tuple[str,
         cursor_candidates=candidates,
         supported_sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
     )
-
-
-# The type is both a source and a destination; the old name stays for callers that write.
-PostgresDestination = PostgresConnector
