@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "channels",
     "django_structlog",
+    "auditlog",
     "apps.users",
     "apps.connectors",
     "apps.schemas",
@@ -73,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "aggregator.middleware.RequestIdHeaderMiddleware",
+    # Remembers the request so audit entries name the actor, address and credential of a change.
+    "apps.monitoring.audit.AuditContextMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -226,6 +229,7 @@ CELERY_TIMEZONE = TIME_ZONE
 # (Pipeline schedules are database entries owned by their pipelines, not listed here.)
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "pipelines-watchdog": {"task": "pipelines.watchdog", "schedule": 30.0},
+    "monitoring-audit-prune": {"task": "monitoring.audit_prune", "schedule": 24 * 60 * 60.0},
 }
 # A running run whose worker has not beaten for this long is retried or failed by the watchdog.
 AGGREGATOR_RUN_HEARTBEAT_TIMEOUT_S = env.int("AGGREGATOR_RUN_HEARTBEAT_TIMEOUT_S", default=90)
@@ -270,3 +274,11 @@ AGGREGATOR_IMPORT_DIR = Path(env.str("AGGREGATOR_IMPORT_DIR", default=str(BASE_D
 AGGREGATOR_DATA_DIR = Path(env.str("AGGREGATOR_DATA_DIR", default=str(BASE_DIR / "var" / "data")))
 # The largest file an upload may send (bytes); larger uploads are refused while streaming, not after.
 AGGREGATOR_UPLOAD_MAX_BYTES = env.int("AGGREGATOR_UPLOAD_MAX_BYTES", default=1024 * 1024 * 1024)
+
+# --- Audit log (django-auditlog with the workspace-aware entry of apps/monitoring) --------------------
+AUDITLOG_LOGENTRY_MODEL = "monitoring.AuditEntry"
+AUDITLOG_STORE_JSON_CHANGES = True
+# Entries older than this are deleted by the daily `monitoring.audit_prune` beat task.
+AGGREGATOR_AUDIT_RETENTION_DAYS = env.int("AGGREGATOR_AUDIT_RETENTION_DAYS", default=365)
+# A WebSocket that has not authenticated (session cookie or a JWT `auth` message) is closed after this.
+AGGREGATOR_WS_AUTH_TIMEOUT_S = env.float("AGGREGATOR_WS_AUTH_TIMEOUT_S", default=5.0)
