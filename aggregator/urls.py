@@ -10,6 +10,7 @@ from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from aggregator.health import healthz, readyz
+from apps.monitoring.prometheus import metrics_view as prometheus_metrics_view
 
 
 def _docs(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -28,11 +29,14 @@ api_v1 = [
     path("", include("apps.pipelines.api.urls")),
     path("", include("apps.connectors.api.urls")),
     path("", include("apps.transformations.api.urls")),
+    path("", include("apps.monitoring.api.urls")),
 ]
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", prometheus_metrics_view, name="prometheus-metrics"),
+
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", _docs(SpectacularAPIView.as_view()), name="schema"),

@@ -282,3 +282,32 @@ AUDITLOG_STORE_JSON_CHANGES = True
 AGGREGATOR_AUDIT_RETENTION_DAYS = env.int("AGGREGATOR_AUDIT_RETENTION_DAYS", default=365)
 # A WebSocket that has not authenticated (session cookie or a JWT `auth` message) is closed after this.
 AGGREGATOR_WS_AUTH_TIMEOUT_S = env.float("AGGREGATOR_WS_AUTH_TIMEOUT_S", default=5.0)
+
+# --- Metrics, health and alerts (apps/monitoring) ----------------------------------------------------
+# Added to whatever handlers are listed above: finished runs become metric points, then alert evaluation.
+AGGREGATOR_EVENT_HANDLERS = [
+    *vars().get("AGGREGATOR_EVENT_HANDLERS", []),
+    "apps.monitoring.metrics.handle_event",
+    "apps.monitoring.alerts.handle_event",
+]
+# First, so the HTTP latency it records for /metrics covers every other middleware too.
+MIDDLEWARE.insert(0, "apps.monitoring.prometheus.HttpMetricsMiddleware")
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Also the beat heartbeat the health endpoint reads.
+        "monitoring-sample-system-metrics": {"task": "monitoring.sample_system_metrics", "schedule": 60.0},
+        # Idempotent and cheap, so hourly rather than daily: a beat down at midnight costs nothing.
+        "monitoring-maintain-partitions": {"task": "monitoring.maintain_partitions", "schedule": 3600.0},
+        "monitoring-check-freshness": {"task": "monitoring.check_freshness", "schedule": 300.0},
+    }
+)
+# Metric points older than this many days are dropped, a whole daily partition at a time.
+AGGREGATOR_METRICS_RETENTION_DAYS = env.int("AGGREGATOR_METRICS_RETENTION_DAYS", default=90)
+AGGREGATOR_METRICS_PARTITIONS_AHEAD = env.int("AGGREGATOR_METRICS_PARTITIONS_AHEAD", default=7)
+# /metrics wants `Authorization: Bearer <token>`; empty (the default) means /metrics answers 404.
+AGGREGATOR_METRICS_TOKEN = env_secret("AGGREGATOR_METRICS_TOKEN") or ""
+AGGREGATOR_METRICS_CACHE_S = env.int("AGGREGATOR_METRICS_CACHE_S", default=5)
+# Health: beat is stale after this long without a tick (its sample task runs every 60 s).
+AGGREGATOR_BEAT_STALE_S = env.int("AGGREGATOR_BEAT_STALE_S", default=180)
+AGGREGATOR_QUEUE_BACKLOG_WARN = env.int("AGGREGATOR_QUEUE_BACKLOG_WARN", default=1000)
+AGGREGATOR_DISK_MIN_FREE_BYTES = env.int("AGGREGATOR_DISK_MIN_FREE_BYTES", default=1024**3)

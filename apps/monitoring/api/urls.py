@@ -1,0 +1,11 @@
+from rest_framework.routers import SimpleRouter
+
+from . import alerts, metrics
+
+router = SimpleRouter()
+router.register("metrics", metrics.MetricsViewSet, basename="metrics")
+router.register("health", metrics.HealthViewSet, basename="health")
+router.register("alert-rules", alerts.AlertRuleViewSet, basename="alert-rule")
+router.register("alerts", alerts.AlertViewSet, basename="alert")
+
+urlpatterns = router.urls
