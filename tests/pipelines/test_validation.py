@@ -98,9 +98,23 @@ def test_connectors_of_another_workspace_are_unknown(personas, base):
 
 
 def test_a_connector_of_the_wrong_kind(personas, base):
-    base["nodes"][0]["connector"] = "warehouse-pg"
+    from apps.connectors.services import connector_create
+
+    connector_create(
+        workspace=personas.workspace,
+        name="exports",
+        connector_type="files",
+        config={"directory": "exports"},
+        user=None,
+    )
+    base["nodes"][0]["connector"] = "exports"
     assert errors_of(personas.workspace, base)["nodes.flights.connector"] == [
-        "Connector 'warehouse-pg' is not a source."
+        "Connector 'exports' is not a source."
+    ]
+    base["nodes"][0]["connector"] = "flights-files"
+    base["nodes"][2]["connector"] = "flights-files"
+    assert errors_of(personas.workspace, base)["nodes.warehouse.connector"] == [
+        "Connector 'flights-files' is not a destination."
     ]
 
 
