@@ -1,0 +1,48 @@
+// Names for the generated API types (schema.d.ts is generated from /api/schema/; never edit it by hand).
+import type { components } from "./schema";
+
+type S = components["schemas"];
+/** `workspaces` is a method field the schema types loosely; this is what MeWorkspaceSerializer returns. */
+export interface MeWorkspace {
+  id: number;
+  name: string;
+  slug: string;
+  role: S["RoleEnum"];
+}
+export type Me = Omit<S["Me"], "workspaces"> & { readonly workspaces: MeWorkspace[] };
+export type Workspace = S["Workspace"];
+export type Role = S["RoleEnum"];
+export type Membership = S["Membership"];
+export type Invitation = S["Invitation"];
+export type ApiKey = S["ApiKey"];
+export type ApiKeyCreated = S["ApiKeyCreated"];
+export type Connector = S["Connector"];
+export type ConnectorType = S["ConnectorType"];
+export type CheckOutput = S["CheckOutput"];
+export type DiscoverOutput = S["DiscoverOutput"];
+export type Stream = S["Stream"];
+export type PreviewOutput = S["PreviewOutput"];
+export type Pipeline = S["Pipeline"];
+export type PipelineVersion = S["PipelineVersion"];
+export type VersionDiff = S["VersionDiff"];
+export type ValidateOutput = S["ValidateOutput"];
+export type Run = S["Run"];
+export type RunDetail = S["RunDetail"];
+export type RunStatus = S["RunStatusEnum"];
+export type NodeRun = S["NodeRun"];
+export type RunLog = S["RunLog"];
+export type RejectedRecord = S["RejectedRecord"];
+
+/** `last_run` is a free-form object in the schema; this is what the pipelines API puts in it. */
+export interface LastRun {
+  id: number;
+  status: RunStatus;
+  queued_at: string;
+}
+
+export interface Page<T> {
+  count: number;
+  next: string | null;
+  previous: string | null;
+  results: T[];
+}

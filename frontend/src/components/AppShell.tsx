@@ -1,0 +1,132 @@
+"use client";
+
+import { useQueryClient } from "@tanstack/react-query";
+import { Database, GitBranch, LayoutDashboard, LogOut, Moon, Sun, Users } from "lucide-react";
+import Link from "next/link";
+import { usePathname } from "next/navigation";
+import { useId, type ReactNode } from "react";
+
+import { ErrorNote, Loading } from "@/components/ui";
+import { useRequireMe, useSignOut, useWorkspace } from "@/lib/session";
+import { useUi } from "@/lib/store";
+import { useWorkspaceLive } from "@/lib/live";
+
+const nav = [
+  { href: "/", label: "Dashboard", Icon: LayoutDashboard },
+  { href: "/pipelines", label: "Pipelines", Icon: GitBranch },
+  { href: "/connectors", label: "Connectors", Icon: Database },
+  { href: "/team", label: "Team", Icon: Users },
+];
+
+function WorkspaceSwitcher() {
+  const { workspaces, current } = useWorkspace();
+  const setWorkspace = useUi((s) => s.setWorkspace);
+  const client = useQueryClient();
+  const id = useId();
+  if (workspaces.length === 0) return null;
+  return (
+    <div className="flex items-center gap-2">
+      <label htmlFor={id} className="sr-only sm:not-sr-only sm:text-sm sm:text-slate-300">
+        Workspace
+      </label>
+      <select
+        id={id}
+        value={current?.id ?? ""}
+        onChange={(e) => {
+          setWorkspace(Number(e.target.value));
+          // Lists are per workspace: drop what was loaded for the other one.
+          void client.invalidateQueries({ predicate: (q) => q.queryKey[0] !== "me" });
+        }}
+        className="max-w-[11rem] rounded-md border border-slate-600 bg-slate-800 px-2 py-1 text-sm text-white"
+      >
+        {workspaces.map((w) => (
+          <option key={w.id} value={w.id}>
+            {w.name} ({w.role})
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}
+
+function ThemeToggle() {
+  const theme = useUi((s) => s.theme);
+  const setTheme = useUi((s) => s.setTheme);
+  const dark = theme === "dark" || (theme === "system" && typeof window !== "undefined" && matchMedia("(prefers-color-scheme: dark)").matches);
+  return (
+    <button
+      type="button"
+      onClick={() => setTheme(dark ? "light" : "dark")}
+      aria-label={dark ? "Use the light theme" : "Use the dark theme"}
+      className="rounded-md p-1.5 text-slate-200 hover:bg-slate-800"
+    >
+      {dark ? <Sun aria-hidden className="size-5" /> : <Moon aria-hidden className="size-5" />}
+    </button>
+  );
+}
+
+function LiveSubscriber({ workspaceId }: { workspaceId: number }) {
+  useWorkspaceLive(workspaceId);
+  return null;
+}
+
+/** The frame of every signed-in screen: the user must be signed in, else the sign-in page (with `next`). */
+export function AppShell({ children }: { children: ReactNode }) {
+  const me = useRequireMe();
+  const signOut = useSignOut();
+  const pathname = usePathname();
+  const { id: workspaceId } = useWorkspace();
+
+  return (
+    <>
+      <a href="#main" className="sr-only focus:not-sr-only focus:absolute focus:left-2 focus:top-2 focus:z-50 focus:rounded focus:bg-white focus:px-3 focus:py-2 focus:text-slate-900">
+        Skip to content
+      </a>
+      <header className="bg-slate-900 text-white">
+        <div className="mx-auto flex max-w-7xl flex-wrap items-center gap-x-4 gap-y-2 px-3 py-2 sm:px-6">
+          <Link href="/" className="text-lg font-bold tracking-tight">
+            Aggregator
+          </Link>
+          <nav aria-label="Main" className="order-last w-full sm:order-none sm:w-auto">
+            <ul className="flex gap-1 overflow-x-auto">
+              {nav.map(({ href, label, Icon }) => {
+                const active = href === "/" ? pathname === "/" : pathname.startsWith(href);
+                return (
+                  <li key={href}>
+                    <Link
+                      href={href}
+                      aria-current={active ? "page" : undefined}
+                      className={`flex items-center gap-1.5 rounded-md px-2.5 py-1.5 text-sm whitespace-nowrap ${active ? "bg-slate-700 font-semibold" : "text-slate-200 hover:bg-slate-800"}`}
+                    >
+                      <Icon aria-hidden className="size-4" />
+                      {label}
+                    </Link>
+                  </li>
+                );
+              })}
+            </ul>
+          </nav>
+          <div className="ml-auto flex items-center gap-2">
+            <WorkspaceSwitcher />
+            <ThemeToggle />
+            {me.data ? (
+              <button
+                type="button"
+                onClick={() => void signOut()}
+                className="flex items-center gap-1 rounded-md px-2 py-1.5 text-sm text-slate-200 hover:bg-slate-800"
+                title={me.data.email}
+              >
+                <LogOut aria-hidden className="size-4" />
+                Sign out
+              </button>
+            ) : null}
+          </div>
+        </div>
+      </header>
+      <main id="main" className="mx-auto max-w-7xl px-3 py-5 sm:px-6">
+        {me.isPending ? <Loading /> : me.isError ? <ErrorNote error={me.error} /> : children}
+      </main>
+      {workspaceId ? <LiveSubscriber workspaceId={workspaceId} /> : null}
+    </>
+  );
+}

@@ -1,0 +1,24 @@
+import { formatDistanceToNowStrict, format, parseISO } from "date-fns";
+
+export function ago(iso: string | null | undefined): string {
+  if (!iso) return "—";
+  return `${formatDistanceToNowStrict(parseISO(iso))} ago`;
+}
+
+export function when(iso: string | null | undefined): string {
+  if (!iso) return "—";
+  return format(parseISO(iso), "yyyy-MM-dd HH:mm:ss");
+}
+
+export function duration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60);
+  const s = Math.round(seconds % 60);
+  return m < 60 ? `${m} min ${s} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 });
+export const count = (n: number | null | undefined) => (n === null || n === undefined ? "—" : n.toLocaleString("en"));
+export const short = (n: number) => compact.format(n);
