@@ -1,5 +1,9 @@
-"""WebSocket routes. The monitoring app adds the `/ws/` live-status consumer."""
+"""WebSocket routes: `/ws/`, the monitoring app's live-status consumer (apps/monitoring/consumers.py)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from apps.monitoring.consumers import LiveStatusConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/", LiveStatusConsumer.as_asgi()),  # type: ignore[arg-type]
+]

@@ -277,6 +277,9 @@ AGGREGATOR_UPLOAD_MAX_BYTES = env.int("AGGREGATOR_UPLOAD_MAX_BYTES", default=102
 
 # --- Audit log (django-auditlog with the workspace-aware entry of apps/monitoring) --------------------
 AUDITLOG_LOGENTRY_MODEL = "monitoring.AuditEntry"
+# The library's own migrations would create its stock table, unused once the model is swapped (and its
+# foreign keys block flushing the database): AuditEntry's migrations in monitoring own the schema.
+MIGRATION_MODULES = {"auditlog": None}
 AUDITLOG_STORE_JSON_CHANGES = True
 # Entries older than this are deleted by the daily `monitoring.audit_prune` beat task.
 AGGREGATOR_AUDIT_RETENTION_DAYS = env.int("AGGREGATOR_AUDIT_RETENTION_DAYS", default=365)
