@@ -96,7 +96,7 @@ def emit_rolled_back(type: str, workspace: Any, subject: Any = None) -> None:
 
 
 @pytest.fixture
-def run(personas: Any, csv_connector: Any, pg_connector: Any) -> Any:
+def run(personas: Any, csv_connector: Any, pg_connector: Any) -> Any:  # noqa: F811
     pipeline = pipeline_create(
         workspace=personas.workspace,
         name="late flights",
