@@ -286,6 +286,13 @@ AGGREGATOR_AUDIT_RETENTION_DAYS = env.int("AGGREGATOR_AUDIT_RETENTION_DAYS", def
 # A WebSocket that has not authenticated (session cookie or a JWT `auth` message) is closed after this.
 AGGREGATOR_WS_AUTH_TIMEOUT_S = env.float("AGGREGATOR_WS_AUTH_TIMEOUT_S", default=5.0)
 
+# Called with each Event after the emitting transaction commits (apps/monitoring/events.py); dotted paths.
+AGGREGATOR_EVENT_HANDLERS = [
+    "apps.webhooks.services.handle_event",
+]
+# Webhook deliveries whose task message was lost (or whose worker died mid-send) are enqueued again.
+CELERY_BEAT_SCHEDULE["webhooks-resend-lost"] = {"task": "webhooks.deliveries_resend_lost", "schedule": 60.0}
+
 # --- Metrics, health and alerts (apps/monitoring) ----------------------------------------------------
 # Added to whatever handlers are listed above: finished runs become metric points, then alert evaluation.
 AGGREGATOR_EVENT_HANDLERS = [
