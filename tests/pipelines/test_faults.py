@@ -112,3 +112,102 @@ def test_cancel_mid_run_drops_staging_and_leaves_the_table_untouched(big_pipelin
         "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename <> 'big'", [pg_schema]
     ).fetchone()[0]
     assert staging == 0
+
+
+@pytest.fixture
+def separate_server(tmp_path):
+    """A PostgreSQL server of the test's own, so it can be stopped in the middle of a load."""
+    from aggregator.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path / "dest-pg", settings={"fsync": "off"})
+    server.start()
+    server.ensure_database("dest")
+    yield server
+    server.stop()
+
+
+def test_destination_database_stopping_mid_load_never_leaves_the_live_table_empty_or_half_written(
+    personas, big_file, separate_server, settings
+):
+    import threading
+
+    import psycopg
+
+    from apps.connectors.services import connector_create
+    from apps.pipelines.executor import run_execute
+
+    settings.AGGREGATOR_ALLOWED_HOSTS = ["127.0.0.1/32"]
+    with psycopg.connect(separate_server.url("dest"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.big (id bigint, carrier text, dep_delay bigint)")
+        conn.execute("INSERT INTO public.big SELECT g, 'OLD', 0 FROM generate_series(1, 1000) g")
+    connector_create(
+        workspace=personas.workspace,
+        name="big-files",
+        connector_type="csv_file",
+        config={"path": "big.csv", "chunk_size": 5_000},
+        user=None,
+    )
+    connector_create(
+        workspace=personas.workspace,
+        name="fragile-pg",
+        connector_type="postgres",
+        config={
+            "host": "127.0.0.1",
+            "port": separate_server.port,
+            "database": "dest",
+            "user": "postgres",
+            "schema": "public",
+            "sslmode": "disable",
+        },
+        user=None,
+    )
+    pipeline = pipeline_create(
+        workspace=personas.workspace,
+        name="fragile",
+        definition={
+            "nodes": [
+                {"id": "big", "kind": "source", "connector": "big-files", "stream": "big"},
+                {
+                    "id": "warehouse",
+                    "kind": "destination",
+                    "connector": "fragile-pg",
+                    "table": "big",
+                    "write_mode": "overwrite",
+                },
+            ],
+            "edges": [{"from": "big", "to": "warehouse"}],
+        },
+        user=None,
+        retry_backoff_s=0,
+    )
+    run = run_start(pipeline=pipeline, user=None)
+    outcome: dict[str, str] = {}
+    worker = threading.Thread(target=lambda: outcome.update(status=run_execute(run_id=run.id, attempt=1)))
+    worker.start()
+    assert wait_for(
+        lambda: NodeRun.objects.filter(run=run, node_id="warehouse", rows_in__gt=0).exists(),
+        timeout=120,
+        every=0.05,
+    )
+    separate_server.stop()
+    worker.join(120)
+    run.refresh_from_db()
+    # A lost connection is transient: the attempt is given back to the queue for a retry.
+    assert outcome["status"] == RunStatus.QUEUED, run.error
+    assert (run.status, run.attempt, run.error_kind) == (RunStatus.QUEUED, 2, "transient")
+
+    separate_server.start()
+    with psycopg.connect(separate_server.url("dest")) as conn:
+        assert conn.execute("SELECT count(*), min(carrier), max(carrier) FROM public.big").fetchone() == (
+            1000,
+            "OLD",
+            "OLD",
+        )
+
+    assert run_execute(run_id=run.id, attempt=2) == RunStatus.SUCCEEDED
+    with psycopg.connect(separate_server.url("dest")) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM public.big").fetchone() == (ROWS, ROWS)
+        leftovers = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'big'"
+        )
+        assert leftovers.fetchone()[0] == 0
