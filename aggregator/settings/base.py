@@ -277,21 +277,11 @@ AGGREGATOR_UPLOAD_MAX_BYTES = env.int("AGGREGATOR_UPLOAD_MAX_BYTES", default=102
 
 # --- Audit log (django-auditlog with the workspace-aware entry of apps/monitoring) --------------------
 AUDITLOG_LOGENTRY_MODEL = "monitoring.AuditEntry"
-# The library's own migrations would create its stock table, unused once the model is swapped (and its
-# foreign keys block flushing the database): AuditEntry's migrations in monitoring own the schema.
-MIGRATION_MODULES = {"auditlog": None}
 AUDITLOG_STORE_JSON_CHANGES = True
 # Entries older than this are deleted by the daily `monitoring.audit_prune` beat task.
 AGGREGATOR_AUDIT_RETENTION_DAYS = env.int("AGGREGATOR_AUDIT_RETENTION_DAYS", default=365)
 # A WebSocket that has not authenticated (session cookie or a JWT `auth` message) is closed after this.
 AGGREGATOR_WS_AUTH_TIMEOUT_S = env.float("AGGREGATOR_WS_AUTH_TIMEOUT_S", default=5.0)
-
-# Called with each Event after the emitting transaction commits (apps/monitoring/events.py); dotted paths.
-AGGREGATOR_EVENT_HANDLERS = [
-    "apps.webhooks.services.handle_event",
-]
-# Webhook deliveries whose task message was lost (or whose worker died mid-send) are enqueued again.
-CELERY_BEAT_SCHEDULE["webhooks-resend-lost"] = {"task": "webhooks.deliveries_resend_lost", "schedule": 60.0}
 
 # --- Metrics, health and alerts (apps/monitoring) ----------------------------------------------------
 # Added to whatever handlers are listed above: finished runs become metric points, then alert evaluation.
@@ -321,3 +311,11 @@ AGGREGATOR_METRICS_CACHE_S = env.int("AGGREGATOR_METRICS_CACHE_S", default=5)
 AGGREGATOR_BEAT_STALE_S = env.int("AGGREGATOR_BEAT_STALE_S", default=180)
 AGGREGATOR_QUEUE_BACKLOG_WARN = env.int("AGGREGATOR_QUEUE_BACKLOG_WARN", default=1000)
 AGGREGATOR_DISK_MIN_FREE_BYTES = env.int("AGGREGATOR_DISK_MIN_FREE_BYTES", default=1024**3)
+
+# --- Web app (Next.js static export, served by aggregator/frontend.py and WhiteNoise) ---------------------
+# `make frontend` builds it into frontend/out; without a build, `/` shows the small home page instead.
+AGGREGATOR_FRONTEND_DIR = Path(env.str("AGGREGATOR_FRONTEND_DIR", default=str(BASE_DIR / "frontend" / "out")))
+# WhiteNoise serves the export's assets (/_next/static/…) from here; unset when not built, so no warning.
+WHITENOISE_ROOT = AGGREGATOR_FRONTEND_DIR if AGGREGATOR_FRONTEND_DIR.is_dir() else None
+# Next's assets carry a content hash in their names, as do collectstatic's: both may be cached forever.
+WHITENOISE_IMMUTABLE_FILE_TEST = r"^/(_next/static/.+|static/.+\.[0-9a-f]{12}\.\w+)$"
