@@ -9,6 +9,7 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from aggregator.frontend import app_catch_all, app_page
 from aggregator.health import healthz, readyz
 from apps.monitoring.prometheus import metrics_view as prometheus_metrics_view
 
@@ -44,5 +45,10 @@ urlpatterns = [
     path("hooks/", include("apps.webhooks.api.hooks_urls")),
     path("api/schema/", _docs(SpectacularAPIView.as_view()), name="schema"),
     path("api/docs/", _docs(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
+    # The web app (aggregator/frontend.py) answers `/`; without a build it shows the home.html page below.
+    path("", app_page, name="app"),
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
 ]
+
+# Last: every other path is a page of the web app (deep links, reloads), never /api/, /admin/, /ws/, …
+urlpatterns += [app_catch_all()]

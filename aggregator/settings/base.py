@@ -277,11 +277,21 @@ AGGREGATOR_UPLOAD_MAX_BYTES = env.int("AGGREGATOR_UPLOAD_MAX_BYTES", default=102
 
 # --- Audit log (django-auditlog with the workspace-aware entry of apps/monitoring) --------------------
 AUDITLOG_LOGENTRY_MODEL = "monitoring.AuditEntry"
+# The library's own migrations would create its stock table, unused once the model is swapped (and its
+# foreign keys block flushing the database): AuditEntry's migrations in monitoring own the schema.
+MIGRATION_MODULES = {"auditlog": None}
 AUDITLOG_STORE_JSON_CHANGES = True
 # Entries older than this are deleted by the daily `monitoring.audit_prune` beat task.
 AGGREGATOR_AUDIT_RETENTION_DAYS = env.int("AGGREGATOR_AUDIT_RETENTION_DAYS", default=365)
 # A WebSocket that has not authenticated (session cookie or a JWT `auth` message) is closed after this.
 AGGREGATOR_WS_AUTH_TIMEOUT_S = env.float("AGGREGATOR_WS_AUTH_TIMEOUT_S", default=5.0)
+
+# Called with each Event after the emitting transaction commits (apps/monitoring/events.py); dotted paths.
+AGGREGATOR_EVENT_HANDLERS = [
+    "apps.webhooks.services.handle_event",
+]
+# Webhook deliveries whose task message was lost (or whose worker died mid-send) are enqueued again.
+CELERY_BEAT_SCHEDULE["webhooks-resend-lost"] = {"task": "webhooks.deliveries_resend_lost", "schedule": 60.0}
 
 # --- Metrics, health and alerts (apps/monitoring) ----------------------------------------------------
 # Added to whatever handlers are listed above: finished runs become metric points, then alert evaluation.
