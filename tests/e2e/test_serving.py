@@ -50,7 +50,9 @@ def test_a_path_cannot_leave_the_build_directory(build: Path) -> None:
     assert b"outside" not in b"".join(response.streaming_content)
 
 
-@pytest.mark.parametrize("path", ["/api/v1/no-such-thing/", "/api/v1/pipelines/", "/ws/x", "/static/nothing.css", "/hooks/none"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/no-such-thing/", "/api/v1/pipelines/", "/ws/x", "/static/nothing.css", "/hooks/none"]
+)
 def test_backend_paths_are_never_answered_by_the_app(build: Path, path: str) -> None:
     response = Client().get(path)
     body = response.content if not response.streaming else b"".join(response.streaming_content)
@@ -68,7 +70,9 @@ def test_unsafe_methods_are_refused(build: Path) -> None:
     assert Client().post("/pipelines/view").status_code in (403, 405)
 
 
-def test_without_a_build_the_root_shows_the_home_page_and_other_paths_404(settings: Any, tmp_path: Path) -> None:
+def test_without_a_build_the_root_shows_the_home_page_and_other_paths_404(
+    settings: Any, tmp_path: Path
+) -> None:
     settings.AGGREGATOR_FRONTEND_DIR = tmp_path / "missing"
     response = Client().get("/")
     assert response.status_code == 200
