@@ -25,13 +25,15 @@ from auditlog.signals import pre_log
 from celery import shared_task
 from django.apps import apps
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ipware import get_client_ip
 from rest_framework_simplejwt.tokens import Token
 
 from aggregator.logging import get_logger
-from apps.users.models import ApiKey
+from apps.users.models import ApiKey, Role
+from apps.users.selectors import workspace_ids_for_user
 
 from .models import AuditCredential, AuditEntry
 
@@ -158,6 +160,15 @@ def entry_context(instance: Any) -> dict[str, Any]:
             context["actor_email"] = user.email
         context["remote_addr"] = remote_addr_of(request)
     return context
+
+
+def audit_entry_list_for_user(*, user: Any, min_role: Role = Role.ADMIN) -> QuerySet[AuditEntry]:
+    """Entries of the workspaces where the caller has at least `min_role` (admins read the audit log)."""
+    return (
+        AuditEntry.objects.filter(workspace_id__in=workspace_ids_for_user(user=user, min_role=min_role))
+        .select_related("content_type")
+        .order_by("-timestamp", "-id")
+    )
 
 
 def audit_prune(*, now: Any = None) -> int:
