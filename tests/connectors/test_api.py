@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from apps.connectors.models import Connector
+from apps.schemas.models import StreamSchemaVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -255,25 +256,107 @@ def test_editor_checks_and_the_result_is_recorded(
     assert csv_connector.last_check_status == "succeeded"
 
 
-def test_discover_returns_streams(personas: Any, client_for: Any, csv_connector: Connector) -> None:
+PEOPLE_STREAM = {
+    "name": "people",
+    "fields": [
+        {"name": "id", "type": "integer", "nullable": True},
+        {"name": "name", "type": "string", "nullable": True},
+        {"name": "score", "type": "number", "nullable": True},
+    ],
+    "primary_key": [],
+    "cursor_field": None,
+    "cursor_candidates": [],
+    "supported_sync_modes": ["full_refresh", "incremental"],
+}
+
+
+def _change(kind: str, version: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "stream": "people",
+        "kind": kind,
+        "version": version,
+        "added_fields": [],
+        "removed_fields": [],
+        "type_changes": {},
+        "nullability_changes": {},
+        "key_changes": {},
+        **fields,
+    }
+
+
+def test_first_discovery_stores_version_one_and_reports_every_stream_added(
+    personas: Any, client_for: Any, csv_connector: Connector
+) -> None:
     response = client_for(personas.editor).post(f"/api/v1/connectors/{csv_connector.id}/discover/")
     assert response.status_code == 200
     assert response.json() == {
-        "streams": [
-            {
-                "name": "people",
-                "fields": [
-                    {"name": "id", "type": "integer", "nullable": True},
-                    {"name": "name", "type": "string", "nullable": True},
-                    {"name": "score", "type": "number", "nullable": True},
-                ],
-                "primary_key": [],
-                "cursor_field": None,
-                "cursor_candidates": [],
-                "supported_sync_modes": ["full_refresh", "incremental"],
-            }
-        ]
+        "streams": [PEOPLE_STREAM],
+        "changes": [_change("added", 1, added_fields=["id", "name", "score"])],
     }
+    versions = list(StreamSchemaVersion.objects.filter(connector=csv_connector).values())
+    assert len(versions) == 1
+    assert versions[0]["stream"] == "people" and versions[0]["version"] == 1
+    assert versions[0]["workspace_id"] == personas.workspace.id
+    assert versions[0]["schema"] == PEOPLE_STREAM
+    assert versions[0]["is_removed"] is False
+
+
+def test_rediscovery_reports_unchanged_then_the_changed_header(
+    personas: Any, client_for: Any, csv_connector: Connector, import_dir: Any
+) -> None:
+    client = client_for(personas.editor)
+    url = f"/api/v1/connectors/{csv_connector.id}/discover/"
+    client.post(url)
+
+    same = client.post(url).json()
+    assert same == {"streams": [PEOPLE_STREAM], "changes": [_change("unchanged", 1)]}
+    assert StreamSchemaVersion.objects.filter(connector=csv_connector).count() == 1
+
+    # `name` renamed to `full_name`, `email` added.
+    (import_dir / "people.csv").write_text("id,full_name,score,email\n1,alice,1.5,a@x.test\n")
+    response = client.post(url)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["changes"] == [
+        _change("changed", 2, added_fields=["full_name", "email"], removed_fields=["name"])
+    ]
+    assert [f["name"] for f in body["streams"][0]["fields"]] == ["id", "full_name", "score", "email"]
+    rows = list(
+        StreamSchemaVersion.objects.filter(connector=csv_connector)
+        .order_by("version")
+        .values_list("version", "schema", "changes")
+    )
+    assert [r[0] for r in rows] == [1, 2]
+    assert rows[0][1] == PEOPLE_STREAM
+    assert rows[1][1] == body["streams"][0]
+    assert rows[1][2] == body["changes"][0]
+
+
+def test_a_stream_no_longer_found_is_reported_removed(
+    personas: Any, client_for: Any, csv_connector: Connector
+) -> None:
+    client = client_for(personas.editor)
+    url = f"/api/v1/connectors/{csv_connector.id}/discover/"
+    client.post(url)
+    client.patch(f"/api/v1/connectors/{csv_connector.id}/", {"config": {"stream_name": "persons"}})
+    body = client.post(url).json()
+    assert body["streams"] == [{**PEOPLE_STREAM, "name": "persons"}]
+    assert body["changes"] == [
+        {**_change("added", 1, added_fields=["id", "name", "score"]), "stream": "persons"},
+        _change("removed", 2),
+    ]
+    removed = StreamSchemaVersion.objects.get(connector=csv_connector, stream="people", version=2)
+    assert removed.is_removed is True
+
+
+def test_failed_discovery_stores_nothing(
+    personas: Any, client_for: Any, csv_connector: Connector, import_dir: Any
+) -> None:
+    (import_dir / "people.csv").unlink()
+    response = client_for(personas.editor).post(f"/api/v1/connectors/{csv_connector.id}/discover/")
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["config.path"]
+    assert not StreamSchemaVersion.objects.exists()
 
 
 def test_viewer_previews_rows_and_rejects(personas: Any, client_for: Any, csv_connector: Connector) -> None:

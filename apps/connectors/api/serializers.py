@@ -106,6 +106,7 @@ class StreamFieldSerializer(serializers.Serializer):
     name = serializers.CharField()
     type = serializers.CharField()
     nullable = serializers.BooleanField()
+    description = serializers.CharField(required=False, help_text="Present only when the source has one.")
 
 
 class StreamSerializer(serializers.Serializer):
@@ -117,8 +118,31 @@ class StreamSerializer(serializers.Serializer):
     supported_sync_modes = serializers.ListField(child=serializers.CharField())
 
 
+class StreamChangeSerializer(serializers.Serializer):
+    stream = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=[(k, k) for k in ("added", "removed", "changed", "unchanged")],
+        help_text="What happened to the stream since the previous discovery.",
+    )
+    version = serializers.IntegerField(
+        allow_null=True, help_text="The stream's schema version now (a new one only when it changed)."
+    )
+    added_fields = serializers.ListField(child=serializers.CharField())
+    removed_fields = serializers.ListField(child=serializers.CharField())
+    type_changes = serializers.DictField(
+        child=serializers.DictField(), help_text='`{"field": {"from": "integer", "to": "string"}}`'
+    )
+    nullability_changes = serializers.DictField(
+        child=serializers.DictField(), help_text='`{"field": {"from": false, "to": true}}`'
+    )
+    key_changes = serializers.DictField(
+        help_text='Changes of `primary_key` / `cursor_field`: `{"primary_key": {"from": [...], "to": [...]}}`'
+    )
+
+
 class DiscoverOutputSerializer(serializers.Serializer):
     streams = StreamSerializer(many=True)
+    changes = StreamChangeSerializer(many=True, help_text="One entry per stream, removed streams included.")
 
 
 class PreviewQuerySerializer(serializers.Serializer):

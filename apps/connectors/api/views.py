@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet
 from apps.connectors import selectors, services
 from apps.connectors.models import Connector
+from apps.schemas.selectors import latest_stream_schemas
+from apps.schemas.services import schema_discover
 from apps.users.models import Role, User
 
 from .serializers import (
@@ -139,10 +141,15 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
     @extend_schema(request=None, responses={200: DiscoverOutputSerializer})
     @action(detail=True, methods=["post"])
     def discover(self, request: Request, pk: str) -> Response:
-        """The streams the source offers now, with their fields. Not stored yet: the schemas app will keep
-        versions of these and report what changed."""
-        streams = services.connector_discover(connector=self.get_object())
-        return Response({"streams": [s.to_dict() for s in streams]})
+        """The streams the source offers now, with their fields, stored as versioned stream schemas; `changes`
+        says per stream what changed since the previous discovery (added, removed, changed, unchanged)."""
+        connector = self.get_object()
+        changes = schema_discover(connector=connector)
+        # The versions just recorded hold each stream's schema as discovered: reading them back avoids a
+        # second discovery (which for a database or an API would be a second round of remote calls).
+        latest = latest_stream_schemas(connector_id=connector.id)
+        streams = [latest[c.stream] for c in changes if c.kind != "removed" and c.stream in latest]
+        return Response({"streams": streams, "changes": [c.to_dict() for c in changes]})
 
     @extend_schema(parameters=[PreviewQuerySerializer], responses={200: PreviewOutputSerializer})
     @action(detail=True, methods=["get"])
