@@ -321,6 +321,8 @@ AGGREGATOR_METRICS_CACHE_S = env.int("AGGREGATOR_METRICS_CACHE_S", default=5)
 AGGREGATOR_BEAT_STALE_S = env.int("AGGREGATOR_BEAT_STALE_S", default=180)
 AGGREGATOR_QUEUE_BACKLOG_WARN = env.int("AGGREGATOR_QUEUE_BACKLOG_WARN", default=1000)
 AGGREGATOR_DISK_MIN_FREE_BYTES = env.int("AGGREGATOR_DISK_MIN_FREE_BYTES", default=1024**3)
+# "kind" is also a connector's and a node's field: name the alert rule's enum explicitly.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["AlertKindEnum"] = "apps.monitoring.models.AlertKind"  # type: ignore[index]
 
 # --- Web app (Next.js static export, served by aggregator/frontend.py and WhiteNoise) ---------------------
 # `make frontend` builds it into frontend/out; without a build, `/` shows the small home page instead.

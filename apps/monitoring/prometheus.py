@@ -153,7 +153,7 @@ class _Collector:
         requests = CounterMetricFamily(
             "aggregator_http_requests",
             "HTTP requests by method, view and status.",
-            ["method", "view", "status"],
+            labels=["method", "view", "status"],
         )
         for key, value in sorted(_decoded(client.hgetall(_PREFIX + "http")).items()):
             method, view, status = key.split("|")

@@ -3,9 +3,11 @@ a run's end the way the executor does (events.emit) and runs the after-commit ha
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from django.utils import timezone
 
 from apps.monitoring import events
@@ -67,3 +69,22 @@ MONITORING_HANDLERS = ["apps.monitoring.metrics.handle_event", "apps.monitoring.
 def use_handlers(settings: Any, handlers: list[str] | None = None) -> None:
     settings.AGGREGATOR_EVENT_HANDLERS = MONITORING_HANDLERS if handlers is None else handlers
     events._handlers.cache_clear()
+
+
+def drop_metric_partitions() -> None:
+    """Partitions are DDL: made by a test that commits (transaction=True), they outlive its flush, which
+    truncates only the tables Django manages. Tests that count partitions or points start from none."""
+    from django.db import connection
+
+    from apps.monitoring import partitions
+
+    with connection.cursor() as cursor:
+        for partition in partitions.list_partitions(with_counts=False):
+            cursor.execute(f'DROP TABLE "{partition.name}"')
+
+
+@pytest.fixture
+def committed_metrics() -> Iterator[None]:
+    """For transaction=True tests: drop what they committed to the metric tables afterwards."""
+    yield
+    drop_metric_partitions()

@@ -12,7 +12,14 @@ from django.db import connection
 from apps.monitoring import partitions
 from apps.monitoring.metrics import RUN_COLUMNS
 
+from .metric_helpers import drop_metric_partitions
+
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_partitions() -> None:
+    drop_metric_partitions()  # inside the test's transaction: rolled back with it
 
 
 def names(table: str = partitions.RUN_METRIC_TABLE) -> list[str]:
