@@ -70,13 +70,18 @@ def delivery_list_for_webhook(*, webhook: Webhook) -> QuerySet[Delivery]:
     )
 
 
+def delivery_list_for_user(*, user: Any) -> QuerySet[Delivery]:
+    return (
+        Delivery.objects.filter(workspace_id__in=workspace_ids_for_user(user=user))
+        .select_related("webhook")
+        .prefetch_related(Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("number")))
+        .order_by("-id")
+    )
+
+
 def delivery_get_for_user(*, user: Any, delivery_id: int | str) -> Delivery:
     try:
-        return (
-            Delivery.objects.filter(workspace_id__in=workspace_ids_for_user(user=user))
-            .select_related("webhook")
-            .get(id=int(delivery_id))
-        )
+        return delivery_list_for_user(user=user).get(id=int(delivery_id))
     except (Delivery.DoesNotExist, ValueError, TypeError):
         raise Http404("No such delivery.") from None
 

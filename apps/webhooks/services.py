@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from aggregator.crypto import decrypt, encrypt
+from aggregator.crypto import DecryptionError, decrypt, encrypt, is_current, rotate
 from aggregator.logging import get_logger
 from aggregator.ssrf import HostLookupError, SSRFBlocked, check_url, guarded_httpx_client
 from apps.monitoring import events
@@ -634,3 +634,41 @@ def push_stream_secret(stream: PushStream) -> str:
 
 def trigger_secret(trigger: PipelineTrigger) -> str:
     return decrypt(trigger.secret_encrypted)
+
+
+# --- encryption keys -------------------------------------------------------------------------------------
+
+
+def secrets_reencrypt(*, dry_run: bool = False) -> dict[str, int]:
+    """Re-seal every stored webhook, trigger and push-stream secret with the first of
+    AGGREGATOR_ENCRYPTION_KEYS (the webhooks part of `rotate_encryption_keys`). Idempotent: tokens already
+    sealed with the first key are left alone."""
+    counts = {"rotated": 0, "current": 0, "failed": 0}
+    targets: list[tuple[Any, tuple[str, ...]]] = [
+        (Webhook, ("secret_encrypted", "previous_secret_encrypted")),
+        (PipelineTrigger, ("secret_encrypted",)),
+        (PushStream, ("secret_encrypted",)),
+    ]
+    for model, fields in targets:
+        with transaction.atomic():
+            # Locked so a rotation saving a new secret at the same moment is not overwritten with the old.
+            for row in model.objects.select_for_update().only("id", *fields).order_by("id"):
+                changed: dict[str, str] = {}
+                for name in fields:
+                    token = getattr(row, name)
+                    if not token:
+                        continue
+                    if is_current(token):
+                        counts["current"] += 1
+                        continue
+                    try:
+                        changed[name] = rotate(token)
+                    except DecryptionError:
+                        counts["failed"] += 1
+                        logger.warning("webhook_secret_undecryptable", model=model.__name__, row_id=row.id)
+                        continue
+                    counts["rotated"] += 1
+                if changed and not dry_run:
+                    model.objects.filter(id=row.id).update(**changed)
+    logger.info("webhook_secrets_reencrypted", dry_run=dry_run, **counts)
+    return counts

@@ -458,3 +458,26 @@ def test_a_delivery_claimed_by_another_worker_is_not_sent_again(
     assert delivery_send_task(delivery.id) == "not_due"
     assert receiver.requests == [] and not DeliveryAttempt.objects.exists()
     assert delivery_send_task(999_999) == "gone"
+
+
+def test_secrets_are_resealed_with_a_new_first_key(
+    personas, receiver, settings, django_capture_on_commit_callbacks
+):
+    from cryptography.fernet import Fernet
+
+    from apps.webhooks.services import secrets_reencrypt
+
+    webhook = make_webhook(personas, receiver)
+    old_token = Webhook.objects.get().secret_encrypted
+    settings.AGGREGATOR_ENCRYPTION_KEYS = [
+        Fernet.generate_key().decode(),
+        *settings.AGGREGATOR_ENCRYPTION_KEYS,
+    ]
+    assert secrets_reencrypt() == {"rotated": 1, "current": 0, "failed": 0}
+    assert secrets_reencrypt() == {"rotated": 0, "current": 1, "failed": 0}
+    settings.AGGREGATOR_ENCRYPTION_KEYS = settings.AGGREGATOR_ENCRYPTION_KEYS[:1]
+    webhook.refresh_from_db()
+    assert webhook.secret_encrypted != old_token
+    emit_committed(django_capture_on_commit_callbacks, workspace=personas.workspace)
+    assert delivery_send(delivery_id=Delivery.objects.get().id) == "succeeded"
+    assert receiver.requests[0].verified_with == [0]  # the same secret, sealed with the new key

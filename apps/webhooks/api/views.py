@@ -120,7 +120,7 @@ class DeliveryViewSet(mixins.RetrieveModelMixin, WorkspaceScopedViewSet):
     serializer_class = DeliverySerializer
 
     def scoped_queryset(self) -> QuerySet[Delivery]:
-        return Delivery.objects.prefetch_related("attempts").order_by("-id")
+        return selectors.delivery_list_for_user(user=self.request.user)
 
     @extend_schema(request=None, responses={202: DeliverySerializer})
     @action(detail=True, methods=["post"])
