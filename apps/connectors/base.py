@@ -151,6 +151,12 @@ class ConnectorType:
     ) -> WriteResult:
         raise ConnectorError(f"{self.slug} is not a destination.")
 
+    def remove_run_rows(self, config: Any, table: str, run_id: str) -> int | None:
+        """Delete the rows (or files) a run wrote to `table`, so a retry of an append run does not load them
+        twice when an earlier attempt committed before its worker died. Returns how many rows went (0 when
+        the table does not exist), or None when this destination cannot do it (the default)."""
+        return None
+
 
 def secret_value(value: SecretStr | str | None) -> str | None:
     if isinstance(value, SecretStr):

@@ -237,15 +237,14 @@ class RunExecutor:
             if node.get("write_mode", WriteMode.APPEND) != WriteMode.APPEND:
                 continue  # overwrite rewrites everything and merge is idempotent
             connector_type, config = connector_runtime(ref.connector)
-            remove = getattr(connector_type, "remove_run_rows", None)
-            if remove is None:
+            removed = connector_type.remove_run_rows(config, node["table"], str(self.run.id))
+            if removed is None:
                 self.log(
                     "This destination cannot remove an earlier attempt's rows.",
                     level=LogLevel.WARNING,
                     node=node_id,
                 )
                 continue
-            removed = remove(config, node["table"], str(self.run.id))
             if removed:
                 self.log(f"Removed {removed} rows written by an earlier attempt.", node=node_id, rows=removed)
 

@@ -409,3 +409,30 @@ def test_registered_as_a_destination_with_its_config_schema() -> None:
     assert schema["required"] == ["database"]
     assert list(schema["properties"]) == ["database", "schema"]
     assert schema["properties"]["schema"]["default"] == "main"
+
+
+# --- removing a run's rows (a retry of an append run) -----------------------------------------------------
+
+
+def test_remove_run_rows_deletes_one_runs_rows_and_keeps_the_others(
+    dest: DuckDbDestination, config: Any, data_dir: Path
+) -> None:
+    dest.write(
+        config, SCHEMA, [batch([order(1, "ann", 10.0), order(2, "bo", 20.0)])], WriteMode.APPEND, None, "r1"
+    )
+    dest.write(config, SCHEMA, [batch([order(3, "cy", 30.0)])], WriteMode.APPEND, None, "r2")
+
+    assert dest.remove_run_rows(config, "orders", "r1") == 2
+    assert query(data_dir, "SELECT id, customer, _ag_run_id FROM analytics.orders ORDER BY id") == [
+        (3, "cy", "r2")
+    ]
+    assert dest.remove_run_rows(config, "orders", "r1") == 0
+    assert dest.remove_run_rows(config, "missing", "r2") == 0
+
+
+def test_remove_run_rows_without_a_database_file_creates_none(
+    dest: DuckDbDestination, data_dir: Path
+) -> None:
+    config = dest.validate_config({"database": "nothing/here.duckdb"})
+    assert dest.remove_run_rows(config, "orders", "r1") == 0
+    assert list(data_dir.iterdir()) == []

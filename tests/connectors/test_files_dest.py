@@ -268,3 +268,36 @@ def test_registered_as_a_destination_with_its_config_schema() -> None:
     assert schema["required"] == ["directory"]
     assert list(schema["properties"]) == ["directory", "format", "max_rows_per_file"]
     assert schema["properties"]["format"]["enum"] == ["parquet", "csv", "jsonl"]
+
+
+# --- removing a run's files (a retry of an append run) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_remove_run_rows_removes_the_run_directory_and_keeps_the_others(
+    dest: FilesDestination, data_dir: Path, fmt: str
+) -> None:
+    config = dest.validate_config({"directory": "exports", "format": fmt, "max_rows_per_file": 2})
+    dest.write(config, SCHEMA, [rows(0, 5)], WriteMode.APPEND, None, "r1")
+    dest.write(config, SCHEMA, [rows(5, 2)], WriteMode.APPEND, None, "r2")
+
+    assert dest.remove_run_rows(config, "orders", "r1") == 5
+    suffix = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}[fmt]
+    assert listing(data_dir) == [
+        "exports",
+        "exports/orders",
+        "exports/orders/run=r2",
+        f"exports/orders/run=r2/part-00000{suffix}",
+    ]
+    assert dest.remove_run_rows(config, "orders", "r1") == 0
+    assert dest.remove_run_rows(config, "nothing", "r1") == 0
+    assert not (data_dir / "exports" / "nothing").exists()
+
+
+def test_remove_run_rows_refuses_a_run_id_that_is_a_path(dest: FilesDestination, data_dir: Path) -> None:
+    config = dest.validate_config({"directory": "exports"})
+    dest.write(config, SCHEMA, [rows(0, 1)], WriteMode.APPEND, None, "r1")
+    with pytest.raises(ConnectorError) as error:
+        dest.remove_run_rows(config, "orders", "../orders")
+    assert error.value.field == "run_id"
+    assert listing(data_dir)[-1] == "exports/orders/run=r1/part-00000.parquet"

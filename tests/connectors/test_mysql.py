@@ -917,3 +917,47 @@ def test_timestamps_are_read_as_utc_whatever_the_writer_session_zone(scratch: di
     assert [r["id"] for r in rows] == [1]
     _, _, rows = _read_all(connector, config, stream, {"cursor": "2024-01-01T12:00:00.125+02:00"})
     assert rows == []
+
+
+# --- removing a run's rows (a retry of an append run) -----------------------------------------------------
+
+
+def test_remove_run_rows_deletes_one_runs_rows_and_keeps_the_others(scratch: dict[str, str]) -> None:
+    connector = MySqlConnector()
+    config = _config(scratch)
+    first = _people((1, "Ada", 1.5, True, None, None, None), (2, "Bob", 2.5, False, None, None, None))
+    second = _people((3, "Cy", 3.5, True, None, None, None))
+    connector.write(config, PEOPLE, [first], WriteMode.APPEND, None, "run-1")
+    connector.write(config, PEOPLE, [second], WriteMode.APPEND, None, "run-2")
+
+    assert connector.remove_run_rows(config, "people", "run-1") == 2
+    assert _sql(scratch, f"SELECT id, name, {RUN_ID_COLUMN} FROM people ORDER BY id") == [(3, "Cy", "run-2")]
+    assert connector.remove_run_rows(config, "people", "run-1") == 0
+    assert connector.remove_run_rows(config, "no_such_table", "run-2") == 0
+    assert _tables(scratch) == ["people"]
+
+
+def test_remove_run_rows_quotes_the_table_name(scratch: dict[str, str]) -> None:
+    connector = MySqlConnector()
+    config = _config(scratch)
+    odd = "we`ird %s; drop"
+    connector.write(
+        config,
+        PEOPLE,
+        [_people((1, "Ada", None, None, None, None, None))],
+        WriteMode.APPEND,
+        None,
+        "r1",
+        table=odd,
+    )
+    connector.write(
+        config,
+        PEOPLE,
+        [_people((2, "Bob", None, None, None, None, None))],
+        WriteMode.APPEND,
+        None,
+        "r2",
+        table=odd,
+    )
+    assert connector.remove_run_rows(config, odd, "r2") == 1
+    assert _sql(scratch, "SELECT id, _ag_run_id FROM `we``ird %s; drop`") == [(1, "r1")]

@@ -321,3 +321,47 @@ def test_tables_it_creates_default_the_run_columns_from_the_write(
         "SELECT DISTINCT _ag_run_id, _ag_loaded_at > now() - interval '1 hour' FROM {t}",
     )
     assert loaded == [("run-1", True)]
+
+
+# --- removing a run's rows (a retry of an append run) -----------------------------------------------------
+
+
+def test_remove_run_rows_deletes_one_runs_rows_and_keeps_the_others(
+    pg_config: dict[str, Any], pg_schema: str, scratch_conn: Any
+) -> None:
+    _write(pg_config, _batches(_rows(range(0, 3))), "append", "run-1")
+    _write(pg_config, _batches(_rows(range(3, 5), carrier="AA")), "append", "run-2")
+    config = destination.validate_config(pg_config)
+
+    assert destination.remove_run_rows(config, "flights", "run-2") == 2
+    assert _fetch(scratch_conn, pg_schema, "SELECT id, carrier, _ag_run_id FROM {t} ORDER BY id") == [
+        (0, "UA", "run-1"),
+        (1, "UA", "run-1"),
+        (2, "UA", "run-1"),
+    ]
+    assert destination.remove_run_rows(config, "flights", "run-2") == 0
+    assert destination.remove_run_rows(config, "no_such_table", "run-1") == 0
+    assert _tables(scratch_conn, pg_schema) == ["flights"]
+
+
+def test_remove_run_rows_quotes_odd_table_names(
+    pg_config: dict[str, Any], pg_schema: str, scratch_conn: Any
+) -> None:
+    odd = 'we"ird; DROP TABLE x'
+    _write(pg_config, _batches(_rows(range(0, 2))), "append", "run-1", table=odd)
+    _write(pg_config, _batches(_rows(range(2, 3))), "append", "run-2", table=odd)
+    assert destination.remove_run_rows(destination.validate_config(pg_config), odd, "run-1") == 2
+    rows = scratch_conn.execute(
+        psycopg.sql.SQL("SELECT id, _ag_run_id FROM {}").format(psycopg.sql.Identifier(pg_schema, odd))
+    ).fetchall()
+    assert rows == [(2, "run-2")]
+
+
+def test_remove_run_rows_on_a_table_without_run_columns_removes_nothing(
+    pg_config: dict[str, Any], pg_schema: str, scratch_conn: Any
+) -> None:
+    scratch_conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+    scratch_conn.execute(f'CREATE TABLE "{pg_schema}".plain (id int)')
+    scratch_conn.execute(f'INSERT INTO "{pg_schema}".plain VALUES (1)')
+    assert destination.remove_run_rows(destination.validate_config(pg_config), "plain", "run-1") == 0
+    assert scratch_conn.execute(f'SELECT count(*) FROM "{pg_schema}".plain').fetchone() == (1,)

@@ -292,6 +292,41 @@ class DuckDbDestination(ConnectorType):
         )
         return result
 
+    def remove_run_rows(self, config: DuckDbConfig, table: str, run_id: str) -> int:
+        """Delete the rows of one run (by `_ag_run_id`) in one transaction; a database file or table that
+        does not exist holds none (and is not created)."""
+        schema_name = identifier_ok(config.db_schema, "schema")
+        table_name = identifier_ok(table, "table")
+        if not resolve_under_data_dir(config.database, field="database", make_parent=False).exists():
+            return 0
+        con = self._connect(config)
+        try:
+            columns = self._columns(con, schema_name, table_name)
+            if columns is None or RUN_ID_COLUMN not in columns:
+                return 0
+            target = f"{quote_identifier(schema_name)}.{quote_identifier(table_name)}"
+            con.execute("BEGIN TRANSACTION")
+            # DuckDB's DELETE answers with one row holding the number of rows deleted.
+            deleted = con.execute(
+                f"DELETE FROM {target} WHERE {quote_identifier(RUN_ID_COLUMN)} = ?",  # noqa: S608
+                [run_id],
+            ).fetchone()
+            con.execute("COMMIT")
+            removed = int(deleted[0]) if deleted else 0
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise ConnectorError(
+                f"Removing run {run_id} from {schema_name}.{table_name} failed: {_first_line(exc)}",
+                field="table",
+            ) from None
+        finally:
+            con.close()
+        logger.info(
+            "duckdb_run_rows_removed", table=f"{schema_name}.{table_name}", run_id=run_id, rows=removed
+        )
+        return removed
+
     @staticmethod
     def _columns(con: duckdb.DuckDBPyConnection, schema_name: str, table_name: str) -> dict[str, str] | None:
         rows = con.execute(

@@ -205,6 +205,28 @@ def _concat(strings: pa.Array) -> pa.Buffer:
     return strings.buffers()[2][start:end]
 
 
+def _part_rows(part: Path) -> int:
+    """The number of rows in one part file, without loading its data."""
+    if part.suffix == ".parquet":
+        return int(pq.ParquetFile(part).metadata.num_rows)
+    if part.suffix == ".jsonl":
+        # One object per line; JSON text never holds a raw line break.
+        count = 0
+        with part.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                count += chunk.count(b"\n")
+        return count
+    # CSV: values may hold quoted line breaks, so let the CSV reader count, reading one column only.
+    reader = pacsv.open_csv(
+        part,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[RUN_ID_COLUMN], column_types={RUN_ID_COLUMN: pa.string()}
+        ),
+    )
+    return sum(batch.num_rows for batch in reader)
+
+
 class FilesDestination(ConnectorType):
     slug = "files"
     title = "Files (CSV, JSON Lines, Parquet)"
@@ -291,6 +313,32 @@ class FilesDestination(ConnectorType):
             run_id=run_id,
         )
         return result
+
+    def remove_run_rows(self, config: FilesDestConfig, table: str, run_id: str) -> int:
+        """Remove the run's `run=<id>` directory (renamed to a hidden trash name first, so a reader never sees
+        half of it); returns how many rows its parts held. No directory: 0."""
+        table_name = _component(table, "table", "table")
+        run_dir_name = f"run={_component(run_id, 'run_id', 'run')}"
+        table_dir = resolve_under_data_dir(
+            f"{config.directory}/{table_name}", field="directory", make_parent=False
+        )
+        run_dir = table_dir / run_dir_name
+        if not run_dir.is_dir() or run_dir.is_symlink():
+            return 0
+        try:
+            rows = sum(_part_rows(part) for part in sorted(run_dir.glob("part-*")))
+            trash = table_dir / f".trash-{secrets.token_hex(4)}"
+            run_dir.rename(trash)
+        except (OSError, pa.ArrowException) as exc:
+            reason = str(exc).splitlines()[0].replace(str(data_root()), "<data dir>")
+            raise ConnectorError(
+                f"Removing {config.directory}/{table_name}/{run_dir_name} failed: {reason}", field="directory"
+            ) from None
+        shutil.rmtree(trash, ignore_errors=True)
+        logger.info(
+            "files_run_rows_removed", table=f"{config.directory}/{table_name}", run_id=run_id, rows=rows
+        )
+        return rows
 
     @staticmethod
     def _publish(table_dir: Path, tmp: Path, run_dir_name: str, write_mode: WriteMode) -> None:

@@ -930,6 +930,37 @@ class MySqlConnector(ConnectorType):
         )
         return result
 
+    def remove_run_rows(self, config: MySqlConfig, table: str, run_id: str) -> int:
+        """Delete the rows of one run (by `_ag_run_id`) in one transaction; a table that does not exist, or
+        has no run column, holds none."""
+        _check_table_name(table)
+        conn = self._connect(config, write=True)
+        try:
+            with conn.cursor() as cur:
+                _execute(
+                    cur,
+                    "SELECT COUNT(*) FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+                    (config.database, table, RUN_ID_COLUMN),
+                )
+                # No decoders are installed (see _ENCODERS): the count arrives as text.
+                if not int(cur.fetchone()[0]):
+                    return 0
+                removed = _execute(
+                    cur,
+                    f"DELETE FROM {quote_ident(config.database)}.{quote_ident(table)} "  # noqa: S608 - identifiers quoted, values are parameters
+                    f"WHERE {quote_ident(RUN_ID_COLUMN)} = %s",
+                    (run_id,),
+                )
+            conn.commit()
+        except pymysql.MySQLError as exc:
+            conn.rollback()
+            raise _translate(exc, config, doing=f"removing run {run_id} from table {table!r}") from None
+        finally:
+            conn.close()
+        logger.info("mysql_run_rows_removed", table=table, run_id=run_id, rows=removed)
+        return removed
+
 
 class _Writer:
     """One write: load into a scratch table, then apply it to the target in one step. Keeps what it

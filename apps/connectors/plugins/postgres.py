@@ -506,6 +506,37 @@ class PostgresDestination(ConnectorType):
         )
         return result
 
+    def remove_run_rows(self, config: PostgresConfig, table: str, run_id: str) -> int:
+        """Delete the rows of one run (by `_ag_run_id`) in one transaction; a table that does not exist, or
+        has no run column, holds none."""
+        schema_name = _identifier_ok(config.db_schema, "schema")
+        table_name = _identifier_ok(table, "table")
+        password = secret_value(config.password)
+        conn = _connect(config)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                columns = _table_columns(cur, schema_name, table_name)
+                if columns is None or RUN_ID_COLUMN not in columns:
+                    return 0
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                        sql.Identifier(schema_name, table_name), sql.Identifier(RUN_ID_COLUMN)
+                    ),
+                    (run_id,),
+                )
+                removed = cur.rowcount
+        except psycopg.Error as exc:
+            message, _ = _libpq_reason(exc, password)
+            raise ConnectorError(
+                f"Removing run {run_id} from {schema_name}.{table_name} failed: {message}", field="table"
+            ) from None
+        finally:
+            conn.close()
+        logger.info(
+            "postgres_run_rows_removed", table=f"{schema_name}.{table_name}", run_id=run_id, rows=removed
+        )
+        return removed
+
     # --- steps (all inside the write's transaction) ----------------------------------------------------
 
     @staticmethod
