@@ -4,6 +4,112 @@
  */
 
 export interface paths {
+    "/api/v1/alert-rules/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What raises alerts, per workspace or per pipeline. Viewers read; editors and admins change. */
+        get: operations["alert_rules_list"];
+        put?: never;
+        /** @description What raises alerts, per workspace or per pipeline. Viewers read; editors and admins change. */
+        post: operations["alert_rules_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alert-rules/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What raises alerts, per workspace or per pipeline. Viewers read; editors and admins change. */
+        get: operations["alert_rules_retrieve"];
+        /** @description What raises alerts, per workspace or per pipeline. Viewers read; editors and admins change. */
+        put: operations["alert_rules_update"];
+        post?: never;
+        /** @description What raises alerts, per workspace or per pipeline. Viewers read; editors and admins change. */
+        delete: operations["alert_rules_destroy"];
+        options?: never;
+        head?: never;
+        /** @description What raises alerts, per workspace or per pipeline. Viewers read; editors and admins change. */
+        patch: operations["alert_rules_partial_update"];
+        trace?: never;
+    };
+    "/api/v1/alerts/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Incidents, newest activity first. Editors and admins acknowledge (stops notifications) and resolve. */
+        get: operations["alerts_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Incidents, newest activity first. Editors and admins acknowledge (stops notifications) and resolve. */
+        get: operations["alerts_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/{id}/acknowledge/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Incidents, newest activity first. Editors and admins acknowledge (stops notifications) and resolve. */
+        post: operations["alerts_acknowledge_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/{id}/resolve/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Incidents, newest activity first. Editors and admins acknowledge (stops notifications) and resolve. */
+        post: operations["alerts_resolve_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/api-keys/": {
         parameters: {
             query?: never;
@@ -320,6 +426,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/health/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The dashboard's health panel. Any signed-in user: it names no workspace's data and no
+         *     configuration (no hosts, no paths).
+         */
+        get: operations["health_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/me/": {
         parameters: {
             query?: never;
@@ -334,6 +460,96 @@ export interface paths {
         options?: never;
         head?: never;
         patch: operations["me_partial_update"];
+        trace?: never;
+    };
+    "/api/v1/metrics/runs/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Runs per bucket: counts by status, success rate, rows written, p50/p95 duration. */
+        get: operations["metrics_runs_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/metrics/summary/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The same aggregates over the whole range, per pipeline or per workspace. */
+        get: operations["metrics_summary_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/metrics/system/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Platform samples (queue depth per queue, active workers, runs running/queued) — the same for
+         *     every workspace, so any signed-in member may read them; they name no workspace's data.
+         */
+        get: operations["metrics_system_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipeline-triggers/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Incoming webhooks that start a run of a pipeline. The signing secret is returned by create only. */
+        get: operations["pipeline_triggers_list"];
+        put?: never;
+        /** @description Incoming webhooks that start a run of a pipeline. The signing secret is returned by create only. */
+        post: operations["pipeline_triggers_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipeline-triggers/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Incoming webhooks that start a run of a pipeline. The signing secret is returned by create only. */
+        get: operations["pipeline_triggers_retrieve"];
+        put?: never;
+        post?: never;
+        /** @description Incoming webhooks that start a run of a pipeline. The signing secret is returned by create only. */
+        delete: operations["pipeline_triggers_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/pipelines/": {
@@ -504,6 +720,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/push-streams/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Streams filled by signed pushes to their URL and read by pipelines through the `push_stream`
+         *     connector type. The signing secret and the read key are returned by create only.
+         */
+        get: operations["push_streams_list"];
+        put?: never;
+        /**
+         * @description Streams filled by signed pushes to their URL and read by pipelines through the `push_stream`
+         *     connector type. The signing secret and the read key are returned by create only.
+         */
+        post: operations["push_streams_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/push-streams/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Streams filled by signed pushes to their URL and read by pipelines through the `push_stream`
+         *     connector type. The signing secret and the read key are returned by create only.
+         */
+        get: operations["push_streams_retrieve"];
+        put?: never;
+        post?: never;
+        /**
+         * @description Streams filled by signed pushes to their URL and read by pipelines through the `push_stream`
+         *     connector type. The signing secret and the read key are returned by create only.
+         */
+        delete: operations["push_streams_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/": {
         parameters: {
             query?: never;
@@ -617,6 +881,150 @@ export interface paths {
         get: operations["step_types_retrieve"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-deliveries/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A delivery of an outgoing webhook, with its attempts; `redeliver` sends it again. */
+        get: operations["webhook_deliveries_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-deliveries/{id}/redeliver/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Send the same message (same webhook-id and body) again, with a fresh retry schedule. */
+        post: operations["webhook_deliveries_redeliver_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Outgoing webhooks: events of the workspace POSTed to a URL, signed per Standard Webhooks. The
+         *     signing secret is returned by create and rotate-secret only. Viewers read; editors change.
+         */
+        get: operations["webhooks_list"];
+        put?: never;
+        /**
+         * @description Outgoing webhooks: events of the workspace POSTed to a URL, signed per Standard Webhooks. The
+         *     signing secret is returned by create and rotate-secret only. Viewers read; editors change.
+         */
+        post: operations["webhooks_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Outgoing webhooks: events of the workspace POSTed to a URL, signed per Standard Webhooks. The
+         *     signing secret is returned by create and rotate-secret only. Viewers read; editors change.
+         */
+        get: operations["webhooks_retrieve"];
+        /**
+         * @description Outgoing webhooks: events of the workspace POSTed to a URL, signed per Standard Webhooks. The
+         *     signing secret is returned by create and rotate-secret only. Viewers read; editors change.
+         */
+        put: operations["webhooks_update"];
+        post?: never;
+        /**
+         * @description Outgoing webhooks: events of the workspace POSTed to a URL, signed per Standard Webhooks. The
+         *     signing secret is returned by create and rotate-secret only. Viewers read; editors change.
+         */
+        delete: operations["webhooks_destroy"];
+        options?: never;
+        head?: never;
+        /**
+         * @description Outgoing webhooks: events of the workspace POSTed to a URL, signed per Standard Webhooks. The
+         *     signing secret is returned by create and rotate-secret only. Viewers read; editors change.
+         */
+        patch: operations["webhooks_partial_update"];
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description This endpoint's deliveries, newest first, each with its attempts. */
+        get: operations["webhooks_deliveries_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/rotate-secret/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description A new signing secret, returned this once. For `overlap_seconds` (default a day) deliveries are
+         *     signed with the old secret as well.
+         */
+        post: operations["webhooks_rotate_secret_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/test/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Send a `webhook.test` event to this endpoint only. */
+        post: operations["webhooks_test_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -742,6 +1150,80 @@ export interface components {
             password?: string;
             token: string;
         };
+        Alert: {
+            /** Format: date-time */
+            readonly acknowledged_at: string | null;
+            readonly acknowledged_by: number | null;
+            readonly context: unknown;
+            readonly count: number;
+            /** Format: date-time */
+            readonly first_seen: string;
+            readonly id: number;
+            readonly kind: string;
+            /** Format: date-time */
+            readonly last_notified_at: string | null;
+            /** Format: date-time */
+            readonly last_seen: string;
+            /** Format: date-time */
+            readonly resolved_at: string | null;
+            readonly resolved_by: number | null;
+            readonly resolved_reason: string;
+            readonly rule: number;
+            readonly status: components["schemas"]["AlertStatusEnum"];
+            readonly subject_id: string;
+            readonly subject_type: string;
+            readonly title: string;
+            readonly workspace: number;
+        };
+        AlertRule: {
+            /** Format: date-time */
+            readonly created_at: string;
+            email_recipients?: string[];
+            readonly id: number;
+            is_enabled?: boolean;
+            kind: components["schemas"]["KindAe6Enum"];
+            name: string;
+            notify_email?: boolean;
+            /** @description At most one notification per open alert per this many seconds. */
+            notify_interval_s?: number;
+            pipeline?: number | null;
+            /**
+             * Format: double
+             * @description N failures, seconds, rows, or the robust z-score bound, depending on the kind.
+             */
+            threshold?: number | null;
+            /** Format: date-time */
+            readonly updated_at: string;
+            /** @description Freshness window in seconds, or the number of past runs compared. */
+            window?: number | null;
+            readonly workspace: number;
+        };
+        AlertRuleWriteRequest: {
+            email_recipients?: string[];
+            is_enabled?: boolean;
+            kind: components["schemas"]["KindAe6Enum"];
+            name: string;
+            notify_email?: boolean;
+            /** @description At most one notification per open alert per this many seconds. */
+            notify_interval_s?: number;
+            pipeline?: number | null;
+            /**
+             * Format: double
+             * @description N failures, seconds, rows, or the robust z-score bound, depending on the kind.
+             */
+            threshold?: number | null;
+            /** @description Freshness window in seconds, or the number of past runs compared. */
+            window?: number | null;
+            /** @description Default: your only workspace. */
+            workspace?: number;
+        };
+        /**
+         * @description * `open` - Open
+         *     * `acknowledged` - Acknowledged
+         *     * `resolved` - Resolved
+         * @enum {string}
+         */
+        AlertStatusEnum: "open" | "acknowledged" | "resolved";
         ApiKey: {
             /** Format: date-time */
             readonly created_at: string;
@@ -858,11 +1340,18 @@ export interface components {
             /** @description JSON Schema of the config; secret fields are writeOnly. */
             config_schema: unknown;
             description: string;
-            kind: components["schemas"]["KindEnum"];
+            kind: components["schemas"]["ConnectorTypeKindEnum"];
             secret_fields: string[];
             slug: string;
             title: string;
         };
+        /**
+         * @description * `source` - source
+         *     * `destination` - destination
+         *     * `both` - both
+         * @enum {string}
+         */
+        ConnectorTypeKindEnum: "source" | "destination" | "both";
         ConnectorUpdateInputRequest: {
             /** @description PATCH merges into the stored config (null resets a key). A secret left out, or sent as {"is_set": true}, is kept; null clears it. */
             config?: {
@@ -874,9 +1363,71 @@ export interface components {
         CsrfToken: {
             csrf_token: string;
         };
+        Delivery: {
+            readonly attempt_count: number;
+            readonly attempts: components["schemas"]["DeliveryAttempt"][];
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly event_id: number | null;
+            readonly event_type: string;
+            /** Format: date-time */
+            readonly finished_at: string | null;
+            readonly id: number;
+            readonly is_test: boolean;
+            readonly message_id: string;
+            /** Format: date-time */
+            readonly next_attempt_at: string | null;
+            readonly payload: {
+                [key: string]: unknown;
+            };
+            readonly status: components["schemas"]["DeliveryStatusEnum"];
+            readonly webhook: number;
+        };
+        DeliveryAttempt: {
+            /** @description Our own words, never theirs. */
+            readonly error: string;
+            readonly latency_ms: number;
+            /** Format: date-time */
+            readonly next_retry_at: string | null;
+            readonly number: number;
+            readonly outcome: components["schemas"]["OutcomeEnum"];
+            readonly response_body: string;
+            readonly response_status: number | null;
+            /** Format: date-time */
+            readonly started_at: string;
+        };
+        /**
+         * @description * `pending` - Pending
+         *     * `sending` - Sending
+         *     * `succeeded` - Succeeded
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        DeliveryStatusEnum: "pending" | "sending" | "succeeded" | "failed";
         DiscoverOutput: {
             streams: components["schemas"]["Stream"][];
         };
+        Health: {
+            /** Format: date-time */
+            checked_at: string;
+            /** @description database, redis, workers, queues, beat, disk; some add figures (count, lengths, age_s…). */
+            components: {
+                [key: string]: components["schemas"]["HealthComponent"];
+            };
+            status: components["schemas"]["HealthStatusEnum"];
+        };
+        HealthComponent: {
+            detail: string;
+            /** Format: double */
+            ms: number;
+            ok: boolean;
+        };
+        /**
+         * @description * `ok` - ok
+         *     * `degraded` - degraded
+         * @enum {string}
+         */
+        HealthStatusEnum: "ok" | "degraded";
         Invitation: {
             /** Format: date-time */
             readonly accepted_at: string | null;
@@ -898,12 +1449,18 @@ export interface components {
             role?: components["schemas"]["RoleEnum"];
         };
         /**
-         * @description * `source` - source
-         *     * `destination` - destination
-         *     * `both` - both
+         * @description * `run_failed` - A run failed
+         *     * `consecutive_failures` - N consecutive failed runs
+         *     * `duration_over` - Run took longer than a bound
+         *     * `rows_below` - Rows moved below a bound
+         *     * `rows_above` - Rows moved above a bound
+         *     * `rows_anomaly` - Rows moved anomalous against the pipeline's last runs
+         *     * `freshness` - No successful run within a window
+         *     * `schema_drift` - Schema drift detected
+         *     * `quality_failed` - Quality check failed
          * @enum {string}
          */
-        KindEnum: "source" | "destination" | "both";
+        KindAe6Enum: "run_failed" | "consecutive_failures" | "duration_over" | "rows_below" | "rows_above" | "rows_anomaly" | "freshness" | "schema_drift" | "quality_failed";
         /**
          * @description * `debug` - Debug
          *     * `info` - Info
@@ -954,6 +1511,42 @@ export interface components {
             readonly started_at: string | null;
             readonly status: components["schemas"]["RunStatusEnum"];
         };
+        /**
+         * @description * `succeeded` - Succeeded
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        OutcomeEnum: "succeeded" | "failed";
+        PaginatedAlertList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["Alert"][];
+        };
+        PaginatedAlertRuleList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["AlertRule"][];
+        };
         PaginatedApiKeyList: {
             /** @example 123 */
             count: number;
@@ -998,6 +1591,36 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["ConnectorType"][];
+        };
+        PaginatedDeliveryList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["Delivery"][];
+        };
+        PaginatedHealthList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["Health"][];
         };
         PaginatedInvitationList: {
             /** @example 123 */
@@ -1044,6 +1667,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Pipeline"][];
         };
+        PaginatedPipelineTriggerList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["PipelineTrigger"][];
+        };
         PaginatedPipelineVersionList: {
             /** @example 123 */
             count: number;
@@ -1058,6 +1696,21 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["PipelineVersion"][];
+        };
+        PaginatedPushStreamList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["PushStream"][];
         };
         PaginatedRejectedRecordList: {
             /** @example 123 */
@@ -1119,6 +1772,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["StepType"][];
         };
+        PaginatedWebhookList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["Webhook"][];
+        };
         PaginatedWorkspaceList: {
             /** @example 123 */
             count: number;
@@ -1133,6 +1801,25 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["Workspace"][];
+        };
+        PatchedAlertRuleWriteRequest: {
+            email_recipients?: string[];
+            is_enabled?: boolean;
+            kind?: components["schemas"]["KindAe6Enum"];
+            name?: string;
+            notify_email?: boolean;
+            /** @description At most one notification per open alert per this many seconds. */
+            notify_interval_s?: number;
+            pipeline?: number | null;
+            /**
+             * Format: double
+             * @description N failures, seconds, rows, or the robust z-score bound, depending on the kind.
+             */
+            threshold?: number | null;
+            /** @description Freshness window in seconds, or the number of past runs compared. */
+            window?: number | null;
+            /** @description Default: your only workspace. */
+            workspace?: number;
         };
         PatchedConnectorUpdateInputRequest: {
             /** @description PATCH merges into the stored config (null resets a key). A secret left out, or sent as {"is_set": true}, is kept; null clears it. */
@@ -1163,6 +1850,14 @@ export interface components {
             schedule_interval_s?: number | null;
             schedule_timezone?: string;
             time_limit_s?: number;
+            workspace?: number;
+        };
+        PatchedWebhookWriteRequest: {
+            description?: string;
+            event_types?: string[];
+            is_active?: boolean;
+            /** Format: uri */
+            url?: string;
             workspace?: number;
         };
         PatchedWorkspaceRequest: {
@@ -1196,6 +1891,32 @@ export interface components {
             readonly updated_at: string;
             /** @description The latest version number. */
             readonly version: number;
+            readonly workspace: number;
+        };
+        PipelineTrigger: {
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly id: number;
+            readonly is_active: boolean;
+            /** Format: date-time */
+            readonly last_triggered_at: string | null;
+            readonly pipeline: number;
+            readonly url: string;
+            readonly workspace: number;
+        };
+        PipelineTriggerCreateRequest: {
+            pipeline: number;
+        };
+        PipelineTriggerWithSecret: {
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly id: number;
+            readonly is_active: boolean;
+            /** Format: date-time */
+            readonly last_triggered_at: string | null;
+            readonly pipeline: number;
+            readonly signing_secret: string;
+            readonly url: string;
             readonly workspace: number;
         };
         PipelineVersion: {
@@ -1232,6 +1953,32 @@ export interface components {
             }[];
             stream: components["schemas"]["Stream"];
         };
+        PushStream: {
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly id: number;
+            readonly is_active: boolean;
+            readonly last_seq: number;
+            readonly name: string;
+            readonly url: string;
+            readonly workspace: number;
+        };
+        PushStreamCreateRequest: {
+            name: string;
+            workspace?: number;
+        };
+        PushStreamWithSecrets: {
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly id: number;
+            readonly is_active: boolean;
+            readonly last_seq: number;
+            readonly name: string;
+            readonly read_key: string;
+            readonly signing_secret: string;
+            readonly url: string;
+            readonly workspace: number;
+        };
         RejectedRecord: {
             /** Format: date-time */
             readonly created_at: string;
@@ -1257,6 +2004,10 @@ export interface components {
          * @enum {string}
          */
         RoleEnum: "admin" | "editor" | "viewer";
+        RotateSecretRequest: {
+            /** @default 86400 */
+            overlap_seconds: number;
+        };
         Run: {
             readonly attempt: number;
             readonly cancel_requested: boolean;
@@ -1337,6 +2088,33 @@ export interface components {
             readonly message: string;
             node: string;
         };
+        RunSeries: {
+            bucket: string;
+            points: components["schemas"]["RunSeriesPoint"][];
+            /** Format: date-time */
+            since: string;
+            /** Format: date-time */
+            until: string;
+        };
+        RunSeriesPoint: {
+            /** Format: date-time */
+            bucket: string;
+            cancelled: number;
+            /** Format: double */
+            duration_p50_s: number | null;
+            /** Format: double */
+            duration_p95_s: number | null;
+            failed: number;
+            /** @description Rows written by the runs. */
+            rows: number;
+            runs: number;
+            succeeded: number;
+            /**
+             * Format: double
+             * @description succeeded / (succeeded + failed)
+             */
+            success_rate: number | null;
+        };
         RunStartRequest: {
             /** @description {"from": …, "to": …, "node": <source node id>} */
             backfill?: {
@@ -1356,6 +2134,33 @@ export interface components {
          * @enum {string}
          */
         RunStatusEnum: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        RunSummary: {
+            group_by: string;
+            rows: components["schemas"]["RunSummaryRow"][];
+            /** Format: date-time */
+            since: string;
+            /** Format: date-time */
+            until: string;
+        };
+        RunSummaryRow: {
+            cancelled: number;
+            /** Format: double */
+            duration_p50_s: number | null;
+            /** Format: double */
+            duration_p95_s: number | null;
+            failed: number;
+            pipeline: number | null;
+            /** @description Rows written by the runs. */
+            rows: number;
+            runs: number;
+            succeeded: number;
+            /**
+             * Format: double
+             * @description succeeded / (succeeded + failed)
+             */
+            success_rate: number | null;
+            workspace: number;
+        };
         /**
          * @description * `read` - Read
          *     * `write` - Write
@@ -1363,6 +2168,10 @@ export interface components {
          * @enum {string}
          */
         ScopesEnum: "read" | "write" | "admin";
+        /** @description What the API shows of a secret after it was created: whether it is set, never its value. */
+        SecretStatus: {
+            readonly is_set: boolean;
+        };
         StepType: {
             /** @description Whether the step holds more than one batch in memory. */
             buffers: boolean;
@@ -1387,6 +2196,26 @@ export interface components {
             name: string;
             nullable: boolean;
             type: string;
+        };
+        SystemPoint: {
+            /** Format: double */
+            avg: number;
+            /** Format: date-time */
+            bucket: string;
+            labels: {
+                [key: string]: unknown;
+            };
+            /** Format: double */
+            max: number;
+        };
+        SystemSeries: {
+            bucket: string;
+            name: string;
+            points: components["schemas"]["SystemPoint"][];
+            /** Format: date-time */
+            since: string;
+            /** Format: date-time */
+            until: string;
         };
         TokenBlacklistRequest: {
             refresh: string;
@@ -1445,6 +2274,59 @@ export interface components {
             removed_edges: string[][];
             removed_nodes: string[];
         };
+        Webhook: {
+            /** @description Deliveries that failed for good since the last success. */
+            readonly consecutive_failures: number;
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly description: string;
+            /** Format: date-time */
+            readonly disabled_at: string | null;
+            readonly disabled_reason: string;
+            /** @description Exact ("run.failed") or wildcard ("run.*") types; empty = all. */
+            readonly event_types: unknown;
+            readonly id: number;
+            readonly is_active: boolean;
+            /** Format: date-time */
+            readonly previous_secret_expires_at: string | null;
+            readonly secret: components["schemas"]["SecretStatus"];
+            /** Format: date-time */
+            readonly updated_at: string;
+            /** Format: uri */
+            readonly url: string;
+            readonly workspace: number;
+        };
+        WebhookWithSecret: {
+            /** @description Deliveries that failed for good since the last success. */
+            readonly consecutive_failures: number;
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly description: string;
+            /** Format: date-time */
+            readonly disabled_at: string | null;
+            readonly disabled_reason: string;
+            /** @description Exact ("run.failed") or wildcard ("run.*") types; empty = all. */
+            readonly event_types: unknown;
+            readonly id: number;
+            readonly is_active: boolean;
+            /** Format: date-time */
+            readonly previous_secret_expires_at: string | null;
+            readonly secret: components["schemas"]["SecretStatus"];
+            readonly signing_secret: string;
+            /** Format: date-time */
+            readonly updated_at: string;
+            /** Format: uri */
+            readonly url: string;
+            readonly workspace: number;
+        };
+        WebhookWriteRequest: {
+            description?: string;
+            event_types?: string[];
+            is_active?: boolean;
+            /** Format: uri */
+            url: string;
+            workspace?: number;
+        };
         Workspace: {
             /** Format: date-time */
             readonly created_at: string;
@@ -1466,6 +2348,279 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    alert_rules_list: {
+        parameters: {
+            query?: {
+                is_enabled?: boolean;
+                /**
+                 * @description * `run_failed` - A run failed
+                 *     * `consecutive_failures` - N consecutive failed runs
+                 *     * `duration_over` - Run took longer than a bound
+                 *     * `rows_below` - Rows moved below a bound
+                 *     * `rows_above` - Rows moved above a bound
+                 *     * `rows_anomaly` - Rows moved anomalous against the pipeline's last runs
+                 *     * `freshness` - No successful run within a window
+                 *     * `schema_drift` - Schema drift detected
+                 *     * `quality_failed` - Quality check failed
+                 */
+                kind?: "consecutive_failures" | "duration_over" | "freshness" | "quality_failed" | "rows_above" | "rows_anomaly" | "rows_below" | "run_failed" | "schema_drift";
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                pipeline?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedAlertRuleList"];
+                };
+            };
+        };
+    };
+    alert_rules_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AlertRuleWriteRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["AlertRuleWriteRequest"];
+                "multipart/form-data": components["schemas"]["AlertRuleWriteRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+        };
+    };
+    alert_rules_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this alert rule. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+        };
+    };
+    alert_rules_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this alert rule. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AlertRuleWriteRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["AlertRuleWriteRequest"];
+                "multipart/form-data": components["schemas"]["AlertRuleWriteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+        };
+    };
+    alert_rules_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this alert rule. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    alert_rules_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this alert rule. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedAlertRuleWriteRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedAlertRuleWriteRequest"];
+                "multipart/form-data": components["schemas"]["PatchedAlertRuleWriteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+        };
+    };
+    alerts_list: {
+        parameters: {
+            query?: {
+                /**
+                 * @description * `run_failed` - A run failed
+                 *     * `consecutive_failures` - N consecutive failed runs
+                 *     * `duration_over` - Run took longer than a bound
+                 *     * `rows_below` - Rows moved below a bound
+                 *     * `rows_above` - Rows moved above a bound
+                 *     * `rows_anomaly` - Rows moved anomalous against the pipeline's last runs
+                 *     * `freshness` - No successful run within a window
+                 *     * `schema_drift` - Schema drift detected
+                 *     * `quality_failed` - Quality check failed
+                 */
+                kind?: "consecutive_failures" | "duration_over" | "freshness" | "quality_failed" | "rows_above" | "rows_anomaly" | "rows_below" | "run_failed" | "schema_drift";
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                rule?: number;
+                /**
+                 * @description * `open` - Open
+                 *     * `acknowledged` - Acknowledged
+                 *     * `resolved` - Resolved
+                 */
+                status?: ("acknowledged" | "open" | "resolved")[];
+                subject_id?: string;
+                subject_type?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedAlertList"];
+                };
+            };
+        };
+    };
+    alerts_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this alert. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Alert"];
+                };
+            };
+        };
+    };
+    alerts_acknowledge_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this alert. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Alert"];
+                };
+            };
+        };
+    };
+    alerts_resolve_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this alert. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Alert"];
+                };
+            };
+        };
+    };
     api_keys_list: {
         parameters: {
             query?: {
@@ -1984,6 +3139,30 @@ export interface operations {
             };
         };
     };
+    health_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedHealthList"];
+                };
+            };
+        };
+    };
     me_retrieve: {
         parameters: {
             query?: never;
@@ -2025,6 +3204,175 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Me"];
                 };
+            };
+        };
+    };
+    metrics_runs_retrieve: {
+        parameters: {
+            query?: {
+                bucket?: string;
+                pipeline?: string;
+                since?: string;
+                until?: string;
+                workspace?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunSeries"];
+                };
+            };
+        };
+    };
+    metrics_summary_retrieve: {
+        parameters: {
+            query?: {
+                bucket?: string;
+                group_by?: string;
+                pipeline?: string;
+                since?: string;
+                until?: string;
+                workspace?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunSummary"];
+                };
+            };
+        };
+    };
+    metrics_system_retrieve: {
+        parameters: {
+            query?: {
+                bucket?: string;
+                name?: string;
+                pipeline?: string;
+                since?: string;
+                until?: string;
+                workspace?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemSeries"];
+                };
+            };
+        };
+    };
+    pipeline_triggers_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedPipelineTriggerList"];
+                };
+            };
+        };
+    };
+    pipeline_triggers_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PipelineTriggerCreateRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PipelineTriggerCreateRequest"];
+                "multipart/form-data": components["schemas"]["PipelineTriggerCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineTriggerWithSecret"];
+                };
+            };
+        };
+    };
+    pipeline_triggers_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this pipeline trigger. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineTrigger"];
+                };
+            };
+        };
+    };
+    pipeline_triggers_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this pipeline trigger. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -2355,6 +3703,98 @@ export interface operations {
             };
         };
     };
+    push_streams_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedPushStreamList"];
+                };
+            };
+        };
+    };
+    push_streams_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PushStreamCreateRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PushStreamCreateRequest"];
+                "multipart/form-data": components["schemas"]["PushStreamCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PushStreamWithSecrets"];
+                };
+            };
+        };
+    };
+    push_streams_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this push stream. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PushStream"];
+                };
+            };
+        };
+    };
+    push_streams_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this push stream. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     runs_list: {
         parameters: {
             query?: {
@@ -2555,6 +3995,275 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StepType"];
+                };
+            };
+        };
+    };
+    webhook_deliveries_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this delivery. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"];
+                };
+            };
+        };
+    };
+    webhook_deliveries_redeliver_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this delivery. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"];
+                };
+            };
+        };
+    };
+    webhooks_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedWebhookList"];
+                };
+            };
+        };
+    };
+    webhooks_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookWriteRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["WebhookWriteRequest"];
+                "multipart/form-data": components["schemas"]["WebhookWriteRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+        };
+    };
+    webhooks_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this webhook. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+        };
+    };
+    webhooks_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this webhook. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookWriteRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["WebhookWriteRequest"];
+                "multipart/form-data": components["schemas"]["WebhookWriteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+        };
+    };
+    webhooks_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this webhook. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhooks_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this webhook. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedWebhookWriteRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedWebhookWriteRequest"];
+                "multipart/form-data": components["schemas"]["PatchedWebhookWriteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+        };
+    };
+    webhooks_deliveries_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this webhook. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedDeliveryList"];
+                };
+            };
+        };
+    };
+    webhooks_rotate_secret_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this webhook. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RotateSecretRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["RotateSecretRequest"];
+                "multipart/form-data": components["schemas"]["RotateSecretRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+        };
+    };
+    webhooks_test_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this webhook. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"];
                 };
             };
         };

@@ -46,3 +46,7 @@ export interface Page<T> {
   previous: string | null;
   results: T[];
 }
+
+export type RunSeries = S["RunSeries"];
+export type RunSeriesPoint = S["RunSeriesPoint"];
+export type Alert = S["Alert"];

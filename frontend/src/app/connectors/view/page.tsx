@@ -1,0 +1,156 @@
+"use client";
+
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { PlugZap, Trash2 } from "lucide-react";
+import { useRouter, useSearchParams } from "next/navigation";
+import { Suspense, useState } from "react";
+
+import { ApiError, del, get, patch, post } from "@/api/client";
+import type { CheckOutput, Connector, Stream } from "@/api/types";
+import { AppShell } from "@/components/AppShell";
+import { ConnectorForm } from "@/components/ConnectorForm";
+import { DiscoverPanel, PreviewPanel } from "@/components/ConnectorStreams";
+import { NotFound } from "@/components/NotFound";
+import { Tabs } from "@/components/Tabs";
+import { Button, Card, ConfirmDialog, ErrorNote, Loading, PageHeader, StatusBadge } from "@/components/ui";
+import { ago } from "@/lib/format";
+import { idParam, useConnectorTypes } from "@/lib/queries";
+import { useCan } from "@/lib/session";
+import { toastError, useUi } from "@/lib/store";
+
+type Tab = "settings" | "streams" | "preview";
+type LastCheck = { status: string; message: string; at: string | null };
+
+function ConnectorDetail() {
+  const id = idParam(useSearchParams());
+  const connector = useQuery({
+    queryKey: ["connector", id],
+    queryFn: ({ signal }) => get<Connector>(`connectors/${id}/`, undefined, signal),
+    enabled: id !== null,
+  });
+  if (id === null || (connector.error instanceof ApiError && connector.error.status === 404)) return <NotFound what="Connector" />;
+  if (connector.isPending) return <Loading />;
+  if (connector.isError) return <ErrorNote error={connector.error} />;
+  return <ConnectorView connector={connector.data} />;
+}
+
+function ConnectorView({ connector }: { connector: Connector }) {
+  const types = useConnectorTypes();
+  const type = types.data?.results.find((t) => t.slug === connector.connector_type);
+  const canEdit = useCan("editor", connector.workspace);
+  const client = useQueryClient();
+  const router = useRouter();
+  const toast = useUi((s) => s.toast);
+  const [tab, setTab] = useState<Tab>("settings");
+  const [streams, setStreams] = useState<Stream[]>([]);
+  const [checking, setChecking] = useState(false);
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const [deleting, setDeleting] = useState(false);
+  const check = connector.last_check as LastCheck;
+
+  const testConnection = async () => {
+    setChecking(true);
+    try {
+      const result = await post<CheckOutput>(`connectors/${connector.id}/check/`);
+      client.setQueryData<Connector>(["connector", connector.id], (old) => (old ? { ...old, last_check: { status: result.status, message: result.message, at: result.at } } : old));
+      void client.invalidateQueries({ queryKey: ["connectors"] });
+    } catch (error) {
+      toastError(error);
+    } finally {
+      setChecking(false);
+    }
+  };
+  const remove = async () => {
+    setDeleting(true);
+    try {
+      await del(`connectors/${connector.id}/`);
+      void client.invalidateQueries({ queryKey: ["connectors"] });
+      toast("success", `Deleted ${connector.name}.`);
+      router.replace("/connectors");
+    } catch (error) {
+      toastError(error);
+      setDeleting(false);
+    }
+  };
+
+  return (
+    <>
+      <PageHeader
+        title={connector.name}
+        actions={
+          canEdit ? (
+            <>
+              <Button onClick={() => void testConnection()} busy={checking}>
+                <PlugZap aria-hidden className="size-4" /> {checking ? "Testing…" : "Test connection"}
+              </Button>
+              <Button variant="danger" onClick={() => setConfirmDelete(true)}>
+                <Trash2 aria-hidden className="size-4" /> Delete
+              </Button>
+            </>
+          ) : null
+        }
+      >
+        <p className="text-sm text-slate-700 dark:text-slate-300">{type?.title ?? connector.connector_type}</p>
+      </PageHeader>
+      <div aria-live="polite" data-testid="check-result" className="mb-4">
+        {check.status !== "never" ? (
+          <Card>
+            <p className="flex flex-wrap items-center gap-2 text-sm">
+              Last test: <StatusBadge status={check.status} /> {ago(check.at)}
+            </p>
+            {check.message ? <p className="mt-1 text-sm break-words">{check.message}</p> : null}
+          </Card>
+        ) : null}
+      </div>
+      <Tabs
+        label="Connector"
+        active={tab}
+        onChange={setTab}
+        tabs={[
+          { id: "settings", label: "Settings" },
+          { id: "streams", label: "Streams" },
+          { id: "preview", label: "Preview" },
+        ]}
+      >
+        {tab === "settings" ? (
+          type ? (
+            <Card>
+              <ConnectorForm
+                key={connector.updated_at}
+                type={type}
+                readOnly={!canEdit}
+                initial={{ name: connector.name, config: connector.config as Record<string, unknown> }}
+                submitLabel="Save changes"
+                onSubmit={async ({ name, config }) => {
+                  const saved = await patch<Connector>(`connectors/${connector.id}/`, { name, config });
+                  client.setQueryData(["connector", connector.id], saved);
+                  void client.invalidateQueries({ queryKey: ["connectors"] });
+                  toast("success", "Saved.");
+                }}
+              />
+            </Card>
+          ) : types.isError ? (
+            <ErrorNote error={types.error} />
+          ) : (
+            <Loading />
+          )
+        ) : null}
+        {tab === "streams" ? <DiscoverPanel connectorId={connector.id} canDiscover={canEdit} onStreams={setStreams} /> : null}
+        {tab === "preview" ? <PreviewPanel connectorId={connector.id} streams={streams} /> : null}
+      </Tabs>
+      <ConfirmDialog open={confirmDelete} title={`Delete ${connector.name}?`} confirmLabel="Delete connector" busy={deleting} onCancel={() => setConfirmDelete(false)} onConfirm={() => void remove()}>
+        Pipelines that use it will fail validation until they point at another connector.
+      </ConfirmDialog>
+    </>
+  );
+}
+
+export default function ConnectorPage() {
+  return (
+    <AppShell>
+      <Suspense fallback={<Loading />}>
+        <ConnectorDetail />
+      </Suspense>
+    </AppShell>
+  );
+}

@@ -1,0 +1,156 @@
+"use client";
+
+import { useQuery } from "@tanstack/react-query";
+import type { ColumnDef } from "@tanstack/react-table";
+import { KeyRound } from "lucide-react";
+import { useId, useMemo, useState } from "react";
+
+import { get, post } from "@/api/client";
+import type { DiscoverOutput, PreviewOutput, Stream } from "@/api/types";
+import { DataTable } from "@/components/DataTable";
+import { Button, Card, Empty, ErrorNote, Loading } from "@/components/ui";
+
+/** Discover: the streams a source offers now, each with its fields, types, primary key and cursor. */
+export function DiscoverPanel({ connectorId, canDiscover, onStreams }: { connectorId: number; canDiscover: boolean; onStreams: (s: Stream[]) => void }) {
+  const [streams, setStreams] = useState<Stream[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const discover = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const result = await post<DiscoverOutput>(`connectors/${connectorId}/discover/`);
+      setStreams(result.streams);
+      onStreams(result.streams);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="space-y-3">
+      {canDiscover ? (
+        <Button variant="primary" onClick={() => void discover()} busy={busy}>
+          {busy ? "Discovering…" : "Discover streams"}
+        </Button>
+      ) : (
+        <p className="text-sm">Editors discover streams; you can preview them below.</p>
+      )}
+      {error ? <ErrorNote error={error} /> : null}
+      {streams?.length === 0 ? <Empty>The source offers no streams.</Empty> : null}
+      {streams?.map((stream) => (
+        <Card key={stream.name} title={stream.name}>
+          <p className="mb-2 text-sm text-slate-700 dark:text-slate-300">
+            Sync modes: {stream.supported_sync_modes.join(", ") || "—"}
+            {stream.cursor_field ? ` · cursor ${stream.cursor_field}` : ""}
+          </p>
+          <div className="overflow-x-auto">
+            <table className="min-w-full text-sm">
+              <caption className="sr-only">Fields of {stream.name}</caption>
+              <thead>
+                <tr className="text-left">
+                  <th scope="col" className="px-2 py-1">Field</th>
+                  <th scope="col" className="px-2 py-1">Type</th>
+                  <th scope="col" className="px-2 py-1">Nullable</th>
+                  <th scope="col" className="px-2 py-1">Key</th>
+                </tr>
+              </thead>
+              <tbody>
+                {stream.fields.map((f) => (
+                  <tr key={f.name} className="border-t border-slate-100 dark:border-slate-700">
+                    <td className="px-2 py-1 font-mono">{f.name}</td>
+                    <td className="px-2 py-1">{f.type}</td>
+                    <td className="px-2 py-1">{f.nullable ? "yes" : "no"}</td>
+                    <td className="px-2 py-1">
+                      {stream.primary_key.includes(f.name) ? (
+                        <span className="inline-flex items-center gap-1">
+                          <KeyRound aria-hidden className="size-3.5" /> primary
+                        </span>
+                      ) : stream.cursor_field === f.name ? (
+                        "cursor"
+                      ) : null}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </Card>
+      ))}
+    </div>
+  );
+}
+
+const cellText = (v: unknown) => (v === null || v === undefined ? "∅" : typeof v === "object" ? JSON.stringify(v) : String(v));
+
+/** Preview: the first rows of a stream in a grid, and the rows the source rejected on the way. */
+export function PreviewPanel({ connectorId, streams }: { connectorId: number; streams: Stream[] }) {
+  const [stream, setStream] = useState(streams[0]?.name ?? "");
+  const [typed, setTyped] = useState("");
+  const [asked, setAsked] = useState<string | null>(null);
+  const selectId = useId();
+  const preview = useQuery({
+    queryKey: ["preview", connectorId, asked],
+    queryFn: ({ signal }) => get<PreviewOutput>(`connectors/${connectorId}/preview/`, { stream: asked ?? "", limit: 100 }, signal),
+    enabled: asked !== null,
+    staleTime: 0,
+  });
+  const columns = useMemo<ColumnDef<Record<string, unknown>, unknown>[]>(
+    () =>
+      (preview.data?.stream.fields ?? []).map((f) => ({
+        id: f.name,
+        header: f.name,
+        accessorFn: (row) => row[f.name],
+        cell: ({ getValue }) => <span className="font-mono text-xs whitespace-nowrap">{cellText(getValue())}</span>,
+      })),
+    [preview.data],
+  );
+  return (
+    <div className="space-y-3">
+      <form
+        className="flex flex-wrap items-end gap-2"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setAsked(streams.length ? stream : typed);
+        }}
+      >
+        <div>
+          <label htmlFor={selectId} className="block text-sm font-medium">
+            Stream
+          </label>
+          {streams.length ? (
+            <select id={selectId} value={stream} onChange={(e) => setStream(e.target.value)} className="rounded-md border border-slate-400 bg-white px-2 py-1.5 text-sm dark:bg-slate-900">
+              {streams.map((s) => (
+                <option key={s.name}>{s.name}</option>
+              ))}
+            </select>
+          ) : (
+            <input id={selectId} value={typed} onChange={(e) => setTyped(e.target.value)} placeholder="stream name" className="rounded-md border border-slate-400 bg-white px-2 py-1.5 text-sm dark:bg-slate-900" />
+          )}
+        </div>
+        <Button type="submit" variant="primary" busy={preview.isFetching}>
+          Preview rows
+        </Button>
+      </form>
+      {preview.isError ? <ErrorNote error={preview.error} /> : null}
+      {preview.isFetching && !preview.data ? <Loading label="Reading the first rows…" /> : null}
+      {preview.data ? (
+        <>
+          <DataTable data={preview.data.rows} columns={columns} caption={`Preview of ${preview.data.stream.name}`} testId="preview" pageSize={25} empty="The stream is empty." />
+          {preview.data.rejected.length ? (
+            <Card title={`Rejected rows (${preview.data.rejected.length})`}>
+              <ul className="space-y-1 text-sm">
+                {preview.data.rejected.map((r, i) => (
+                  <li key={i}>
+                    line {r.line ?? r.row ?? "?"}: {r.reason}
+                  </li>
+                ))}
+              </ul>
+            </Card>
+          ) : null}
+        </>
+      ) : null}
+    </div>
+  );
+}
