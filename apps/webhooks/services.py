@@ -363,13 +363,21 @@ def delivery_send(*, delivery_id: int) -> str:
 
     started = timezone.now()
     clock = time.monotonic()
-    result = _post(webhook, delivery)
+    try:
+        result = _post(webhook, delivery)
+    except Exception as exc:
+        # A bug or an undecryptable secret must still end as a recorded attempt: left 'sending', the
+        # sweeper would free and retry it for ever without a trace.
+        logger.exception("webhook_send_crashed", delivery_id=delivery.id, error=type(exc).__name__)
+        result = _Result(ok=False, retry=True, error=f"Internal error ({type(exc).__name__}).")
     latency_ms = int((time.monotonic() - clock) * 1000)
     return _record(delivery=delivery, result=result, started=started, latency_ms=latency_ms)
 
 
 @transaction.atomic
 def _record(*, delivery: Delivery, result: _Result, started: dt.datetime, latency_ms: int) -> str:
+    if not Delivery.objects.select_for_update().filter(pk=delivery.pk).exists():
+        return "gone"  # the webhook was deleted while its message was on the wire
     now = timezone.now()
     number = delivery.attempt_count + 1
     round_number = delivery.round_attempts + 1

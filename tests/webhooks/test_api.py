@@ -224,6 +224,9 @@ def test_test_send_and_the_delivery_list_with_attempts(
         ],
     }
     assert [d["attempts"][0]["outcome"] for d in listed["results"][:3]] == ["succeeded"] * 3
+    pending = client.get(f"/api/v1/webhooks/{webhook.id}/deliveries/?status=pending").json()
+    assert [d["id"] for d in pending["results"]] == [delivery.id]
+    assert client.get(f"/api/v1/webhooks/{webhook.id}/deliveries/?status=nope").status_code == 400
 
 
 def test_redeliver_through_the_api(personas, client_for, webhook, receiver, settings):

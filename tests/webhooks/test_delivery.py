@@ -481,3 +481,21 @@ def test_secrets_are_resealed_with_a_new_first_key(
     emit_committed(django_capture_on_commit_callbacks, workspace=personas.workspace)
     assert delivery_send(delivery_id=Delivery.objects.get().id) == "succeeded"
     assert receiver.requests[0].verified_with == [0]  # the same secret, sealed with the new key
+
+
+def test_a_crash_while_sending_is_recorded_and_retried(
+    personas, receiver, fast_retries, monkeypatch, django_capture_on_commit_callbacks
+):
+    from apps.webhooks import services
+
+    make_webhook(personas, receiver)
+    emit_committed(django_capture_on_commit_callbacks, workspace=personas.workspace)
+
+    def broken(*args, **kwargs):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(services, "_post", broken)
+    assert delivery_send(delivery_id=Delivery.objects.get().id) == "retrying"
+    attempt = DeliveryAttempt.objects.get()
+    assert (attempt.outcome, attempt.error) == ("failed", "Internal error (KeyError).")
+    assert Delivery.objects.get().status == "pending"

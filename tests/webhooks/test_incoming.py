@@ -271,6 +271,18 @@ def test_the_push_stream_connector_reads_records_back_incrementally(personas, pu
     assert [i.state for i in again if isinstance(i, StateCheckpoint)] == [{"cursor": 4}]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_connector_check_service_finds_the_stream(personas, push):
+    # Committed data: run_check calls `check` on its own thread, with its own database connection.
+    from apps.connectors.services import connector_check
+
+    checked = connector_check(connector=push_connector(personas, push))
+    assert (checked.last_check_status, checked.last_check_message) == (
+        "succeeded",
+        "Push stream 'orders' holds records up to #0.",
+    )
+
+
 def test_another_workspace_cannot_read_a_push_stream_without_its_key(personas, push):
     connector_type, config = connector_runtime(
         push_connector(personas, push, read_key="prk_wrong", workspace=personas.other_workspace)

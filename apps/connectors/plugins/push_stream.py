@@ -15,6 +15,7 @@ rejects its record with the reason; keys not in the schema are ignored until the
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,7 +75,15 @@ class PushStreamSource(ConnectorType):
     config_model = PushStreamConfig
 
     def check(self, config: PushStreamConfig) -> CheckResult:
-        stream = _stream(config)
+        try:
+            stream = _stream(config)
+        finally:
+            if threading.current_thread().name.startswith("connector-check"):
+                # run_check calls this on a throwaway thread: the ORM opened a connection for that thread
+                # alone, and nothing else would close it.
+                from django.db import connection
+
+                connection.close()
         return CheckResult(
             ok=True, message=f"Push stream '{stream.name}' holds records up to #{stream.last_seq}."
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -14,7 +14,7 @@ from apps.pipelines.selectors import pipeline_get_for_user
 from apps.users.models import Role
 from apps.users.selectors import has_role
 from apps.webhooks import selectors, services
-from apps.webhooks.models import Delivery, PipelineTrigger, PushStream, Webhook
+from apps.webhooks.models import Delivery, DeliveryStatus, PipelineTrigger, PushStream, Webhook
 
 from .serializers import (
     DeliverySerializer,
@@ -103,12 +103,21 @@ class WebhookViewSet(WorkspaceScopedModelViewSet):
         delivery = selectors.delivery_list_for_webhook(webhook=delivery.webhook).get(pk=delivery.pk)
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses={200: DeliverySerializer(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=DeliveryStatus.values, required=False)],
+        responses={200: DeliverySerializer(many=True)},
+    )
     @action(detail=True, methods=["get"])
     def deliveries(self, request: Request, pk: str | None = None) -> Response:
-        """This endpoint's deliveries, newest first, each with its attempts."""
+        """This endpoint's deliveries, newest first, each with its attempts; `?status=failed` narrows."""
         webhook = self.get_object()
-        page = self.paginate_queryset(selectors.delivery_list_for_webhook(webhook=webhook))
+        queryset = selectors.delivery_list_for_webhook(webhook=webhook)
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in DeliveryStatus.values:
+                raise exceptions.ValidationError({"status": [f"One of {', '.join(DeliveryStatus.values)}."]})
+            queryset = queryset.filter(status=wanted)
+        page = self.paginate_queryset(queryset)
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
