@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, re_path
 from django.views.decorators.http import require_safe
@@ -41,7 +41,8 @@ def _page_file(root: Path, path: str) -> Path | None:
 
 
 def _html(file: Path, status: int = 200) -> HttpResponse:
-    response = FileResponse(file.open("rb"), content_type="text/html; charset=utf-8", status=status)
+    # Pages are small: read whole rather than streamed (a streamed sync file warns under ASGI).
+    response = HttpResponse(file.read_bytes(), content_type="text/html; charset=utf-8", status=status)
     response["Cache-Control"] = "no-cache"
     return response
 

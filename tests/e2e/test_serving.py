@@ -28,26 +28,26 @@ def build(settings: Any, tmp_path: Path) -> Path:
 def test_a_deep_link_to_a_detail_page_serves_the_built_page_for_any_id(build: Path) -> None:
     response = Client().get("/pipelines/view?id=123456")
     assert response.status_code == 200
-    assert b"".join(response.streaming_content) == b"<p>pipeline detail</p>"
+    assert response.content == b"<p>pipeline detail</p>"
     assert response["Content-Type"] == "text/html; charset=utf-8"
     assert response["Cache-Control"] == "no-cache"
 
 
 def test_the_root_and_a_list_page_are_served(build: Path) -> None:
-    assert b"".join(Client().get("/").streaming_content) == b"<p>dashboard</p>"
-    assert b"".join(Client().get("/pipelines").streaming_content) == b"<p>pipelines</p>"
+    assert Client().get("/").content == b"<p>dashboard</p>"
+    assert Client().get("/pipelines").content == b"<p>pipelines</p>"
 
 
 def test_an_unknown_path_gets_the_apps_404_page_with_status_404(build: Path) -> None:
     response = Client().get("/no/such/page")
     assert response.status_code == 404
-    assert b"".join(response.streaming_content) == b"<p>app not found</p>"
+    assert response.content == b"<p>app not found</p>"
 
 
 def test_a_path_cannot_leave_the_build_directory(build: Path) -> None:
     response = Client().get("/pipelines/../../secret")
     assert response.status_code == 404
-    assert b"outside" not in b"".join(response.streaming_content)
+    assert b"outside" not in response.content
 
 
 @pytest.mark.parametrize(
