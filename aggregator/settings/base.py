@@ -331,3 +331,17 @@ AGGREGATOR_FRONTEND_DIR = Path(env.str("AGGREGATOR_FRONTEND_DIR", default=str(BA
 WHITENOISE_ROOT = AGGREGATOR_FRONTEND_DIR if AGGREGATOR_FRONTEND_DIR.is_dir() else None
 # Next's assets carry a content hash in their names, as do collectstatic's: both may be cached forever.
 WHITENOISE_IMMUTABLE_FILE_TEST = r"^/(_next/static/.+|static/.+\.[0-9a-f]{12}\.\w+)$"
+
+# --- Uploads and archives (apps/connectors/uploads.py, POST /api/v1/uploads/) ----------------------------
+# Request bodies held in memory: non-file form fields and JSON bodies (an upload's file is not counted here;
+# AGGREGATOR_UPLOAD_MAX_BYTES bounds it). Django's default, stated so it is a decision.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# An uploaded file larger than this is spooled to a temporary file while the request is parsed, so memory
+# per upload in flight stays at this size whatever AGGREGATOR_UPLOAD_MAX_BYTES allows.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# Zip and gzip inputs (uploads and file sources): entries per archive, decompressed bytes per archive (all
+# entries together, counted while reading, whatever the headers claim) and decompressed / compressed ratio
+# of an entry or an archive above which it is refused as a decompression bomb.
+AGGREGATOR_ARCHIVE_MAX_ENTRIES = env.int("AGGREGATOR_ARCHIVE_MAX_ENTRIES", default=10_000)
+AGGREGATOR_ARCHIVE_MAX_BYTES = env.int("AGGREGATOR_ARCHIVE_MAX_BYTES", default=16 * 1024**3)
+AGGREGATOR_ARCHIVE_MAX_RATIO = env.float("AGGREGATOR_ARCHIVE_MAX_RATIO", default=200.0)

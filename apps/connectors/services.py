@@ -26,6 +26,7 @@ from .base import ConfigInvalid, ConnectorConfig, ConnectorError, ConnectorType,
 from .models import CheckStatus, Connector
 from .registry import UnknownConnectorType, registry
 from .selectors import connector_runtime, connector_secrets
+from .uploads import StoredUpload, UploadRefused, upload_store
 
 if TYPE_CHECKING:
     from apps.users.models import User, Workspace
@@ -267,3 +268,21 @@ def connector_preview(
 def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
     # NaN and infinities are not JSON; a preview shows them as null.
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def upload_create(*, workspace: Workspace, user: User | None, file: Any, file_name: str) -> StoredUpload:
+    """Store an uploaded file in the workspace's upload directory (see `uploads.upload_store` for the checks);
+    a refused upload is a ValidationError on `file` and leaves nothing on disk."""
+    try:
+        stored = upload_store(workspace_id=workspace.id, file=file, file_name=file_name)
+    except UploadRefused as exc:
+        logger.info("upload_refused", workspace_id=workspace.id, user_id=getattr(user, "id", None))
+        raise ValidationError({"file": [exc.message]}) from None
+    logger.info(
+        "upload_created",
+        workspace_id=workspace.id,
+        user_id=getattr(user, "id", None),
+        path=stored.path,
+        size=stored.size,
+    )
+    return stored
