@@ -292,6 +292,8 @@ AGGREGATOR_EVENT_HANDLERS = [
 ]
 # Webhook deliveries whose task message was lost (or whose worker died mid-send) are enqueued again.
 CELERY_BEAT_SCHEDULE["webhooks-resend-lost"] = {"task": "webhooks.deliveries_resend_lost", "schedule": 60.0}
+# Finished webhook deliveries older than AGGREGATOR_WEBHOOK_DELIVERY_RETENTION_DAYS (default 30) are deleted.
+CELERY_BEAT_SCHEDULE["webhooks-prune"] = {"task": "webhooks.deliveries_prune", "schedule": 24 * 60 * 60.0}
 
 # --- Metrics, health and alerts (apps/monitoring) ----------------------------------------------------
 # Added to whatever handlers are listed above: finished runs become metric points, then alert evaluation.

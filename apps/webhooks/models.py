@@ -81,6 +81,8 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["webhook", "-id"]),
             models.Index(fields=["status", "next_attempt_at"]),
+            # The daily retention prune looks for old finished deliveries by age.
+            models.Index(fields=["created_at"], name="webhooks_delivery_created"),
         ]
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ Settings (read on every call, so tests can shrink them):
 - AGGREGATOR_WEBHOOK_TIMEOUT_S: the whole request's timeout per attempt (default 10).
 - AGGREGATOR_WEBHOOK_TOLERANCE_S: how far an incoming webhook-timestamp may be from now (default 300).
 - AGGREGATOR_PUSH_MAX_BYTES / AGGREGATOR_PUSH_MAX_RECORDS: the largest ingestion request.
+- AGGREGATOR_WEBHOOK_DELIVERY_RETENTION_DAYS: finished deliveries older than this are deleted (default 30).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ DEFAULT_DISABLE_AFTER = 5
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_TOLERANCE_S = 300
 DEFAULT_OVERLAP_S = 24 * 3600
+DEFAULT_DELIVERY_RETENTION_DAYS = 30
 MAX_OVERLAP_S = 7 * 24 * 3600
 RESPONSE_BODY_LIMIT = 1024
 # Pushed requests are parsed whole in memory, so the limit bounds the web process's memory per request.
@@ -305,7 +307,9 @@ def _read_limited(response: httpx.Response) -> str:
         size += len(chunk)
         if size >= RESPONSE_BODY_LIMIT:
             break
-    return b"".join(chunks)[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace")
+    text = b"".join(chunks)[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace")
+    # PostgreSQL text cannot hold NUL: left in, one odd answer would make the attempt impossible to record.
+    return text.replace("\x00", "\ufffd")
 
 
 def _classify(status: int, body: str) -> _Result:
@@ -485,6 +489,32 @@ def deliveries_resend_lost(*, now: dt.datetime | None = None, grace_s: float = 1
     return len(due)
 
 
+def deliveries_prune(*, now: dt.datetime | None = None, batch: int = 5000) -> int:
+    """Beat task body: delete finished deliveries (and their attempts) older than
+    AGGREGATOR_WEBHOOK_DELIVERY_RETENTION_DAYS, a batch per statement so no single delete holds locks on
+    millions of rows."""
+    days = int(
+        getattr(settings, "AGGREGATOR_WEBHOOK_DELIVERY_RETENTION_DAYS", DEFAULT_DELIVERY_RETENTION_DAYS)
+    )
+    cutoff = (now or timezone.now()) - dt.timedelta(days=days)
+    finished = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED)
+    deleted = 0
+    while True:
+        ids = list(
+            Delivery.objects.filter(created_at__lt=cutoff, status__in=finished).values_list("id", flat=True)[
+                :batch
+            ]
+        )
+        if not ids:
+            break
+        DeliveryAttempt.objects.filter(delivery_id__in=ids).delete()
+        Delivery.objects.filter(id__in=ids).delete()
+        deleted += len(ids)
+    if deleted:
+        logger.info("webhook_deliveries_pruned", deleted=deleted, retention_days=days)
+    return deleted
+
+
 # --- incoming: signatures and replays --------------------------------------------------------------------
 
 
@@ -614,6 +644,9 @@ def parse_push_body(body: bytes, content_type: str) -> list[dict[str, Any]]:
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise ValidationError({"body": [f"Record {index + 1} is not a JSON object."]})
+    if "\\u0000" in text:
+        # PostgreSQL's jsonb cannot store the NUL character; refusing is better than a failed insert.
+        raise ValidationError({"body": ["Records may not contain the NUL character (\\u0000)."]})
     return records
 
 

@@ -24,3 +24,10 @@ def deliveries_resend_lost_task() -> int:
     from .services import deliveries_resend_lost
 
     return deliveries_resend_lost()
+
+
+@shared_task(name="webhooks.deliveries_prune", ignore_result=True)
+def deliveries_prune_task() -> int:
+    from .services import deliveries_prune
+
+    return deliveries_prune()

@@ -499,3 +499,29 @@ def test_a_crash_while_sending_is_recorded_and_retried(
     attempt = DeliveryAttempt.objects.get()
     assert (attempt.outcome, attempt.error) == ("failed", "Internal error (KeyError).")
     assert Delivery.objects.get().status == "pending"
+
+
+def test_a_nul_in_the_response_body_is_stored_harmlessly(
+    personas, receiver, django_capture_on_commit_callbacks
+):
+    make_webhook(personas, receiver)
+    receiver.answer(200, body="ok\x00then")
+    emit_committed(django_capture_on_commit_callbacks, workspace=personas.workspace)
+    assert delivery_send(delivery_id=Delivery.objects.get().id) == "succeeded"
+    assert DeliveryAttempt.objects.get().response_body == "ok\ufffdthen"
+
+
+def test_old_finished_deliveries_are_pruned(personas, receiver, django_capture_on_commit_callbacks):
+    from apps.webhooks.services import deliveries_prune
+
+    make_webhook(personas, receiver)
+    for _ in range(3):
+        emit_committed(django_capture_on_commit_callbacks, workspace=personas.workspace)
+    old_done, old_pending, recent = Delivery.objects.order_by("id")
+    delivery_send(delivery_id=old_done.id)
+    delivery_send(delivery_id=recent.id)
+    long_ago = timezone.now() - dt.timedelta(days=31)
+    Delivery.objects.filter(id__in=[old_done.id, old_pending.id]).update(created_at=long_ago)
+    assert deliveries_prune(batch=1) == 1
+    assert set(Delivery.objects.values_list("id", flat=True)) == {old_pending.id, recent.id}
+    assert list(DeliveryAttempt.objects.values_list("delivery_id", flat=True)) == [recent.id]

@@ -227,6 +227,7 @@ def test_bad_pushes_are_refused_and_store_nothing(push, settings):
         (b"[1, 2]", signed(push.secret, b"[1, 2]"), 400, "validation_error"),
         (b'{"id": 1}\nnot json\n', signed(push.secret, b'{"id": 1}\nnot json\n'), 400, "validation_error"),
         (b"[]", signed(push.secret, b"[]"), 400, "validation_error"),
+        (b'[{"a": "x\\u0000"}]', signed(push.secret, b'[{"a": "x\\u0000"}]'), 400, "validation_error"),
         (b"[" + b'{"a":1},' * 20 + b'{"a":1}]', {}, 413, "too_large"),
     ]
     for body, headers, status, code in cases:
