@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +193,109 @@ def test_a_column_of_the_wrong_type_fails_with_a_message_naming_it(import_dir: P
     [stream] = source.discover(cfg)
     with pytest.raises(ConnectorError, match="Column 'n' does not hold integer values"):
         list(source.read(cfg, stream, None))
+
+
+# --- zip archives ---------------------------------------------------------------------------------------
+
+
+def _zip(path: Path, entries: dict[str, bytes], *, symlinks: tuple[str, ...] = ()) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        for name in symlinks:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+
+
+def test_a_zip_of_two_csvs_reads_both_entries_as_one_stream(import_dir: Path) -> None:
+    _zip(
+        import_dir / "flights.zip",
+        {
+            "2013/jan.csv": b"id,carrier,delay\n1,UA,2.5\n2,AA,x\n",
+            "2013/feb.csv": b"id,carrier,delay\n3,DL,-1\n",
+            "README.md": b"not a csv, not read",
+        },
+    )
+    config = {"path": "flights.zip", "column_types": {"delay": "number"}}
+    assert (
+        source.check(source.validate_config(config)).message
+        == "1 file matches (2 CSV entries in zip archives)."
+    )
+
+    stream, items = _read(config)
+    assert stream.name == "flights"
+    assert [(f.name, f.type) for f in stream.fields] == [
+        ("id", FieldType.INTEGER),
+        ("carrier", FieldType.STRING),
+        ("delay", FieldType.NUMBER),
+    ]
+    rows = [row for b in _batches(items) for row in b.table.to_pylist()]
+    assert rows == [
+        {"id": 1, "carrier": "UA", "delay": 2.5},
+        {"id": 3, "carrier": "DL", "delay": -1.0},
+    ]
+    assert _rejected(items) == [
+        {
+            "line": 3,
+            "row": None,
+            "reason": "delay: 'x' is not a valid number",
+            "raw": {"id": "2", "carrier": "AA", "delay": "x"},
+            "source": "flights.zip!2013/jan.csv",
+        }
+    ]
+    checkpoints = [i.state for i in items if isinstance(i, StateCheckpoint)]
+    assert [sorted(c["files"]) for c in checkpoints] == [
+        ["flights.zip!2013/jan.csv"],
+        ["flights.zip!2013/feb.csv", "flights.zip!2013/jan.csv"],
+    ]
+
+    # Incremental: the same archive again reads nothing; a changed archive re-reads its entries.
+    _, again = _read(config, checkpoints[-1])
+    assert _batches(again) == []
+    _zip(import_dir / "flights.zip", {"2013/mar.csv": b"id,carrier,delay\n4,B6,7\n"})
+    os.utime(import_dir / "flights.zip", ns=(1, 1))
+    _, changed = _read(config, checkpoints[-1])
+    assert [row for b in _batches(changed) for row in b.table.to_pylist()] == [
+        {"id": 4, "carrier": "B6", "delay": 7.0}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entries", "symlinks", "message"),
+    [
+        ({"../escape.csv": b"a\n1\n"}, (), "zip entry '../escape.csv' escapes the archive."),
+        ({"/etc/cron.d/x.csv": b"a\n1\n"}, (), "zip entry '/etc/cron.d/x.csv' escapes the archive."),
+        ({"ok.csv": b"a\n1\n"}, ("link.csv",), "zip entry 'link.csv' is a symbolic link."),
+    ],
+)
+def test_a_zip_with_an_unsafe_entry_is_refused_before_anything_is_read(
+    import_dir: Path, entries: dict[str, bytes], symlinks: tuple[str, ...], message: str
+) -> None:
+    _zip(import_dir / "bad.zip", {"first.csv": b"a\n1\n", **entries}, symlinks=symlinks)
+    cfg = source.validate_config({"path": "bad.zip"})
+    for operation in (source.check, source.discover):
+        with pytest.raises(ConnectorError) as error:
+            operation(cfg)
+        assert (error.value.message, error.value.field) == (message, "path")
+    stream = StreamSchema.from_dict({"name": "bad", "fields": [{"name": "a", "type": "integer"}]})
+    with pytest.raises(ConnectorError) as error:
+        list(source.read(cfg, stream, None))
+    assert error.value.message == message
+    assert sorted(p.name for p in import_dir.iterdir()) == ["bad.zip"]  # nothing was extracted
+
+
+def test_a_zip_that_decompresses_past_the_limit_is_stopped(import_dir: Path, settings: Any) -> None:
+    settings.AGGREGATOR_ARCHIVE_MAX_BYTES = 50_000
+    _zip(import_dir / "big.zip", {"big.csv": b"id\n" + b"1\n" * 40_000})
+    with pytest.raises(ConnectorError) as error:
+        _read({"path": "big.zip"})
+    assert error.value.field == "path"
+    assert error.value.message == "big.zip declares 80003 decompressed bytes (the limit is 50000)."
+
+
+def test_a_zip_without_csv_entries_is_a_clear_error(import_dir: Path) -> None:
+    _zip(import_dir / "docs.zip", {"README.md": b"hello"})
+    with pytest.raises(ConnectorError) as error:
+        source.check(source.validate_config({"path": "docs.zip"}))
+    assert (error.value.message, error.value.field) == ("docs.zip holds no .csv / .tsv / .txt entry.", "path")

@@ -15,6 +15,13 @@ Detection (each one can be overridden in the config): encoding from the BOM or a
 64 KB (else cp1252, else latin-1); delimiter by csv.Sniffer among `, ; tab |`; header unless a value in the
 first row is a number; gzip by the `.gz` suffix or the gzip magic bytes. Column types are inferred by pyarrow
 from the first `sample_bytes` of the first file; `column_types` pins them.
+
+Zip archives (`.zip`, or `compression: zip`): every `.csv` / `.tsv` / `.txt` entry is one input of the stream.
+The whole archive is checked from its central directory first (`uploads.check_zip`: traversal names,
+symlinks and special files, encryption, entry count, declared sizes and ratios) and each entry is then read
+as a stream, never extracted to disk, through the byte counter that stops a decompression bomb at
+AGGREGATOR_ARCHIVE_MAX_BYTES whatever its headers say (`uploads.open_member`). Rejected rows and errors
+name an entry as `archive.zip!entry.csv`, and the state keeps one fingerprint per entry.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import gzip
 import io
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +57,7 @@ from aggregator.dataplane import (
     rechunk,
 )
 from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.uploads import InputMember, expand_inputs, open_member
 
 SAMPLE_BYTES = 64 * 1024
 # pyarrow parses a block at a time and reads several blocks ahead. 1 MB blocks measured fastest on the
@@ -59,6 +68,10 @@ BLOCK_SIZE = 1024 * 1024
 # failing with a message that says so beats rejecting most of the file row by row.
 MAX_BAD_VALUES_PER_BLOCK = 1000
 GLOB_CHARS = frozenset("*?[")
+# Entries of a zip that are read as CSV; other entries (a README, a manifest) are left alone.
+ZIP_ENTRY_SUFFIXES = (".csv", ".tsv", ".txt")
+# Errors of a corrupt compressed input (not a bug): reported against `path`.
+_MEMBER_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class CsvFileConfig(ConnectorConfig):
@@ -83,7 +96,11 @@ class CsvFileConfig(ConnectorConfig):
     header: bool | None = Field(
         default=None, title="First row is a header", description="Detected when empty."
     )
-    compression: Literal["infer", "none", "gzip"] = Field(default="infer", title="Compression")
+    compression: Literal["infer", "none", "gzip", "zip"] = Field(
+        default="infer",
+        title="Compression",
+        description="infer: gzip by the .gz suffix or its magic bytes, zip by the .zip suffix.",
+    )
     multiline_values: bool = Field(
         default=False,
         title="Values may contain line breaks",
@@ -134,7 +151,6 @@ class Dialect:
     quote_char: str
     escape_char: str | None
     header: bool
-    gzip: bool
 
 
 def import_root() -> Path:
@@ -160,23 +176,13 @@ def resolve_files(pattern: str) -> list[Path]:
     return files
 
 
-def _is_gzip(path: Path, compression: str) -> bool:
-    if compression != "infer":
-        return compression == "gzip"
-    if path.suffix.lower() == ".gz":
-        return True
-    with path.open("rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-@contextlib.contextmanager
-def _open_binary(path: Path, is_gzip: bool) -> Iterator[BinaryIO]:
-    with path.open("rb") as raw:
-        if is_gzip:
-            with gzip.GzipFile(fileobj=raw) as fh:
-                yield fh  # type: ignore[misc]
-        else:
-            yield raw
+def resolve_inputs(config: CsvFileConfig) -> tuple[list[Path], list[InputMember]]:
+    """The matching files and the inputs to read from them: each file, or each CSV entry of a zip (the zip
+    checked whole before anything of it is read)."""
+    files = resolve_files(config.path)
+    return files, expand_inputs(
+        files, root=import_root(), compression=config.compression, suffixes=ZIP_ENTRY_SUFFIXES
+    )
 
 
 def _detect_encoding(sample: bytes) -> str:
@@ -202,13 +208,12 @@ def _looks_numeric(value: str) -> bool:
     return bool(value.strip())
 
 
-def detect_dialect(path: Path, config: CsvFileConfig) -> Dialect:
-    is_gz = _is_gzip(path, config.compression)
+def detect_dialect(member: InputMember, config: CsvFileConfig) -> Dialect:
     try:
-        with _open_binary(path, is_gz) as fh:
+        with open_member(member) as fh:
             sample = fh.read(SAMPLE_BYTES)
-    except (OSError, EOFError) as exc:
-        raise ConnectorError(f"Cannot read {path.name}: {type(exc).__name__}.", field="path") from None
+    except _MEMBER_ERRORS as exc:
+        raise ConnectorError(f"Cannot read {member.label}: {type(exc).__name__}.", field="path") from None
     encoding = config.encoding or _detect_encoding(sample)
     text = sample.decode(encoding, errors="replace")
     if len(sample) == SAMPLE_BYTES and "\n" in text:
@@ -231,7 +236,6 @@ def detect_dialect(path: Path, config: CsvFileConfig) -> Dialect:
         quote_char=quote_char,
         escape_char=config.escape_char,
         header=header,
-        gzip=is_gz,
     )
 
 
@@ -240,8 +244,17 @@ def _pyarrow_encoding(encoding: str) -> str:
     return "utf8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
 
 
-def _input_stream(path: Path, dialect: Dialect) -> pa.NativeFile:
-    return pa.input_stream(str(path), compression="gzip" if dialect.gzip else None, buffer_size=BLOCK_SIZE)
+@contextlib.contextmanager
+def _arrow_input(member: InputMember) -> Iterator[Any]:
+    """What pyarrow's CSV reader reads: a file or gzip file natively (its own decompression, the fast path),
+    a zip entry as the checked, counted stream of `open_member`."""
+    if member.compression == "zip":
+        with open_member(member) as fh:
+            yield pa.PythonFile(fh, mode="r")
+        return
+    compression = "gzip" if member.compression == "gzip" else None
+    with pa.input_stream(str(member.path), compression=compression, buffer_size=BLOCK_SIZE) as stream:
+        yield stream
 
 
 # --- casting text columns to field types -------------------------------------------------------------
@@ -329,34 +342,45 @@ class CsvFileSource(ConnectorType):
     slug = "csv_file"
     title = "CSV files"
     kind = ConnectorKind.SOURCE
-    description = "CSV files (optionally gzip-compressed) from the operator's import directory."
+    description = "CSV files (optionally gzip- or zip-compressed) from the operator's import directory."
     config_model = CsvFileConfig
 
     def check(self, config: CsvFileConfig) -> CheckResult:
-        files = resolve_files(config.path)
-        detect_dialect(files[0], config)
+        files, members = resolve_inputs(config)
+        detect_dialect(members[0], config)
         noun = "file matches" if len(files) == 1 else "files match"
-        return CheckResult(ok=True, message=f"{len(files)} {noun}.")
+        entries = sum(1 for m in members if m.compression == "zip")
+        detail = (
+            f" ({entries} CSV {'entry' if entries == 1 else 'entries'} in zip archives)" if entries else ""
+        )
+        return CheckResult(ok=True, message=f"{len(files)} {noun}{detail}.")
 
-    def _stream_name(self, config: CsvFileConfig, first: Path) -> str:
+    def _stream_name(self, config: CsvFileConfig, first: InputMember) -> str:
         if config.stream_name:
             return config.stream_name
-        name = first.name
+        # A zip's entries are one stream named after the archive, like the files of a glob after the first.
+        name = first.path.name
+        if first.compression == "zip" and name.lower().endswith(".zip"):
+            name = name[: -len(".zip")]
         for suffix in (".gz", ".csv", ".tsv", ".txt"):
             name = name.removesuffix(suffix)
         return name or "data"
 
     def discover(self, config: CsvFileConfig) -> list[StreamSchema]:
-        files = resolve_files(config.path)
-        dialect = detect_dialect(files[0], config)
+        _, members = resolve_inputs(config)
+        first_member = members[0]
+        dialect = detect_dialect(first_member, config)
         try:
-            reader = self._open(files[0], dialect, config, column_types=None, block_size=config.sample_bytes)
-            first = reader.read_next_batch()
+            with _arrow_input(first_member) as source:
+                reader = self._open(
+                    source, dialect, config, column_types=None, block_size=config.sample_bytes
+                )
+                first = reader.read_next_batch()
         except StopIteration:
-            raise ConnectorError(f"{files[0].name} has no rows.", field="path") from None
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ConnectorError(f"Cannot parse {files[0].name}: {exc}", field="path") from None
-        inferred = StreamSchema.from_arrow(self._stream_name(config, files[0]), first.schema)
+            raise ConnectorError(f"{first_member.label} has no rows.", field="path") from None
+        except (pa.ArrowInvalid, *_MEMBER_ERRORS) as exc:
+            raise ConnectorError(f"Cannot parse {first_member.label}: {exc}", field="path") from None
+        inferred = StreamSchema.from_arrow(self._stream_name(config, first_member), first.schema)
         if config.column_types:
             unknown = set(config.column_types) - set(inferred.field_names)
             if unknown:
@@ -377,7 +401,7 @@ class CsvFileSource(ConnectorType):
 
     def _open(
         self,
-        path: Path,
+        source: Any,
         dialect: Dialect,
         config: CsvFileConfig,
         *,
@@ -413,9 +437,8 @@ class CsvFileSource(ConnectorType):
             convert_kwargs["column_types"] = column_types
             convert_kwargs["include_columns"] = list(column_types)
             convert_kwargs["include_missing_columns"] = True
-        stream = _input_stream(path, dialect)
         return pacsv.open_csv(
-            stream,
+            source,
             read_options=read_options,
             parse_options=parse_options,
             convert_options=pacsv.ConvertOptions(**convert_kwargs),
@@ -424,23 +447,30 @@ class CsvFileSource(ConnectorType):
     def read(
         self, config: CsvFileConfig, stream: StreamSchema, state: dict[str, Any] | None
     ) -> Iterator[ReadItem]:
-        files = resolve_files(config.path)
-        root = import_root()
+        _, members = resolve_inputs(config)
         done: dict[str, Any] = dict((state or {}).get("files", {}))
-        for path in files:
-            relative = str(path.relative_to(root))
-            stat = path.stat()
+        for member in members:
+            # A file's key is its path relative to the import directory; a zip entry's `archive.zip!entry`,
+            # fingerprinted by the archive (a changed archive re-reads its entries).
+            stat = member.path.stat()
             fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-            if done.get(relative) == fingerprint:
+            if done.get(member.label) == fingerprint:
                 continue  # incremental: this exact file was read completely before
-            yield from self._read_file(path, relative, config, stream)
-            done[relative] = fingerprint
+            yield from self._read_file(member, config, stream)
+            done[member.label] = fingerprint
             yield StateCheckpoint(stream=stream.name, state={"files": dict(done)})
 
     def _read_file(
-        self, path: Path, relative: str, config: CsvFileConfig, stream: StreamSchema
+        self, member: InputMember, config: CsvFileConfig, stream: StreamSchema
     ) -> Iterator[ReadItem]:
-        dialect = detect_dialect(path, config)
+        with _arrow_input(member) as source:
+            yield from self._read_source(member, source, config, stream)
+
+    def _read_source(
+        self, member: InputMember, source: Any, config: CsvFileConfig, stream: StreamSchema
+    ) -> Iterator[ReadItem]:
+        relative = member.label
+        dialect = detect_dialect(member, config)
         invalid_texts: list[str] = []
         text_types = {name: pa.string() for name in stream.field_names}
         names = None if dialect.header else [f"f{i}" for i in range(len(stream.fields))]
@@ -449,9 +479,14 @@ class CsvFileSource(ConnectorType):
             text_types = {f"f{i}": pa.string() for i in range(len(stream.fields))}
         try:
             reader = self._open(
-                path, dialect, config, column_types=text_types, column_names=names, invalid_rows=invalid_texts
+                source,
+                dialect,
+                config,
+                column_types=text_types,
+                column_names=names,
+                invalid_rows=invalid_texts,
             )
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowInvalid, *_MEMBER_ERRORS) as exc:
             raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
 
         # Cast failures: (ordinal of the record among the good records, reason, raw values).
@@ -465,7 +500,7 @@ class CsvFileSource(ConnectorType):
                     block = reader.read_next_batch()
                 except StopIteration:
                     return
-                except pa.ArrowInvalid as exc:
+                except (pa.ArrowInvalid, *_MEMBER_ERRORS) as exc:
                     raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
                 text = pa.Table.from_batches([block])
                 if names is not None:
@@ -483,16 +518,13 @@ class CsvFileSource(ConnectorType):
             yield RejectedRows(
                 stream=stream.name,
                 rows=tuple(
-                    self._locate_rejects(
-                        path, relative, dialect, len(stream.fields), invalid_texts, cast_failures
-                    )
+                    self._locate_rejects(member, dialect, len(stream.fields), invalid_texts, cast_failures)
                 ),
             )
 
     def _locate_rejects(
         self,
-        path: Path,
-        relative: str,
+        member: InputMember,
         dialect: Dialect,
         expected_columns: int,
         invalid_texts: list[str],
@@ -502,8 +534,9 @@ class CsvFileSource(ConnectorType):
         invalid_lines: list[int] = []
         good_lines: dict[int, int] = {}
         wanted = {ordinal for ordinal, _, _ in cast_failures}
+        relative = member.label
         good = 0
-        with _open_binary(path, dialect.gzip) as raw:
+        with open_member(member) as raw:
             text = io.TextIOWrapper(raw, encoding=dialect.encoding, errors="replace", newline="")
             reader = csv.reader(
                 text,
