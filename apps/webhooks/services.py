@@ -213,7 +213,12 @@ def _event_data(event: Event) -> dict[str, Any]:
 def _enqueue(delivery_id: int, countdown: float = 0) -> None:
     from .tasks import delivery_send_task
 
-    delivery_send_task.apply_async(args=[delivery_id], countdown=max(0.0, countdown))
+    try:
+        delivery_send_task.apply_async(args=[delivery_id], countdown=max(0.0, countdown))
+    except Exception as exc:
+        # The delivery row is committed and pending: the sweeper (webhooks.deliveries_resend_lost) sends it
+        # once the broker is back, so a broker hiccup must not fail the request or task that queued it.
+        logger.warning("webhook_enqueue_failed", delivery_id=delivery_id, error=type(exc).__name__)
 
 
 def _new_delivery(

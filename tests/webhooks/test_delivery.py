@@ -525,3 +525,22 @@ def test_old_finished_deliveries_are_pruned(personas, receiver, django_capture_o
     assert deliveries_prune(batch=1) == 1
     assert set(Delivery.objects.values_list("id", flat=True)) == {old_pending.id, recent.id}
     assert list(DeliveryAttempt.objects.values_list("delivery_id", flat=True)) == [recent.id]
+
+
+def test_a_broker_outage_leaves_the_delivery_for_the_sweeper(
+    personas, receiver, monkeypatch, django_capture_on_commit_callbacks
+):
+    from apps.webhooks import tasks
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    make_webhook(personas, receiver)
+    monkeypatch.setattr(tasks.delivery_send_task, "apply_async", down)
+    emit_committed(django_capture_on_commit_callbacks, workspace=personas.workspace)  # does not raise
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending"
+    monkeypatch.undo()
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - dt.timedelta(minutes=5))
+    assert deliveries_resend_lost() == 1
+    assert delivery_send(delivery_id=delivery.id) == "succeeded"
