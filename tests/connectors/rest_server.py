@@ -74,6 +74,7 @@ class RestTestServer:
     token_expires_in: int = 3600
     next_base: str | None = None  # where /next points; None: this server
     next_override: str | None = None  # a fixed `next` for /next (SSRF tests)
+    link_override: str | None = None  # a fixed rel="next" target for /link (SSRF tests)
     hits: Counter[str] = field(default_factory=Counter)
     served: Counter[str] = field(default_factory=Counter)
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
@@ -261,7 +262,9 @@ def _handler(state: RestTestServer) -> type[http.server.BaseHTTPRequestHandler]:
             headers = {}
             last = -(-len(state.records) // limit)
             links = [f'<{state.url}/link?page={last}&limit={limit}>; rel="last"']
-            if page < last:
+            if state.link_override is not None:
+                links.insert(0, f'<{state.link_override}>; rel="next"')
+            elif page < last:
                 links.insert(0, f'<{state.url}/link?page={page + 1}&limit={limit}>; rel="next"')
             headers["Link"] = ", ".join(links)
             return 200, _slice(state.records, (page - 1) * limit, limit), headers
