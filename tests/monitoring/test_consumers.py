@@ -313,12 +313,11 @@ async def test_an_event_reaches_a_socket_in_both_its_groups_once(personas, run):
 
 
 async def test_a_removed_member_stops_receiving_at_the_next_check(personas, monkeypatch):
-    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", 0.0)
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", 0.2)
     communicator = await signed_in(personas.viewer)
     await subscribe(communicator, "workspace", personas.workspace.id)
     await database_sync_to_async(Membership.objects.filter(user=personas.viewer).delete)()
-    await emit_committed("pipeline.created", personas.workspace, ("pipeline", 7), {})
-    assert await communicator.receive_json_from() == {
+    assert await communicator.receive_json_from(timeout=3) == {
         "type": "error",
         "code": "subscription_revoked",
         "message": f"You can no longer see workspace {personas.workspace.id}.",
@@ -326,6 +325,21 @@ async def test_a_removed_member_stops_receiving_at_the_next_check(personas, monk
     await emit_committed("pipeline.created", personas.workspace, ("pipeline", 8), {})
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
+
+
+async def test_sockets_of_one_process_share_one_hub_and_each_gets_an_event_once(personas, run):
+    viewer, editor = await signed_in(personas.viewer), await signed_in(personas.editor)
+    await subscribe(viewer, "workspace", personas.workspace.id)
+    await subscribe(editor, "run", run.id)
+    await subscribe(editor, "workspace", personas.workspace.id)
+    assert set(consumers.hub().members) == {f"workspace.{personas.workspace.id}", f"run.{run.id}"}
+    await emit_committed("run.started", personas.workspace, run, {"attempt": 1})
+    for communicator in (viewer, editor):
+        assert (await communicator.receive_json_from())["event"]["type"] == "run.started"
+        assert await communicator.receive_nothing(timeout=0.2)
+    await viewer.disconnect()
+    await editor.disconnect()
+    assert consumers.hub().members == {} and consumers.hub()._tasks == []  # stopped with the last socket
 
 
 # --- the protocol's errors ------------------------------------------------------------------------------
