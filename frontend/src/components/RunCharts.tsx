@@ -32,7 +32,7 @@ export default function RunCharts({ data }: { data: ChartPoint[] }) {
   return (
     <div className="grid gap-4 lg:grid-cols-3" data-testid="charts">
       <Figure title="Runs by status" summary={`${totals.s} succeeded, ${totals.f} failed, ${totals.c} cancelled`}>
-        <BarChart data={data}>
+        <BarChart data={data} accessibilityLayer={false}>
           <CartesianGrid strokeDasharray="3 3" strokeOpacity={0.3} />
           <XAxis dataKey="label" tick={axis} minTickGap={16} />
           <YAxis allowDecimals={false} tick={axis} width={32} />
@@ -44,7 +44,7 @@ export default function RunCharts({ data }: { data: ChartPoint[] }) {
         </BarChart>
       </Figure>
       <Figure title="Rows moved" summary={`${totals.r.toLocaleString("en")} rows written`}>
-        <AreaChart data={data}>
+        <AreaChart data={data} accessibilityLayer={false}>
           <CartesianGrid strokeDasharray="3 3" strokeOpacity={0.3} />
           <XAxis dataKey="label" tick={axis} minTickGap={16} />
           <YAxis tickFormatter={short} tick={axis} width={40} />
@@ -53,12 +53,12 @@ export default function RunCharts({ data }: { data: ChartPoint[] }) {
         </AreaChart>
       </Figure>
       <Figure title="p95 duration" summary={p95s.length ? `highest ${duration(Math.max(...p95s))}` : "no finished runs"}>
-        <LineChart data={data}>
+        <LineChart data={data} accessibilityLayer={false}>
           <CartesianGrid strokeDasharray="3 3" strokeOpacity={0.3} />
           <XAxis dataKey="label" tick={axis} minTickGap={16} />
           <YAxis tickFormatter={(v: number) => `${v}s`} tick={axis} width={40} />
           <Tooltip />
-          <Line dataKey="p95" stroke={COLORS.p95} dot={false} connectNulls={false} isAnimationActive={false} />
+          <Line dataKey="p95" stroke={COLORS.p95} dot={{ r: 3 }} connectNulls={false} isAnimationActive={false} />
         </LineChart>
       </Figure>
     </div>

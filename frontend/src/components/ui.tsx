@@ -124,7 +124,7 @@ export function Card({ title, children, className = "", actions }: { title?: Rea
   return (
     <section
       aria-labelledby={title ? id : undefined}
-      className={`rounded-lg border border-slate-200 bg-white p-4 shadow-sm dark:border-slate-700 dark:bg-slate-800 ${className}`}
+      className={`min-w-0 rounded-lg border border-slate-200 bg-white p-4 shadow-sm dark:border-slate-700 dark:bg-slate-800 ${className}`}
     >
       {title || actions ? (
         <div className="mb-3 flex flex-wrap items-center justify-between gap-2">
