@@ -390,11 +390,11 @@ def _check_transform(node_id: str, node: dict[str, Any], plan: Plan, problems: l
         problems.append(Problem(str(exc), node=node_id, field=exc.field or "config"))
         return
     upstream = plan.upstream(node_id)
-    inputs = [plan.schemas[up] for up in upstream if up in plan.schemas]
+    inputs = {up: plan.schemas[up] for up in upstream if up in plan.schemas}
     if not inputs or len(inputs) != len(upstream):
         return  # an upstream problem is already reported
     try:
-        plan.schemas[node_id] = step_type.output_schema(config, inputs)
+        plan.schemas[node_id] = step_type.output_schema_for(config, inputs)
     except StepError as exc:
         problems.append(Problem(str(exc), node=node_id, field=exc.field or "config"))
 

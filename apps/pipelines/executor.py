@@ -41,6 +41,7 @@ logger = get_logger(__name__)
 
 QUEUE_DEPTH = 2
 HEARTBEAT_EVERY_S = 1.0
+CANCEL_POLL_S = 0.5
 REJECTED_BULK = 1000
 
 
@@ -146,6 +147,7 @@ class RunExecutor:
         self._stop_heartbeat = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{run.id}", daemon=True)
         self._progress_lock = threading.Lock()
+        self._cancel_checked_at = time.monotonic()
 
     # --- logging and progress ---------------------------------------------------------------------------
 
@@ -191,44 +193,93 @@ class RunExecutor:
         }
 
     def check_cancel(self) -> None:
+        # The heartbeat thread notices a cancel every second; the run's own thread also looks, at most twice a
+        # second, so a stalled heartbeat cannot make a run uncancellable.
+        now = time.monotonic()
+        if not self.cancelled.is_set() and now - self._cancel_checked_at > CANCEL_POLL_S:
+            self._cancel_checked_at = now
+            if Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                self.cancelled.set()
         if self.cancelled.is_set():
             raise RunCancelled()
 
     # --- the run -----------------------------------------------------------------------------------------
 
     def execute(self, plan: Plan) -> None:
-        now = timezone.now()
+        """Run every selected source through the graph; commit the destinations, then the states."""
+        import networkx as nx
+
+        selected = [
+            s for s in plan.order if s in plan.sources and s in (self.options.get("streams") or plan.sources)
+        ]
+        active = set(selected)
+        for source_id in selected:
+            active |= nx.descendants(plan.graph, source_id)
         for node_id in plan.order:
+            if node_id not in active:
+                continue
             node_run, _ = NodeRun.objects.update_or_create(
                 run=self.run,
                 node_id=node_id,
                 defaults={
                     "kind": plan.nodes[node_id]["kind"],
-                    "status": RunStatus.QUEUED,
+                    "status": RunStatus.RUNNING,
                     "rows_in": 0,
                     "rows_out": 0,
                     "rows_rejected": 0,
                     "bytes": 0,
                     "error": "",
-                    "started_at": None,
+                    "started_at": timezone.now(),
                     "finished_at": None,
                 },
             )
             self.node_runs[node_id] = node_run
         self._heartbeat.start()
+        started = time.monotonic()
         try:
             if self.run.attempt > 1:
                 self._remove_partial_rows(plan)
-            selected = self.options.get("streams") or list(plan.sources)
-            for source_id in plan.order:
-                if source_id in plan.sources and source_id in selected:
-                    self._run_source(plan, source_id)
-                    self.check_cancel()
+            runners: dict[str, Any] = {}
+            for node_id in plan.order:
+                if node_id in active and plan.nodes[node_id]["kind"] == "transform":
+                    node = plan.nodes[node_id]
+                    step_type = get_step_type(node["step"])
+                    inputs = {up: plan.schemas[up] for up in plan.upstream(node_id) if up in active}
+                    runners[node_id] = step_type.runner(node.get("config", {}), inputs)
+            sinks = {
+                node_id: DestinationSink(
+                    node_id=node_id,
+                    ref=plan.destinations[node_id],
+                    node=plan.nodes[node_id],
+                    schema=plan.schemas[node_id],
+                    run_id=str(self.run.id),
+                    stats=self.node_runs[node_id],
+                )
+                for node_id in plan.order
+                if node_id in active and plan.nodes[node_id]["kind"] == "destination"
+            }
+            open_inputs = {
+                node_id: {up for up in plan.upstream(node_id) if up in active} for node_id in runners
+            }
+            for sink in sinks.values():
+                sink.start()
+            states: dict[str, tuple[str, dict[str, Any]]] = {}
+            try:
+                for source_id in self._source_order(plan, selected, active):
+                    state = self._read_source(plan, source_id, runners, sinks)
+                    if state is not None:
+                        states[source_id] = state
+                    self._close(plan, source_id, runners, sinks, open_inputs)
+                results = {node_id: sink.finish() for node_id, sink in sinks.items()}
+            except BaseException:
+                for sink in sinks.values():
+                    sink.finish(abort=True)
+                raise
+            self._commit(plan, results, states, active, time.monotonic() - started)
         finally:
             self._stop_heartbeat.set()
             self._heartbeat.join()
             self._flush_progress()
-        del now
 
     def _remove_partial_rows(self, plan: Plan) -> None:
         """A retry first removes what an earlier attempt of this run may have committed to append targets."""
@@ -237,7 +288,8 @@ class RunExecutor:
             if node.get("write_mode", WriteMode.APPEND) != WriteMode.APPEND:
                 continue  # overwrite rewrites everything and merge is idempotent
             connector_type, config = connector_runtime(ref.connector)
-            removed = connector_type.remove_run_rows(config, node["table"], str(self.run.id))
+            remove = getattr(connector_type, "remove_run_rows", None)
+            removed = remove(config, node["table"], str(self.run.id)) if remove is not None else None
             if removed is None:
                 self.log(
                     "This destination cannot remove an earlier attempt's rows.",
@@ -248,12 +300,43 @@ class RunExecutor:
             if removed:
                 self.log(f"Removed {removed} rows written by an earlier attempt.", node=node_id, rows=removed)
 
-    def _reachable(self, plan: Plan, source_id: str) -> list[str]:
+    def _source_order(self, plan: Plan, selected: list[str], active: set[str]) -> list[str]:
+        """Sources in graph order, except that a step needing some inputs complete first (a join's lookup
+        side) has the sources behind those inputs read before the sources behind its other inputs."""
         import networkx as nx
 
-        return [n for n in plan.order if n in nx.descendants(plan.graph, source_id)]
+        order = nx.DiGraph()
+        order.add_nodes_from(selected)
+        for node_id in plan.order:
+            if node_id not in active or plan.nodes[node_id]["kind"] != "transform":
+                continue
+            node = plan.nodes[node_id]
+            upstream = [up for up in plan.upstream(node_id) if up in active]
+            first = get_step_type(node["step"]).input_order(node.get("config", {}), upstream)
+            if not first:
+                continue
+            before = {s for up in first for s in ({up} | nx.ancestors(plan.graph, up)) if s in selected}
+            after = {
+                s
+                for up in upstream
+                if up not in first
+                for s in ({up} | nx.ancestors(plan.graph, up))
+                if s in selected
+            }
+            if before & after:
+                raise ConfigurationError(
+                    f"Node '{node_id}': one source feeds both the inputs it needs first and the others."
+                )
+            order.add_edges_from((b, a) for b in before for a in after)
+        if not nx.is_directed_acyclic_graph(order):
+            raise ConfigurationError("The steps' input orders contradict each other.")
+        rank = {node_id: i for i, node_id in enumerate(plan.order)}
+        return list(nx.lexicographical_topological_sort(order, key=lambda n: rank[n]))
 
-    def _run_source(self, plan: Plan, source_id: str) -> None:
+    def _read_source(
+        self, plan: Plan, source_id: str, runners: dict[str, Any], sinks: dict[str, DestinationSink]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Read one source through the graph. Returns (stream, state) to commit once the writes have."""
         source = plan.sources[source_id]
         node = plan.nodes[source_id]
         connector_type, config = connector_runtime(source.connector.connector)
@@ -265,50 +348,20 @@ class RunExecutor:
         if incremental and node.get("cursor_field"):
             stream = dataclasses.replace(stream, cursor_field=node["cursor_field"])
         saved = StreamState.objects.filter(pipeline=self.pipeline, node_id=source_id).first()
-        backfill = (
-            self.options.get("backfill")
-            if (self.options.get("backfill") or {}).get("node") == source_id
-            else None
-        )
+        backfill_option = self.options.get("backfill") or {}
+        backfill = backfill_option if backfill_option.get("node") == source_id else None
         if backfill:
             state: dict[str, Any] | None = {"cursor": backfill["from"]}
         elif incremental and not self.options.get("full_refresh") and saved is not None:
             state = saved.state
         else:
             state = None
-
-        downstream = self._reachable(plan, source_id)
-        transforms = {n: plan.nodes[n] for n in downstream if plan.nodes[n]["kind"] == "transform"}
-        steps = {}
-        for node_id, tnode in transforms.items():
-            step_type = get_step_type(tnode["step"])
-            steps[node_id] = (step_type, step_type.validate_config(tnode.get("config", {})))
-        sinks: dict[str, DestinationSink] = {}
-        for node_id in downstream:
-            if plan.nodes[node_id]["kind"] == "destination":
-                sinks[node_id] = DestinationSink(
-                    node_id=node_id,
-                    ref=plan.destinations[node_id],
-                    node=plan.nodes[node_id],
-                    schema=plan.schemas[node_id],
-                    run_id=str(self.run.id),
-                    stats=self.node_runs[node_id],
-                )
-        started = time.monotonic()
-        for node_id in (source_id, *downstream):
-            self.node_runs[node_id].status = RunStatus.RUNNING
-            self.node_runs[node_id].started_at = timezone.now()
-            NodeRun.objects.filter(pk=self.node_runs[node_id].pk).update(
-                status=RunStatus.RUNNING, started_at=timezone.now()
-            )
-        for sink in sinks.values():
-            sink.start()
         self.log(f"Reading stream '{stream.name}'.", node=source_id, state=state or {})
         events.emit("node.started", self.run.workspace_id, ("run", self.run.id), {"node": source_id})
 
         pending_state: dict[str, Any] | None = None
-        reader = connector_type.read(config, stream, state)
         upper = backfill.get("to") if backfill else None
+        reader = connector_type.read(config, stream, state)
         try:
             for item in reader:
                 self.check_cancel()
@@ -316,72 +369,106 @@ class RunExecutor:
                     batch = item
                     if upper is not None and stream.cursor_field:
                         batch = _below(batch, stream.cursor_field, upper)
-                    self.node_runs[source_id].rows_out += batch.num_rows
                     self.node_runs[source_id].rows_in += item.num_rows
-                    self._push(plan, source_id, batch, steps, sinks)
+                    self.node_runs[source_id].rows_out += batch.num_rows
+                    self._push(plan, source_id, batch, runners, sinks)
                 elif isinstance(item, RejectedRows):
                     self._quarantine(source_id, item)
                 elif isinstance(item, StateCheckpoint):
                     pending_state = item.state
-            results = {node_id: sink.finish() for node_id, sink in sinks.items()}
-        except BaseException:
-            for sink in sinks.values():
-                sink.finish(abort=True)
-            raise
         finally:
             close = getattr(reader, "close", None)
             if close is not None:
                 close()
+        if incremental and pending_state is not None and not backfill:
+            return stream.name, pending_state
+        return None
 
+    def _close(
+        self,
+        plan: Plan,
+        node_id: str,
+        runners: dict[str, Any],
+        sinks: dict[str, DestinationSink],
+        open_inputs: dict[str, set[str]],
+    ) -> None:
+        """`node_id` will send nothing more: tell the steps below it, and close them in turn once all their
+        inputs are done (a buffering step emits then)."""
+        for child in plan.downstream(node_id):
+            if child not in runners:
+                continue
+            for output in runners[child].end(node_id):
+                self._emit(plan, child, output, runners, sinks)
+            open_inputs[child].discard(node_id)
+            if not open_inputs[child]:
+                self._close(plan, child, runners, sinks, open_inputs)
+
+    def _push(
+        self,
+        plan: Plan,
+        node_id: str,
+        batch: Batch,
+        runners: dict[str, Any],
+        sinks: dict[str, DestinationSink],
+    ) -> None:
+        for child in plan.downstream(node_id):
+            if child in sinks:
+                sinks[child].put(batch)
+            elif child in runners:
+                self.node_runs[child].rows_in += batch.num_rows
+                for output in runners[child].feed(node_id, batch):
+                    self._emit(plan, child, output, runners, sinks)
+
+    def _emit(
+        self,
+        plan: Plan,
+        node_id: str,
+        output: Any,
+        runners: dict[str, Any],
+        sinks: dict[str, DestinationSink],
+    ) -> None:
+        if output.rejected:
+            self._quarantine(node_id, RejectedRows(stream=output.batch.stream, rows=tuple(output.rejected)))
+        self.node_runs[node_id].rows_out += output.batch.num_rows
+        if output.batch.num_rows:
+            self._push(plan, node_id, output.batch, runners, sinks)
+
+    def _commit(
+        self,
+        plan: Plan,
+        results: dict[str, Any],
+        states: dict[str, tuple[str, dict[str, Any]]],
+        active: set[str],
+        elapsed: float,
+    ) -> None:
         for node_id, result in results.items():
             nr = self.node_runs[node_id]
             nr.rows_out = result.rows_written if result is not None else nr.rows_in
             nr.bytes = getattr(result, "bytes_sent", 0) or 0
-            self.log(
-                f"Wrote {nr.rows_out} rows to {getattr(result, 'table', plan.nodes[node_id]['table'])}.",
-                node=node_id,
-            )
-        elapsed = time.monotonic() - started
+            table = getattr(result, "table", plan.nodes[node_id]["table"])
+            self.log(f"Wrote {nr.rows_out} rows to {table}.", node=node_id)
         with transaction.atomic():
-            # The destinations have committed: only now may the stream's position move forward.
-            if incremental and pending_state is not None and not backfill:
+            # Every destination has committed: only now may the sources' positions move forward.
+            for source_id, (stream_name, state) in states.items():
                 StreamState.objects.update_or_create(
                     pipeline=self.pipeline,
                     node_id=source_id,
-                    defaults={"stream": stream.name, "state": pending_state, "run": self.run},
+                    defaults={"stream": stream_name, "state": state, "run": self.run},
                 )
-            for node_id in (source_id, *downstream):
+            now = timezone.now()
+            for node_id in active:
                 nr = self.node_runs[node_id]
                 nr.status = RunStatus.SUCCEEDED
-                nr.finished_at = timezone.now()
+                nr.finished_at = now
                 nr.duration_s = round(elapsed, 3)
                 nr.save()
-            written = sum(self.node_runs[n].rows_out for n in sinks)
+            read = sum(self.node_runs[n].rows_out for n in active if plan.nodes[n]["kind"] == "source")
+            written = sum(self.node_runs[n].rows_out for n in results)
+            rejected = sum(nr.rows_rejected for nr in self.node_runs.values())
             Run.objects.filter(pk=self.run.pk).update(
-                rows_read=self.run.rows_read + self.node_runs[source_id].rows_out,
-                rows_written=self.run.rows_written + written,
-                rows_rejected=sum(nr.rows_rejected for nr in self.node_runs.values()),
+                rows_read=read, rows_written=written, rows_rejected=rejected
             )
-            self.run.rows_read += self.node_runs[source_id].rows_out
-            self.run.rows_written += written
-
-    def _push(
-        self, plan: Plan, node_id: str, batch: Batch, steps: dict[str, Any], sinks: dict[str, DestinationSink]
-    ) -> None:
-        for child in plan.downstream(node_id):
-            kind = plan.nodes[child]["kind"]
-            if kind == "destination":
-                sinks[child].put(batch)
-                continue
-            step_type, config = steps[child]
-            nr = self.node_runs[child]
-            nr.rows_in += batch.num_rows
-            output = step_type.apply(config, batch, plan.schemas[node_id])
-            if output.rejected:
-                self._quarantine(child, RejectedRows(stream=batch.stream, rows=tuple(output.rejected)))
-            nr.rows_out += output.batch.num_rows
-            if output.batch.num_rows:
-                self._push(plan, child, output.batch, steps, sinks)
+            self.run.rows_read, self.run.rows_written, self.run.rows_rejected = read, written, rejected
 
     def _quarantine(self, node_id: str, rejected: RejectedRows) -> None:
         records = [
@@ -489,6 +576,8 @@ def _requeue(run: Run, error: str) -> bool:
 
 
 def _is_transient(exc: BaseException) -> bool:
+    """Whether retrying may help: a lost or refused connection, a timeout. Connectors wrap driver errors in
+    ConnectorError for a clean message (`raise … from None`), so the original is looked for in the chain."""
     import psycopg
 
     transient: tuple[type[BaseException], ...] = (psycopg.OperationalError, ConnectionError, TimeoutError)
@@ -498,9 +587,20 @@ def _is_transient(exc: BaseException) -> bool:
         transient = (*transient, httpx.TransportError)
     except ImportError:  # pragma: no cover
         pass
-    if isinstance(exc, ConnectorError):
-        return bool(getattr(exc, "transient", False))
-    return isinstance(exc, transient) or isinstance(exc.__cause__, transient)
+    try:
+        import pymysql
+
+        transient = (*transient, pymysql.err.OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if getattr(seen, "transient", False) or isinstance(seen, transient):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def run_execute(*, run_id: int, attempt: int) -> str:
@@ -535,18 +635,15 @@ def run_execute(*, run_id: int, attempt: int) -> str:
         _finish(run, RunStatus.FAILED, error=message, error_kind="time_limit")
         return RunStatus.FAILED
     except CONFIG_ERRORS as exc:
-        message = _message(exc)
-        executor.log(message, level=LogLevel.ERROR)
-        _finish(run, RunStatus.FAILED, error=message, error_kind="config")
-        return RunStatus.FAILED
-    except Exception as exc:
-        message = _message(exc)
-        if _is_transient(exc):
-            executor.log(f"Transient failure: {message}", level=LogLevel.ERROR)
-            if run.attempt < run.max_attempts and _requeue(run, message):
-                return RunStatus.QUEUED
-            _finish(run, RunStatus.FAILED, error=message, error_kind="transient")
+        if not _is_transient(exc):
+            message = _message(exc)
+            executor.log(message, level=LogLevel.ERROR)
+            _finish(run, RunStatus.FAILED, error=message, error_kind="config")
             return RunStatus.FAILED
+        return _transient_failure(run, executor, exc)
+    except Exception as exc:
+        if _is_transient(exc):
+            return _transient_failure(run, executor, exc)
         logger.exception("pipeline_run_crashed", run_id=run.id)
         executor.log(f"Internal error: {type(exc).__name__}.", level=LogLevel.ERROR)
         _finish(run, RunStatus.FAILED, error=f"Internal error ({type(exc).__name__}).", error_kind="internal")
@@ -555,6 +652,15 @@ def run_execute(*, run_id: int, attempt: int) -> str:
     if _finish(run, RunStatus.SUCCEEDED):
         trigger_dependents(pipeline=run.pipeline)
     return RunStatus.SUCCEEDED
+
+
+def _transient_failure(run: Run, executor: RunExecutor, exc: BaseException) -> str:
+    message = _message(exc)
+    executor.log(f"Transient failure: {message}", level=LogLevel.ERROR)
+    if run.attempt < run.max_attempts and _requeue(run, message):
+        return RunStatus.QUEUED
+    _finish(run, RunStatus.FAILED, error=message, error_kind="transient")
+    return RunStatus.FAILED
 
 
 def _message(exc: BaseException) -> str:

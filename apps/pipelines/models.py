@@ -98,6 +98,7 @@ class RunTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
     DEPENDENCY = "dependency", "Dependency"
     CLI = "cli", "Command line"
+    WEBHOOK = "webhook", "Incoming webhook"
 
 
 class Run(models.Model):

@@ -18,7 +18,7 @@ import datetime as dt
 import decimal
 import difflib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -158,6 +158,52 @@ class StepType(Generic[ConfigT]):
 
     def _apply(self, config: ConfigT, batch: Batch, schema: StreamSchema) -> StepOutput:
         raise NotImplementedError
+
+    # --- running inside a pipeline ---------------------------------------------------------------------
+    #
+    # The executor pushes batches: for each transform node it makes one runner per run and calls
+    # `feed(input_id, batch)` for each batch arriving from the upstream node `input_id`, then
+    # `end(input_id)` once that input is exhausted. Streaming steps (the default runner) transform each batch
+    # as it comes. A step that must see more than one batch (sort, aggregate, deduplicate across the stream)
+    # or combine inputs (union, join) returns its own runner from `runner()`, holds what it must and emits
+    # from `feed`/`end`; it sets `buffers = True` and says in its description what it holds.
+
+    def output_schema_for(
+        self, config: ConfigT | dict[str, Any], inputs: dict[str, StreamSchema]
+    ) -> StreamSchema:
+        """`output_schema` with the inputs named by their upstream node ids (in edge order). Steps whose
+        config names an input (a join's lookup side) override this; the default ignores the names."""
+        return self.output_schema(config, list(inputs.values()))
+
+    def input_order(self, config: ConfigT | dict[str, Any], input_ids: list[str]) -> list[str]:
+        """Inputs that must be exhausted before the others start, in order (a join's lookup side). The
+        executor reads the sources behind them first. Default: no constraint."""
+        return []
+
+    def runner(self, config: ConfigT | dict[str, Any], inputs: dict[str, StreamSchema]) -> StepRunner:
+        return StreamingRunner(self, self._config(config), inputs)
+
+
+class StepRunner:
+    """One transform node during one run. See `StepType.runner`."""
+
+    def feed(self, input_id: str, batch: Batch) -> Iterable[StepOutput]:
+        raise NotImplementedError
+
+    def end(self, input_id: str) -> Iterable[StepOutput]:
+        return ()
+
+
+class StreamingRunner(StepRunner):
+    """Each batch in, one batch out: the runner of every step that needs nothing but the batch at hand."""
+
+    def __init__(self, step: StepType[Any], config: Any, inputs: dict[str, StreamSchema]) -> None:
+        self.step = step
+        self.config = config
+        self.inputs = inputs
+
+    def feed(self, input_id: str, batch: Batch) -> Iterable[StepOutput]:
+        yield self.step.apply(self.config, batch, self.inputs[input_id])
 
 
 # --- registry ------------------------------------------------------------------------------------------

@@ -575,9 +575,7 @@ def pipeline_trigger_fire(*, trigger: PipelineTrigger, payload: Any) -> Any:
     unknown = sorted(set(payload) - set(RUN_OPTION_KEYS))
     if unknown:
         raise ValidationError({k: ["Unknown run option."] for k in unknown})
-    # RunTrigger has no "webhook" value (the pipelines app owns it): the run counts as manual, and the
-    # run.queued event and this app's log line say which trigger started it.
-    run = run_start(pipeline=trigger.pipeline, trigger=RunTrigger.MANUAL, options=dict(payload))
+    run = run_start(pipeline=trigger.pipeline, trigger=RunTrigger.WEBHOOK, options=dict(payload))
     PipelineTrigger.objects.filter(pk=trigger.pk).update(last_triggered_at=timezone.now())
     logger.info(
         "pipeline_trigger_fired", trigger_id=trigger.id, pipeline_id=trigger.pipeline_id, run_id=run.id

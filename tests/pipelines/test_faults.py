@@ -115,15 +115,24 @@ def test_cancel_mid_run_drops_staging_and_leaves_the_table_untouched(big_pipelin
 
 
 @pytest.fixture
-def separate_server(tmp_path):
-    """A PostgreSQL server of the test's own, so it can be stopped in the middle of a load."""
+def separate_server():
+    """A PostgreSQL server of the test's own, so it can be stopped in the middle of a load. Its data lives
+    under var/test/ (pytest's tmp_path sits in a 0700 directory the server's system user may not enter)."""
+    import secrets
+    import shutil
+
+    from django.conf import settings as django_settings
+
     from aggregator.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres(tmp_path / "dest-pg", settings={"fsync": "off"})
+    data_dir = django_settings.BASE_DIR / "var" / "test" / f"dest-pg-{secrets.token_hex(4)}"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedPostgres(data_dir, settings={"fsync": "off"})
     server.start()
     server.ensure_database("dest")
     yield server
     server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_destination_database_stopping_mid_load_never_leaves_the_live_table_empty_or_half_written(

@@ -80,7 +80,7 @@ def test_a_signed_trigger_starts_a_run_with_the_payload_options(
     }
     assert (run.pipeline_id, run.trigger, run.options) == (
         pipeline.id,
-        "manual",
+        "webhook",
         {"full_refresh": True, "streams": ["flights"]},
     )
     trigger.refresh_from_db()

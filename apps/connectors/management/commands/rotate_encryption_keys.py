@@ -48,6 +48,15 @@ class Command(BaseCommand):
             f"undecryptable {counts['failed']}."
         )
         logger.info("encryption_keys_rotated", dry_run=dry_run, **counts)
+        # Webhook, trigger and push-stream secrets are sealed with the same keys.
+        from apps.webhooks.services import secrets_reencrypt
+
+        hooks = secrets_reencrypt(dry_run=dry_run)
+        self.stdout.write(
+            f"Webhooks: {verb} {hooks['rotated']}, already current {hooks['current']}, "
+            f"undecryptable {hooks['failed']}."
+        )
+        counts["failed"] += hooks["failed"]
         if counts["failed"]:
             raise CommandError(
                 f"{counts['failed']} connector(s) could not be decrypted with any configured key; "
