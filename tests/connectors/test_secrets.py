@@ -112,7 +112,9 @@ def test_key_rotation_keeps_connectors_working_and_is_idempotent(
 
     again = StringIO()
     call_command("rotate_encryption_keys", stdout=again)
-    assert again.getvalue().splitlines()[0] == "Connectors: re-encrypted 0, already current 1, undecryptable 0."
+    assert (
+        again.getvalue().splitlines()[0] == "Connectors: re-encrypted 0, already current 1, undecryptable 0."
+    )
     assert Connector.objects.get(id=pg_connector.id).secrets_encrypted == after
 
     settings.AGGREGATOR_ENCRYPTION_KEYS = [new_key]  # the old key retired
