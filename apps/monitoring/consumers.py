@@ -60,6 +60,7 @@ GROUP_RENEW_EVERY_S = 3600.0
 # again within this window is the second copy, not news.
 DEDUPE_WINDOW_S = 2.0
 DEDUPE_MAX = 1024
+RETRY_AFTER_S = 0.5
 # Not configured, on purpose: get_channel_layer() returns None for it, so a socket never receives from
 # Redis itself — the process's hub (below) does, once for all of them.
 NO_CHANNEL_LAYER = "live-status-sockets-receive-through-the-hub"
@@ -300,13 +301,20 @@ class Hub:
 
     async def _receive(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
-            queue.put_nowait(await self.layer.receive(self.channel))
+            try:
+                queue.put_nowait(await self.layer.receive(self.channel))
+            except Exception:  # Redis away for a moment: keep trying, or every socket here goes silent
+                logger.warning("live_status_receive_failed", exc_info=True)
+                await asyncio.sleep(RETRY_AFTER_S)
 
     async def _renew_groups(self) -> None:
         while True:
             await asyncio.sleep(GROUP_RENEW_EVERY_S)
-            for group in list(self.members):
-                await self.layer.group_add(group, self.channel)
+            try:
+                for group in list(self.members):
+                    await self.layer.group_add(group, self.channel)
+            except Exception:
+                logger.warning("live_status_group_renew_failed", exc_info=True)
 
     async def _deliver(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
