@@ -178,13 +178,15 @@ def test_dashboard_queries_partitioned_vs_flat(loaded):
     last_30 = metrics.Window(end - timedelta(days=DAYS), end)
     one = [3]
     every = list(range(1, WORKSPACES + 1))
+    series, summary = metrics.run_series_sql, metrics.run_summary_sql
+    per_pipeline = {"group_by": "pipeline"}
     cases = [
-        ("24 h, hourly series, 1 workspace", metrics.run_series_sql, last_day, one, {"bucket": "hour"}),
-        ("24 h, per-pipeline summary, 1 workspace", metrics.run_summary_sql, last_day, one, {"group_by": "pipeline"}),
-        ("30 d, daily series, 1 workspace", metrics.run_series_sql, last_30, one, {"bucket": "day"}),
-        ("30 d, per-pipeline summary, 1 workspace", metrics.run_summary_sql, last_30, one, {"group_by": "pipeline"}),
-        ("30 d, per-pipeline summary, all 20 workspaces", metrics.run_summary_sql, last_30, every, {"group_by": "pipeline"}),
-    ]  # fmt: skip
+        ("24 h, hourly series, 1 workspace", series, last_day, one, {"bucket": "hour"}),
+        ("24 h, per-pipeline summary, 1 workspace", summary, last_day, one, per_pipeline),
+        ("30 d, daily series, 1 workspace", series, last_30, one, {"bucket": "day"}),
+        ("30 d, per-pipeline summary, 1 workspace", summary, last_30, one, per_pipeline),
+        ("30 d, per-pipeline summary, all 20 workspaces", summary, last_30, every, per_pipeline),
+    ]
     print(f"\n{'query':<48} {'partitioned':>12} {'flat table':>11}  partitions planned")
     for label, build, window, workspaces, extra in cases:
         sql, params = build(workspace_ids=workspaces, pipeline_id=None, window=window, **extra)
