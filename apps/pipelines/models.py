@@ -240,6 +240,9 @@ class RejectedRecord(models.Model):
     reason = models.TextField()
     raw = models.JSONField(default=dict)
     source = models.CharField(max_length=500, blank=True, default="")
+    rule = models.CharField(
+        max_length=100, blank=True, default="", help_text="The validation rule's id; blank for bad input."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -248,3 +251,65 @@ class RejectedRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id}: {self.reason[:60]}"
+
+
+# Quality reports and profiles live here beside RejectedRecord rather than in apps/transformations: they are
+# records of one run (deleted with it, read through the same workspace-scoped run selector), while the
+# transformations app stays a library of pure functions that knows nothing of runs.
+
+
+class QualityStatus(models.TextChoices):
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed the run"
+    REJECTED = "rejected", "Rows rejected"
+    WARNED = "warned", "Warned"
+
+
+class QualityResult(models.Model):
+    """One validation rule of one node, evaluated over one run: the rows it checked, passed and failed."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="quality_results")
+    node_id = models.CharField(max_length=100)
+    rule_id = models.CharField(max_length=100)
+    rule_type = models.CharField(max_length=32)
+    action = models.CharField(max_length=8)
+    columns = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=QualityStatus.choices)
+    checked = models.BigIntegerField(default=0)
+    passed = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    warned = models.BigIntegerField(default=0)
+    observed = models.JSONField(
+        null=True, blank=True, help_text="row_count: the count; freshness: the latest."
+    )
+    sample = models.JSONField(default=list, blank=True, help_text="A few failing values.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "node_id", "rule_id"], name="pipelines_quality_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}.{self.rule_id}: {self.status}"
+
+
+class NodeProfile(models.Model):
+    """The profile of one node's output in one run (see apps/transformations/profiling.py)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="profiles")
+    node_id = models.CharField(max_length=100)
+    rows = models.BigIntegerField(default=0, help_text="Rows profiled.")
+    complete = models.BooleanField(default=True, help_text="False when the row cap cut the profile short.")
+    row_cap = models.BigIntegerField(null=True, blank=True)
+    columns = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="pipelines_profile_unique")]
+
+    def __str__(self) -> str:
+        return f"profile of {self.node_id} in run {self.run_id}"
