@@ -19,10 +19,14 @@ from aggregator.dataplane import StreamSchema, SyncMode, WriteMode
 
 NODE_KINDS = ("source", "transform", "destination")
 MAX_NODES = 500
+# Every kind may also carry `rules` (validation rules on its output) and `profile` (profile its output).
+_QUALITY_KEYS = {"rules", "profile"}
 _NODE_KEYS = {
-    "source": {"id", "kind", "connector", "stream", "sync_mode", "cursor_field", "position", "label"},
-    "transform": {"id", "kind", "step", "config", "position", "label"},
-    "destination": {"id", "kind", "connector", "table", "write_mode", "primary_key", "position", "label"},
+    "source": {"id", "kind", "connector", "stream", "sync_mode", "cursor_field", "position", "label"}
+    | _QUALITY_KEYS,
+    "transform": {"id", "kind", "step", "config", "position", "label"} | _QUALITY_KEYS,
+    "destination": {"id", "kind", "connector", "table", "write_mode", "primary_key", "position", "label"}
+    | _QUALITY_KEYS,
 }
 
 
@@ -275,6 +279,7 @@ def validate_definition(
             _check_transform(node_id, node, plan, problems)
         else:
             _check_destination(node_id, node, plan, connector_lookup, problems)
+        _check_quality(node_id, node, plan, problems)
 
     if not any(n["kind"] == "source" for n in nodes.values()) and nodes:
         problems.append(Problem("A pipeline needs at least one source.", field="nodes"))
@@ -397,6 +402,19 @@ def _check_transform(node_id: str, node: dict[str, Any], plan: Plan, problems: l
         plan.schemas[node_id] = step_type.output_schema_for(config, inputs)
     except StepError as exc:
         problems.append(Problem(str(exc), node=node_id, field=exc.field or "config"))
+
+
+def _check_quality(node_id: str, node: dict[str, Any], plan: Plan, problems: list[Problem]) -> None:
+    """The node's validation rules against its output schema, and its `profile` flag."""
+    from apps.transformations.quality import validate_rules
+
+    if "profile" in node and not isinstance(node["profile"], bool):
+        problems.append(Problem("`profile` must be true or false.", node=node_id, field="profile"))
+    if "rules" not in node:
+        return
+    # Without a schema (a problem upstream or in the node, already reported) only the configs are checked.
+    _, found = validate_rules(node["rules"], plan.schemas.get(node_id))
+    problems.extend(Problem(message, node=node_id, field=path) for path, message in found)
 
 
 def _check_destination(
