@@ -130,6 +130,22 @@ class IsNull(Node):
     negated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    """A call of one of the built-in FUNCTIONS (the name is lower-case; nothing else can be called)."""
+
+    name: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Case(Node):
+    """`case when c1 then v1 [when ...] [else d] end`; a null condition counts as false, as in SQL."""
+
+    whens: tuple[tuple[Node, Node], ...]
+    default: Node | None = None
+
+
 # Binding strength. Comparisons (including `in` and `is null`) share one level and do not chain.
 _OR, _AND, _NOT, _CMP, _SUM, _PRODUCT, _UNARY, _ATOM = range(1, 9)
 
@@ -153,7 +169,9 @@ _BINARY_OPS: dict[str, tuple[int, str]] = {
 COMPARISON_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
 ARITHMETIC_OPS = frozenset({"+", "-", "*", "/", "%"})
 BOOLEAN_OPS = frozenset({"and", "or"})
-KEYWORDS = frozenset({"and", "or", "not", "in", "is", "null", "true", "false"})
+KEYWORDS = frozenset(
+    {"and", "or", "not", "in", "is", "null", "true", "false", "case", "when", "then", "else", "end"}
+)
 
 # --- tokenizer -----------------------------------------------------------------------------------------
 
@@ -300,7 +318,7 @@ class _Parser:
         tok = self.peek()
         if tok.kind != "eof":
             if tok.kind == "op" and tok.value == "(":
-                raise ExpressionError("function calls are not supported", tok.pos)
+                raise ExpressionError("only a function name can be called", tok.pos)
             raise ExpressionError(f"unexpected {_describe(tok)}", tok.pos)
         return node
 
@@ -370,7 +388,7 @@ class _Parser:
             return Literal(tok.value, FieldType.STRING, pos=tok.pos), 1
         if tok.kind == "ident":
             if self.peek().kind == "op" and self.peek().value == "(":
-                raise ExpressionError(f"function calls are not supported ('{tok.value}')", tok.pos)
+                return self.call(tok, depth)
             return Column(tok.value, pos=tok.pos), 1
         if tok.kind == "kw":
             if tok.value == "true" or tok.value == "false":
@@ -380,6 +398,8 @@ class _Parser:
             if tok.value == "not":
                 operand, height = self.expr(_NOT, depth + 1)
                 return Unary("not", operand, pos=tok.pos), height + 1
+            if tok.value == "case":
+                return self.case(tok, depth)
         if tok.kind == "op":
             if tok.value == "(":
                 node, height = self.expr(0, depth + 1)
@@ -393,6 +413,59 @@ class _Parser:
         if tok.kind == "eof":
             raise ExpressionError("unexpected end of the expression", tok.pos, hint="expected a value")
         raise ExpressionError(f"expected a value, found {_describe(tok)}", tok.pos)
+
+    def call(self, tok: _Tok, depth: int) -> tuple[Node, int]:
+        if self.src.text[tok.offset] == "`":
+            raise ExpressionError(
+                f"only a function name can be called, not the column '{tok.value}'", tok.pos
+            )
+        name = tok.value.lower()
+        if name not in FUNCTIONS:
+            close = difflib.get_close_matches(name, list(FUNCTIONS), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else None
+            raise ExpressionError(f"unknown function '{tok.value}'", tok.pos, hint=hint)
+        self.expect("op", "(")
+        args: list[Node] = []
+        height = 0
+        if not (self.peek().kind == "op" and self.peek().value == ")"):
+            while True:
+                arg, arg_height = self.expr(0, depth + 1)
+                args.append(arg)
+                height = max(height, arg_height)
+                if self.peek().kind == "op" and self.peek().value == ",":
+                    self.advance()
+                    continue
+                break
+        self.expect("op", ")")
+        low, high = FUNCTIONS[name].arity
+        if len(args) < low or (high is not None and len(args) > high):
+            wanted = f"{low}" if low == high else (f"{low} or more" if high is None else f"{low} to {high}")
+            raise ExpressionError(
+                f"'{name}' takes {wanted} argument(s), got {len(args)}",
+                tok.pos,
+                hint=f"usage: {FUNCTIONS[name].usage}",
+            )
+        return Call(name, tuple(args), pos=tok.pos), height + 1
+
+    def case(self, tok: _Tok, depth: int) -> tuple[Node, int]:
+        whens: list[tuple[Node, Node]] = []
+        height = 0
+        while self.peek().kind == "kw" and self.peek().value == "when":
+            self.advance()
+            condition, h1 = self.expr(0, depth + 1)
+            self.expect("kw", "then")
+            value, h2 = self.expr(0, depth + 1)
+            whens.append((condition, value))
+            height = max(height, h1, h2)
+        if not whens:
+            raise ExpressionError(f"expected 'when', found {_describe(self.peek())}", self.peek().pos)
+        default: Node | None = None
+        if self.peek().kind == "kw" and self.peek().value == "else":
+            self.advance()
+            default, h3 = self.expr(0, depth + 1)
+            height = max(height, h3)
+        self.expect("kw", "end")
+        return Case(tuple(whens), default, pos=tok.pos), height + 1
 
     def number(self, tok: _Tok, *, negative: bool, pos: Position | None = None) -> Literal:
         text = tok.value
@@ -483,6 +556,16 @@ def _format(node: Node) -> tuple[str, int]:
     if isinstance(node, IsNull):
         keyword = "is not null" if node.negated else "is null"
         return f"{wrap(node.operand, _CMP + 1)} {keyword}", _CMP
+    if isinstance(node, Call):
+        return f"{node.name}({', '.join(_format(arg)[0] for arg in node.args)})", _ATOM
+    if isinstance(node, Case):
+        parts = ["case"]
+        for condition, value in node.whens:
+            parts += ["when", _format(condition)[0], "then", _format(value)[0]]
+        if node.default is not None:
+            parts += ["else", _format(node.default)[0]]
+        parts.append("end")
+        return " ".join(parts), _ATOM
     raise TypeError(f"not an expression node: {node!r}")
 
 
@@ -567,7 +650,38 @@ class _Checker:
         if isinstance(node, IsNull):
             self.check(node.operand)
             return FieldType.BOOLEAN
+        if isinstance(node, Call):
+            types = [self.check(arg) for arg in node.args]
+            return FUNCTIONS[node.name].check(self, node, types)
+        if isinstance(node, Case):
+            values: list[tuple[Node, _Type]] = []
+            for condition, value in node.whens:
+                self._need_boolean(condition, self.check(condition), "when")
+                values.append((value, self.check(value)))
+            if node.default is not None:
+                values.append((node.default, self.check(node.default)))
+            return self.unify(values, node.pos, "case")
         raise TypeError(f"not an expression node: {node!r}")
+
+    def unify(self, values: list[tuple[Node, _Type]], pos: Position, what: str) -> _Type:
+        """The one type that values of these types share: integers and numbers mix (as numbers), null
+        goes with anything; anything else must be alike."""
+        types = [t for _, t in values if t is not _Special.NULL]
+        if not types:
+            return _Special.NULL
+        if _Special.ANY in types:
+            return _Special.ANY
+        if all(t in _NUMERIC for t in types):
+            return FieldType.NUMBER if FieldType.NUMBER in types else FieldType.INTEGER
+        first_node, first = next((n, t) for n, t in values if t is not _Special.NULL)
+        for other_node, other in values:
+            if other is not _Special.NULL and other != first:
+                raise ExpressionError(
+                    f"'{what}' cannot mix {_describe_node(first_node, first)} with "
+                    f"{_describe_node(other_node, other)}",
+                    other_node.pos,
+                )
+        return first
 
     def _column(self, node: Column) -> _Type:
         if self.schema is None:
@@ -681,9 +795,11 @@ def _arrow_type(t: _Type) -> pa.DataType | None:
 
 
 class _Compiler:
-    def __init__(self, checker: _Checker) -> None:
+    def __init__(self, checker: _Checker, now: dt.datetime | None = None) -> None:
         self.types = checker.types
         self.coerced = checker.coerced
+        # `now()` is one instant for the whole run (its start), so every batch sees the same value.
+        self.now = now or dt.datetime.now(tz=dt.UTC)
 
     def compile(self, node: Node, want: pa.DataType | None = None) -> pc.Expression:
         """`want` is the Arrow type the parent needs; it types the nulls (Arrow's boolean kernels have
@@ -708,6 +824,17 @@ class _Compiler:
         if isinstance(node, IsNull):
             operand = self.compile(node.operand)
             return pc.is_valid(operand) if node.negated else pc.is_null(operand)
+        if isinstance(node, Call):
+            return FUNCTIONS[node.name].compile(self, node, t)
+        if isinstance(node, Case):
+            arrow_type = _arrow_type(t)
+            result = (
+                self._as(node.default, arrow_type) if node.default is not None else _const(None, arrow_type)
+            )
+            for condition, value in reversed(node.whens):
+                test = pc.coalesce(self.compile(condition, pa.bool_()), _const(False))
+                result = pc.if_else(test, self._as(value, arrow_type), result)
+            return result
         raise TypeError(f"not an expression node: {node!r}")
 
     def _as(self, node: Node, arrow_type: pa.DataType | None) -> pc.Expression:
@@ -785,12 +912,14 @@ class _Compiler:
         return pc.if_else(pc.is_null(operand), _const(None, pa.bool_()), found)
 
 
-def compile_expr(node: Node, schema: StreamSchema | None = None) -> pc.Expression:
+def compile_expr(
+    node: Node, schema: StreamSchema | None = None, *, now: dt.datetime | None = None
+) -> pc.Expression:
     """A vectorised Arrow expression for the tree. With a schema the tree is type-checked first (raising
     ExpressionError) and string literals compared with date/datetime columns become dates; without one,
     column types are whatever the table holds and Arrow reports mismatches when it runs."""
     checker, _ = _check_tree(node, schema)
-    return _Compiler(checker).compile(node)
+    return _Compiler(checker, now).compile(node)
 
 
 def _run(
@@ -798,10 +927,11 @@ def _run(
     table: pa.Table,
     schema: StreamSchema | None,
     make: Callable[[pc.Expression], acero.Declaration],
+    now: dt.datetime | None = None,
 ) -> pa.Table:
     if schema is None:
         schema = StreamSchema.from_arrow("expression", table.schema)
-    expr = compile_expr(node, schema)
+    expr = compile_expr(node, schema, now=now)
     plan = acero.Declaration.from_sequence(
         [acero.Declaration("table_source", acero.TableSourceNodeOptions(table)), make(expr)]
     )
@@ -813,7 +943,9 @@ def _run(
         raise ExpressionError(f"cannot evaluate the expression: {exc}", node.pos) from None
 
 
-def evaluate(node: Node, table: pa.Table, schema: StreamSchema | None = None) -> pa.Array:
+def evaluate(
+    node: Node, table: pa.Table, schema: StreamSchema | None = None, *, now: dt.datetime | None = None
+) -> pa.Array:
     """The expression's value for every row of the table, as one Arrow array in row order. The schema
     defaults to the one the table's Arrow types map to."""
     result = _run(
@@ -821,10 +953,392 @@ def evaluate(node: Node, table: pa.Table, schema: StreamSchema | None = None) ->
         table,
         schema,
         lambda expr: acero.Declaration("project", acero.ProjectNodeOptions([expr], ["value"])),
+        now,
     )
     return result.column("value").combine_chunks()
 
 
-def filter_table(node: Node, table: pa.Table, schema: StreamSchema | None = None) -> pa.Table:
+def filter_table(
+    node: Node, table: pa.Table, schema: StreamSchema | None = None, *, now: dt.datetime | None = None
+) -> pa.Table:
     """The rows of the table where the condition is true (false and null are dropped), in order."""
-    return _run(node, table, schema, lambda expr: acero.Declaration("filter", acero.FilterNodeOptions(expr)))
+    return _run(
+        node, table, schema, lambda expr: acero.Declaration("filter", acero.FilterNodeOptions(expr)), now
+    )
+
+
+# --- functions -----------------------------------------------------------------------------------------
+#
+# Each function types its arguments at check time (so a mistake is reported with its position before a
+# run) and compiles to Arrow compute kernels. Arguments that configure a kernel rather than flow through
+# it (a substring's bounds, a search text, a date unit) must be literals: Arrow takes them as options.
+
+_Check = Callable[[_Checker, Call, list[_Type]], _Type]
+_Compile = Callable[[_Compiler, Call, _Type], pc.Expression]
+
+
+@dataclass(frozen=True)
+class Function:
+    arity: tuple[int, int | None]
+    usage: str
+    check: _Check
+    compile: _Compile
+
+
+_TEXT = frozenset({FieldType.STRING, FieldType.JSON})
+_DATE_UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second")
+_DIFF_UNITS = {
+    "year": pc.years_between,
+    "quarter": pc.quarters_between,
+    "month": pc.month_interval_between,  # not used: see _diff
+    "week": pc.weeks_between,
+    "day": pc.days_between,
+    "hour": pc.hours_between,
+    "minute": pc.minutes_between,
+    "second": pc.seconds_between,
+}
+_TIME_OF_DAY_UNITS = frozenset({"hour", "minute", "second"})
+
+
+def _arg_error(call: Call, index: int, wants: str, t: _Type) -> ExpressionError:
+    arg = call.args[index]
+    return ExpressionError(
+        f"argument {index + 1} of '{call.name}' must be {wants}, got {_describe_node(arg, t)}",
+        arg.pos,
+        hint=f"usage: {FUNCTIONS[call.name].usage}",
+    )
+
+
+def _want(call: Call, types: list[_Type], index: int, allowed: frozenset[FieldType], wants: str) -> None:
+    t = types[index]
+    if t in (_Special.NULL, _Special.ANY) or t in allowed:
+        return
+    raise _arg_error(call, index, wants, t)
+
+
+def _literal(call: Call, index: int, kind: type, wants: str) -> object:
+    arg = call.args[index]
+    if (
+        not isinstance(arg, Literal)
+        or not isinstance(arg.value, kind)
+        or isinstance(arg.value, bool) != (kind is bool)
+    ):
+        raise ExpressionError(
+            f"argument {index + 1} of '{call.name}' must be {wants} written out (a literal)",
+            arg.pos,
+            hint=f"usage: {FUNCTIONS[call.name].usage}",
+        )
+    return arg.value
+
+
+def _unit(call: Call, index: int, units: tuple[str, ...] | list[str]) -> str:
+    value = str(_literal(call, index, str, "a unit"))
+    if value.lower() not in units:
+        close = difflib.get_close_matches(value.lower(), list(units), n=1, cutoff=0.6)
+        raise ExpressionError(
+            f"unknown unit '{value}' for '{call.name}'",
+            call.args[index].pos,
+            hint=f"did you mean '{close[0]}'?" if close else f"one of {', '.join(units)}",
+        )
+    return value.lower()
+
+
+def _string_fn(result: FieldType, *literals: tuple[int, type, str]) -> _Check:
+    def check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+        _want(call, types, 0, _TEXT, "text")
+        for index, kind, wants in literals:
+            if index < len(call.args):
+                _literal(call, index, kind, wants)
+        return result
+
+    return check
+
+
+def _arg(compiler: _Compiler, call: Call, index: int) -> pc.Expression:
+    return compiler.compile(
+        call.args[index], pa.string() if compiler.types[id(call.args[index])] is _Special.NULL else None
+    )
+
+
+def _lit(call: Call, index: int) -> object:
+    arg = call.args[index]
+    assert isinstance(arg, Literal)
+    return arg.value
+
+
+def _substr_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    _want(call, types, 0, _TEXT, "text")
+    start = _literal(call, 1, int, "a whole number")
+    if isinstance(start, int) and start < 1:
+        raise ExpressionError("substr counts characters from 1", call.args[1].pos)
+    if len(call.args) > 2:
+        length = _literal(call, 2, int, "a whole number")
+        if isinstance(length, int) and length < 0:
+            raise ExpressionError("a substring's length cannot be negative", call.args[2].pos)
+    return FieldType.STRING
+
+
+def _substr(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    start = int(_lit(call, 1)) - 1  # type: ignore[call-overload]
+    stop = start + int(_lit(call, 2)) if len(call.args) > 2 else None  # type: ignore[call-overload]
+    return pc.utf8_slice_codeunits(_arg(compiler, call, 0), start=start, stop=stop)
+
+
+def _concat_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    for i, t in enumerate(types):
+        if t == FieldType.JSON:
+            raise _arg_error(call, i, "a plain value", t)
+    return FieldType.STRING
+
+
+def _concat(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    # Like PostgreSQL's concat(): a null argument counts as empty text rather than nulling the result.
+    parts = [compiler.compile(arg, pa.string()).cast(pa.string()) for arg in call.args]
+    return pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="")
+
+
+def _numeric_check(result: FieldType | None) -> _Check:
+    def check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+        for i in range(len(types)):
+            _want(call, types, i, _NUMERIC, "a number")
+        if result is not None:
+            return result
+        return types[0] if types[0] is not _Special.NULL else FieldType.NUMBER
+
+    return check
+
+
+def _round_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    _want(call, types, 0, _NUMERIC, "a number")
+    if len(call.args) > 1:
+        _literal(call, 1, int, "a whole number of digits")
+    return types[0] if types[0] is not _Special.NULL else FieldType.NUMBER
+
+
+def _num(compiler: _Compiler, call: Call, index: int, t: _Type) -> pc.Expression:
+    return compiler._as(call.args[index], _arrow_type(t) or pa.float64())
+
+
+def _round(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    digits = int(_lit(call, 1)) if len(call.args) > 1 else 0  # type: ignore[call-overload]
+    # Half away from zero, as SQL rounds (Arrow's default is half to even).
+    if t == FieldType.INTEGER:
+        if digits >= 0:
+            return _num(compiler, call, 0, t)
+        value = compiler._as(call.args[0], pa.float64())
+        return pc.round(value, ndigits=digits, round_mode="half_towards_infinity").cast(pa.int64())
+    return pc.round(_num(compiler, call, 0, t), ndigits=digits, round_mode="half_towards_infinity")
+
+
+def _floor_ceil(kernel: Callable[..., pc.Expression]) -> _Compile:
+    def compile_(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+        value = _num(compiler, call, 0, t)
+        return value if t == FieldType.INTEGER else kernel(value)
+
+    return compile_
+
+
+def _sqrt(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    value = compiler._as(call.args[0], pa.float64())
+    # The square root of a negative number is null (as division by zero is), not NaN.
+    return pc.sqrt(pc.if_else(pc.less(value, _const(0.0)), _const(None, pa.float64()), value))
+
+
+def _pow(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    return pc.power(compiler._as(call.args[0], pa.float64()), compiler._as(call.args[1], pa.float64()))
+
+
+def _unify_check(what: str, *, comparable: bool = False) -> _Check:
+    def check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+        t = checker.unify(list(zip(call.args, types, strict=True)), call.pos, what)
+        if comparable and t in (FieldType.JSON, FieldType.BOOLEAN):
+            raise _arg_error(call, 0, "comparable (a number, text, date or datetime)", t)
+        return t
+
+    return check
+
+
+def _all_as(compiler: _Compiler, call: Call, t: _Type) -> list[pc.Expression]:
+    arrow_type = _arrow_type(t)
+    return [compiler._as(arg, arrow_type) for arg in call.args]
+
+
+def _least(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    return pc.min_element_wise(*_all_as(compiler, call, t), skip_nulls=True)
+
+
+def _greatest(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    return pc.max_element_wise(*_all_as(compiler, call, t), skip_nulls=True)
+
+
+def _part_check(datetime_only: bool) -> _Check:
+    def check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+        if datetime_only:
+            _want(call, types, 0, frozenset({FieldType.DATETIME}), "a datetime")
+        else:
+            _want(call, types, 0, _TEMPORAL, "a date or datetime")
+        return FieldType.INTEGER
+
+    return check
+
+
+def _part(kernel: Callable[..., pc.Expression]) -> _Compile:
+    def compile_(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+        return kernel(compiler.compile(call.args[0], pa.timestamp("us", tz="UTC"))).cast(pa.int64())
+
+    return compile_
+
+
+def _trunc_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    unit = _unit(call, 0, _DATE_UNITS)
+    _want(call, types, 1, _TEMPORAL, "a date or datetime")
+    if types[1] == FieldType.DATE and unit in _TIME_OF_DAY_UNITS:
+        raise ExpressionError(f"a date has no {unit}s", call.args[0].pos)
+    return types[1] if types[1] is not _Special.NULL else FieldType.DATETIME
+
+
+def _trunc(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    unit = str(_lit(call, 0)).lower()
+    value = compiler.compile(call.args[1], _arrow_type(t))
+    return pc.floor_temporal(value, unit=unit, week_starts_monday=True)
+
+
+def _diff_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    unit = _unit(call, 0, list(_DIFF_UNITS))
+    for i in (1, 2):
+        _want(call, types, i, _TEMPORAL, "a date or datetime")
+    known = {t for t in types[1:] if t in _TEMPORAL}
+    if len(known) > 1:
+        raise ExpressionError("date_diff needs two dates or two datetimes", call.pos)
+    if FieldType.DATE in known and unit in _TIME_OF_DAY_UNITS:
+        raise ExpressionError(f"dates have no {unit}s between them", call.args[0].pos)
+    return FieldType.INTEGER
+
+
+def _diff(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    unit = str(_lit(call, 0)).lower()
+    known = [compiler.types[id(a)] for a in call.args[1:] if compiler.types[id(a)] in _TEMPORAL]
+    arrow_type = _arrow_type(known[0]) if known else pa.timestamp("us", tz="UTC")
+    start = compiler.compile(call.args[1], arrow_type)
+    end = compiler.compile(call.args[2], arrow_type)
+    if unit == "month":  # month boundaries crossed, like the other units (Arrow's gives an interval)
+        years = pc.subtract(pc.year(end), pc.year(start))
+        return pc.add(pc.multiply(years, _const(12)), pc.subtract(pc.month(end), pc.month(start)))
+    return _DIFF_UNITS[unit](start, end).cast(pa.int64())
+
+
+def _now_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    return FieldType.DATETIME
+
+
+def _now(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    return _const(compiler.now.astimezone(dt.UTC), pa.timestamp("us", tz="UTC"))
+
+
+def _coalesce(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    return pc.coalesce(*_all_as(compiler, call, t))
+
+
+def _is_null_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    return FieldType.BOOLEAN
+
+
+def _is_null(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    return pc.is_null(compiler.compile(call.args[0]))
+
+
+def _nullif_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    checker._comparable(call.args[0], types[0], call.args[1], types[1], call.pos)
+    return types[0]
+
+
+def _nullif(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    value = compiler.compile(call.args[0], _arrow_type(t))
+    same = pc.coalesce(pc.equal(value, compiler.compile(call.args[1])), _const(False))
+    return pc.if_else(same, _const(None, _arrow_type(t)), value)
+
+
+def _if_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    checker._need_boolean(call.args[0], types[0], "if")
+    return checker.unify([(call.args[1], types[1]), (call.args[2], types[2])], call.pos, "if")
+
+
+def _if(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    arrow_type = _arrow_type(t)
+    test = pc.coalesce(compiler.compile(call.args[0], pa.bool_()), _const(False))
+    return pc.if_else(test, compiler._as(call.args[1], arrow_type), compiler._as(call.args[2], arrow_type))
+
+
+def _unary_text(kernel: Callable[..., pc.Expression]) -> _Compile:
+    return lambda compiler, call, t: kernel(_arg(compiler, call, 0))
+
+
+FUNCTIONS: dict[str, Function] = {
+    # text
+    "lower": Function((1, 1), "lower(text)", _string_fn(FieldType.STRING), _unary_text(pc.utf8_lower)),
+    "upper": Function((1, 1), "upper(text)", _string_fn(FieldType.STRING), _unary_text(pc.utf8_upper)),
+    "length": Function(
+        (1, 1),
+        "length(text)",
+        _string_fn(FieldType.INTEGER),
+        lambda c, call, t: pc.utf8_length(_arg(c, call, 0)).cast(pa.int64()),
+    ),
+    "trim": Function(
+        (1, 1), "trim(text)", _string_fn(FieldType.STRING), _unary_text(pc.utf8_trim_whitespace)
+    ),
+    "substr": Function((2, 3), "substr(text, start, [length]) — start counts from 1", _substr_check, _substr),
+    "concat": Function((1, None), "concat(value, value, ...)", _concat_check, _concat),
+    "contains": Function(
+        (2, 2),
+        "contains(text, 'part')",
+        _string_fn(FieldType.BOOLEAN, (1, str, "text")),
+        lambda c, call, t: pc.match_substring(_arg(c, call, 0), pattern=_lit(call, 1)),
+    ),
+    "starts_with": Function(
+        (2, 2),
+        "starts_with(text, 'prefix')",
+        _string_fn(FieldType.BOOLEAN, (1, str, "text")),
+        lambda c, call, t: pc.starts_with(_arg(c, call, 0), pattern=_lit(call, 1)),
+    ),
+    "ends_with": Function(
+        (2, 2),
+        "ends_with(text, 'suffix')",
+        _string_fn(FieldType.BOOLEAN, (1, str, "text")),
+        lambda c, call, t: pc.ends_with(_arg(c, call, 0), pattern=_lit(call, 1)),
+    ),
+    "replace": Function(
+        (3, 3),
+        "replace(text, 'from', 'to')",
+        _string_fn(FieldType.STRING, (1, str, "text"), (2, str, "text")),
+        lambda c, call, t: pc.replace_substring(
+            _arg(c, call, 0), pattern=_lit(call, 1), replacement=_lit(call, 2)
+        ),
+    ),
+    # math
+    "abs": Function(
+        (1, 1), "abs(number)", _numeric_check(None), lambda c, call, t: pc.abs_checked(_num(c, call, 0, t))
+    ),
+    "round": Function((1, 2), "round(number, [digits])", _round_check, _round),
+    "floor": Function((1, 1), "floor(number)", _numeric_check(None), _floor_ceil(pc.floor)),
+    "ceil": Function((1, 1), "ceil(number)", _numeric_check(None), _floor_ceil(pc.ceil)),
+    "sqrt": Function((1, 1), "sqrt(number)", _numeric_check(FieldType.NUMBER), _sqrt),
+    "pow": Function((2, 2), "pow(base, exponent)", _numeric_check(FieldType.NUMBER), _pow),
+    "least": Function((1, None), "least(value, value, ...)", _unify_check("least", comparable=True), _least),
+    "greatest": Function(
+        (1, None), "greatest(value, value, ...)", _unify_check("greatest", comparable=True), _greatest
+    ),
+    # dates (datetimes are UTC instants, so their parts are UTC parts)
+    "year": Function((1, 1), "year(date)", _part_check(False), _part(pc.year)),
+    "month": Function((1, 1), "month(date)", _part_check(False), _part(pc.month)),
+    "day": Function((1, 1), "day(date)", _part_check(False), _part(pc.day)),
+    "hour": Function((1, 1), "hour(datetime)", _part_check(True), _part(pc.hour)),
+    "date_trunc": Function((2, 2), "date_trunc('month', date)", _trunc_check, _trunc),
+    "date_diff": Function((3, 3), "date_diff('day', start, end) — end minus start", _diff_check, _diff),
+    "now": Function((0, 0), "now() — the run's start", _now_check, _now),
+    # nulls
+    "coalesce": Function((1, None), "coalesce(value, value, ...)", _unify_check("coalesce"), _coalesce),
+    "is_null": Function((1, 1), "is_null(value)", _is_null_check, _is_null),
+    "nullif": Function((2, 2), "nullif(value, value)", _nullif_check, _nullif),
+    # conditions
+    "if": Function((3, 3), "if(condition, then, else)", _if_check, _if),
+}
