@@ -32,10 +32,23 @@ from aggregator.logging import get_logger
 from apps.connectors.base import ConnectorError
 from apps.connectors.selectors import connector_runtime
 from apps.monitoring import events
+from apps.transformations.profiling import SOURCE_PROFILE_ROWS, StreamProfiler
+from apps.transformations.quality import NodeRules, RuleFailed
 from apps.transformations.steps import StepError, get_step_type
 
 from .definition import Plan
-from .models import LogLevel, NodeRun, RejectedRecord, Run, RunLog, RunStatus, StreamState
+from .models import (
+    LogLevel,
+    NodeProfile,
+    NodeRun,
+    QualityResult,
+    QualityStatus,
+    RejectedRecord,
+    Run,
+    RunLog,
+    RunStatus,
+    StreamState,
+)
 
 logger = get_logger(__name__)
 
@@ -148,6 +161,9 @@ class RunExecutor:
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{run.id}", daemon=True)
         self._progress_lock = threading.Lock()
         self._cancel_checked_at = time.monotonic()
+        # Data quality (apps/transformations/quality.py, profiling.py): each node's rules and profiler.
+        self.rules: dict[str, NodeRules] = {}
+        self.profilers: dict[str, StreamProfiler] = {}
 
     # --- logging and progress ---------------------------------------------------------------------------
 
@@ -234,11 +250,14 @@ class RunExecutor:
                 },
             )
             self.node_runs[node_id] = node_run
+        self._prepare_quality(plan, active)
         self._heartbeat.start()
         started = time.monotonic()
         try:
             if self.run.attempt > 1:
                 self._remove_partial_rows(plan)
+                # The earlier attempt's quarantine would count its rows twice.
+                RejectedRecord.objects.filter(run=self.run).delete()
             runners: dict[str, Any] = {}
             for node_id in plan.order:
                 if node_id in active and plan.nodes[node_id]["kind"] == "transform":
@@ -270,6 +289,9 @@ class RunExecutor:
                     if state is not None:
                         states[source_id] = state
                     self._close(plan, source_id, runners, sinks, open_inputs)
+                # Stream rules (row_count, freshness) judge now: a failure must stop the writes' commits.
+                for node_rules in self.rules.values():
+                    node_rules.finish()
                 results = {node_id: sink.finish() for node_id, sink in sinks.items()}
             except BaseException:
                 for sink in sinks.values():
@@ -280,6 +302,98 @@ class RunExecutor:
             self._stop_heartbeat.set()
             self._heartbeat.join()
             self._flush_progress()
+            self._store_quality()
+
+    # --- data quality ------------------------------------------------------------------------------------
+
+    def _prepare_quality(self, plan: Plan, active: set[str]) -> None:
+        """Rules for every active node that declares them; a profiler for every node with `profile: true`
+        (its whole output) and for every source unless `profile: false` (its first rows)."""
+        for node_id in plan.order:
+            if node_id not in active or node_id not in plan.schemas:
+                continue
+            node = plan.nodes[node_id]
+            if node.get("rules"):
+                self.rules[node_id] = NodeRules.from_node(node_id, node["rules"], plan.schemas[node_id])
+            wanted = node.get("profile")
+            if wanted is True:
+                self.profilers[node_id] = StreamProfiler(plan.schemas[node_id])
+            elif wanted is None and node["kind"] == "source":
+                self.profilers[node_id] = StreamProfiler(plan.schemas[node_id], row_cap=SOURCE_PROFILE_ROWS)
+
+    def _check(self, node_id: str, batch: Batch) -> Batch:
+        """A node's output batch through its rules (rejected rows to quarantine) and its profiler."""
+        node_rules = self.rules.get(node_id)
+        if node_rules is not None:
+            result = node_rules.check(batch)
+            if result.rejected:
+                self._quarantine(
+                    node_id,
+                    RejectedRows(stream=batch.stream, rows=tuple(row for _, row in result.rejected)),
+                    rules=[rule for rule, _ in result.rejected],
+                )
+            batch = result.batch
+        profiler = self.profilers.get(node_id)
+        if profiler is not None and not profiler.full:
+            profiler.add(batch.table)
+        return batch
+
+    def _store_quality(self) -> None:
+        """Store each node's rule results and profile (also for a failed run: they say why it failed),
+        and announce every rule that failed, rejected or warned as `quality.failed`."""
+        if not self.rules and not self.profilers:
+            return
+        try:
+            with transaction.atomic():
+                QualityResult.objects.filter(run=self.run).delete()
+                NodeProfile.objects.filter(run=self.run).delete()
+                results = [
+                    (node_id, result)
+                    for node_id, node_rules in self.rules.items()
+                    for result in node_rules.results()
+                ]
+                QualityResult.objects.bulk_create(
+                    QualityResult(
+                        run_id=self.run.id,
+                        node_id=node_id,
+                        rule_id=r["rule"],
+                        rule_type=r["type"],
+                        action=r["action"],
+                        columns=r["columns"],
+                        status=r["status"],
+                        checked=r["checked"],
+                        passed=r["passed"],
+                        failed=r["failed"],
+                        rejected=r["rejected"],
+                        warned=r["warned"],
+                        observed=r["observed"],
+                        sample=r["sample"],
+                    )
+                    for node_id, r in results
+                )
+                NodeProfile.objects.bulk_create(
+                    NodeProfile(
+                        run_id=self.run.id,
+                        node_id=node_id,
+                        rows=profile["rows"],
+                        complete=profile["complete"],
+                        row_cap=profile["row_cap"],
+                        columns=profile["columns"],
+                    )
+                    for node_id, profiler in self.profilers.items()
+                    for profile in [profiler.to_dict()]
+                )
+                for node_id, r in results:
+                    if r["status"] == QualityStatus.PASSED:
+                        continue
+                    counts = {k: r[k] for k in ("checked", "passed", "failed", "rejected", "warned")}
+                    payload = {"run": self.run.id, "node": node_id, "rule": r["rule"], "status": r["status"]}
+                    events.emit(
+                        "quality.failed", self.run.workspace_id, ("run", self.run.id), {**payload, **counts}
+                    )
+        except Exception:
+            # The report must never turn a run's outcome into an internal error; the run's log says it.
+            logger.exception("quality_report_not_stored", run_id=self.run.id)
 
     def _remove_partial_rows(self, plan: Plan) -> None:
         """A retry first removes what an earlier attempt of this run may have committed to append targets."""
@@ -369,10 +483,13 @@ class RunExecutor:
                     batch = item
                     if upper is not None and stream.cursor_field:
                         batch = _below(batch, stream.cursor_field, upper)
+                    batch = self._check(source_id, batch)
                     self.node_runs[source_id].rows_in += item.num_rows
                     self.node_runs[source_id].rows_out += batch.num_rows
                     self._push(plan, source_id, batch, runners, sinks)
                 elif isinstance(item, RejectedRows):
+                    # Read but refused: counted in, so rows in = rows out + rejected at the source too.
+                    self.node_runs[source_id].rows_in += len(item)
                     self._quarantine(source_id, item)
                 elif isinstance(item, StateCheckpoint):
                     pending_state = item.state
@@ -413,7 +530,10 @@ class RunExecutor:
     ) -> None:
         for child in plan.downstream(node_id):
             if child in sinks:
-                sinks[child].put(batch)
+                checked = self._check(child, batch)
+                # put() counts what it queues; the rows the destination's rules rejected came in too.
+                self.node_runs[child].rows_in += batch.num_rows - checked.num_rows
+                sinks[child].put(checked)
             elif child in runners:
                 self.node_runs[child].rows_in += batch.num_rows
                 for output in runners[child].feed(node_id, batch):
@@ -429,9 +549,10 @@ class RunExecutor:
     ) -> None:
         if output.rejected:
             self._quarantine(node_id, RejectedRows(stream=output.batch.stream, rows=tuple(output.rejected)))
-        self.node_runs[node_id].rows_out += output.batch.num_rows
-        if output.batch.num_rows:
-            self._push(plan, node_id, output.batch, runners, sinks)
+        batch = self._check(node_id, output.batch)
+        self.node_runs[node_id].rows_out += batch.num_rows
+        if batch.num_rows:
+            self._push(plan, node_id, batch, runners, sinks)
 
     def _commit(
         self,
@@ -470,7 +591,8 @@ class RunExecutor:
             )
             self.run.rows_read, self.run.rows_written, self.run.rows_rejected = read, written, rejected
 
-    def _quarantine(self, node_id: str, rejected: RejectedRows) -> None:
+    def _quarantine(self, node_id: str, rejected: RejectedRows, *, rules: list[str] | None = None) -> None:
+        """Store rejected rows; `rules` gives, row by row, the id of the validation rule that rejected it."""
         records = [
             RejectedRecord(
                 run_id=self.run.id,
@@ -480,8 +602,9 @@ class RunExecutor:
                 reason=r.reason[:2000],
                 raw=r.raw if isinstance(r.raw, (dict, list)) else {"text": r.raw},
                 source=r.source[:500],
+                rule=rules[i][:100] if rules else "",
             )
-            for r in rejected.rows
+            for i, r in enumerate(rejected.rows)
         ]
         RejectedRecord.objects.bulk_create(records, batch_size=REJECTED_BULK)
         self.node_runs[node_id].rows_rejected += len(records)
@@ -502,7 +625,7 @@ def _below(batch: Batch, cursor: str, upper: Any) -> Batch:
     return Batch(batch.table.filter(pc.fill_null(mask, False)), stream=batch.stream)
 
 
-CONFIG_ERRORS = (ValidationError, ConnectorError, StepError, ConfigurationError)
+CONFIG_ERRORS = (ValidationError, ConnectorError, StepError, ConfigurationError, RuleFailed)
 
 
 def worker_name() -> str:
@@ -638,7 +761,9 @@ def run_execute(*, run_id: int, attempt: int) -> str:
         if not _is_transient(exc):
             message = _message(exc)
             executor.log(message, level=LogLevel.ERROR)
-            _finish(run, RunStatus.FAILED, error=message, error_kind="config")
+            # A failed fail-action rule is not retried either: the same data fails the same way.
+            kind = "quality" if isinstance(exc, RuleFailed) else "config"
+            _finish(run, RunStatus.FAILED, error=message, error_kind=kind)
             return RunStatus.FAILED
         return _transient_failure(run, executor, exc)
     except Exception as exc:
@@ -668,7 +793,7 @@ def _message(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, ValidationError):
         return "; ".join(exc.messages)
-    if isinstance(exc, StepError):
+    if isinstance(exc, StepError | RuleFailed):
         return str(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     # Driver errors can echo connection strings; keep only their first line and never the exception args.
