@@ -531,9 +531,9 @@ def bind(config: Any, schema: StreamSchema) -> BoundRule:
             raise RuleError(exc.message, field="expression") from None
         if result != FieldType.BOOLEAN:
             raise RuleError(f"the expression must be true or false, not {result}", field="expression")
-        rule = _Expression(config, f"expression {config.expression}", sorted(_columns_of(node)))
-        rule.node, rule.schema = node, schema
-        return rule
+        checked = _Expression(config, f"expression {config.expression}", sorted(_columns_of(node)))
+        checked.node, checked.schema = node, schema
+        return checked
     raise RuleError(f"unknown rule type {kind!r}", field="type")  # pragma: no cover - the union refuses it
 
 
