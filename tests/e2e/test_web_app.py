@@ -1,7 +1,7 @@
-"""The web app in a real browser against the real server and worker: an editor connects a CSV file to
-PostgreSQL, builds a pipeline in the document editor, runs it and watches it succeed live; the dashboard
-shows the run; an outsider gets "not found"; a viewer sees no edit buttons; a locked-out sign-in says so.
-Every screen is checked with axe-core and screenshotted (var/e2e-artifacts/)."""
+"""The web app in a real browser against the real server and worker: an editor uploads a CSV file,
+connects it to PostgreSQL, builds a pipeline in the document editor, runs it and watches it succeed live;
+the dashboard shows the run; an outsider gets "not found"; a viewer sees no edit buttons; a locked-out
+sign-in says so. Every screen is checked with axe-core and screenshotted (var/e2e-artifacts/)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,8 @@ def _fill_config(page: Any, label: str, value: str) -> None:
 
 
 def test_an_editor_connects_builds_runs_and_watches_a_pipeline_live(
-    personas: Any, new_page: Any, e2e_import_dir: Path, pg_config: dict[str, Any], scratch_conn: Any
+    personas: Any, new_page: Any, pg_config: dict[str, Any], scratch_conn: Any
 ) -> None:
-    (e2e_import_dir / "people.csv").write_text(CSV)
     page = new_page()
 
     # Sign in through a deep link: the app sends us to the sign-in page and back.
@@ -60,7 +59,14 @@ def test_an_editor_connects_builds_runs_and_watches_a_pipeline_live(
     check_screen(page, "02-connector-type-picker")
     page.locator('[data-type="csv_file"]').click()
     _fill_config(page, "Name", "people-csv")
-    _fill_config(page, "Path or glob", "people.csv")
+    page.get_by_label("Upload a file").set_input_files(
+        files=[{"name": "people.csv", "mimeType": "text/csv", "buffer": CSV.encode()}]
+    )
+    page.get_by_test_id("upload-done").wait_for()
+    # The server stored it under a name of its own and the form points the connector at it.
+    stored = page.get_by_label(re.compile("^Path or glob")).input_value()
+    assert re.fullmatch(r"uploads/\d+/[0-9a-f]+\.csv", stored)
+    _fill_config(page, "Stream name", "people")
     check_screen(page, "03-connector-form-csv")
     page.get_by_role("button", name="Create connector").click()
     page.wait_for_url("**/connectors/view?id=*")
@@ -177,6 +183,23 @@ def test_an_outsider_gets_not_found_and_a_viewer_sees_no_edit_buttons(
     viewer.get_by_role("link", name="people to warehouse").wait_for()
     assert viewer.get_by_role("link", name="New pipeline").count() == 0
     check_screen(viewer, "11-viewer-pipelines-390px")
+
+    # The admin's screens: monitoring with the audit log, webhooks (the secret shown once), the team.
+    owner = new_page()
+    sign_in(owner, personas.owner.email, DEFAULT_PASSWORD, next_path="/monitoring")
+    owner.get_by_test_id("health").wait_for()
+    check_screen(owner, "12-monitoring")
+    owner.get_by_role("tab", name="Audit log").click()
+    owner.get_by_role("table").or_(owner.get_by_text("No changes recorded yet.")).first.wait_for()
+    check_screen(owner, "13-audit-log")
+    owner.get_by_role("link", name="Webhooks").click()
+    owner.get_by_label("Endpoint URL").fill("http://127.0.0.1:9/aggregator")  # allow-listed, nothing listens
+    owner.get_by_role("button", name="Add webhook").click()
+    owner.get_by_test_id("secret-once").wait_for()
+    check_screen(owner, "14-webhooks")
+    owner.get_by_role("link", name="Team").click()
+    owner.get_by_label(f"Role of {personas.viewer.email}").wait_for()
+    check_screen(owner, "15-team")
 
     # Sign out returns to the sign-in page; the deep link then asks to sign in again.
     viewer.get_by_role("button", name="Sign out").click()

@@ -100,3 +100,50 @@ export const get = <T>(path: string, query?: Query, signal?: AbortSignal) =>
 export const post = <T>(path: string, body?: unknown) => api<T>("POST", path, { body });
 export const patch = <T>(path: string, body?: unknown) => api<T>("PATCH", path, { body });
 export const del = (path: string) => api<void>("DELETE", path);
+
+export interface StoredUpload {
+  path: string;
+  size: number;
+  sha256: string;
+  format: string;
+  original_name: string;
+}
+
+/**
+ * Uploads a file for the file sources (multipart, `POST /api/v1/uploads/`), reporting progress. XHR and
+ * not fetch: fetch cannot report upload progress.
+ */
+export async function uploadFile(
+  file: File,
+  workspace: number | null,
+  onProgress: (fraction: number) => void,
+): Promise<StoredUpload> {
+  const token = await csrf();
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", withQuery("/api/v1/uploads/", { workspace }));
+    xhr.setRequestHeader("X-CSRFToken", token);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.withCredentials = true;
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress(e.loaded / e.total);
+    };
+    xhr.onload = () => {
+      let body: unknown = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // not JSON
+      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body as StoredUpload);
+      else {
+        const error = (body as { error?: ErrorBody } | null)?.error;
+        reject(new ApiError(xhr.status, error ?? { code: `http_${xhr.status}`, message: xhr.statusText || "The upload failed." }));
+      }
+    };
+    xhr.onerror = () => reject(new ApiError(0, { code: "network", message: "The upload was interrupted." }));
+    const form = new FormData();
+    form.append("file", file);
+    xhr.send(form);
+  });
+}

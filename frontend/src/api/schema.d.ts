@@ -158,6 +158,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit-log/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The audit log of the workspaces you administer, newest first. Other members get 403; another
+         *     workspace's entries are never shown (404 / an empty list).
+         */
+        get: operations["audit_log_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit-log/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The audit log of the workspaces you administer, newest first. Other members get 403; another
+         *     workspace's entries are never shown (404 / an empty list).
+         */
+        get: operations["audit_log_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/accept-invitation/": {
         parameters: {
             query?: never;
@@ -399,8 +439,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * @description The streams the source offers now, with their fields. Not stored yet: the schemas app will keep
-         *     versions of these and report what changed.
+         * @description The streams the source offers now, with their fields, stored as versioned stream schemas; `changes`
+         *     says per stream what changed since the previous discovery (added, removed, changed, unchanged).
          */
         post: operations["connectors_discover_create"];
         delete?: never;
@@ -418,6 +458,40 @@ export interface paths {
         };
         /** @description The first rows of a stream as JSON (`limit` at most 1000), and rows rejected on the way. */
         get: operations["connectors_preview_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/events/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Events of the caller's workspaces, newest first. */
+        get: operations["events_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/events/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Events of the caller's workspaces, newest first. */
+        get: operations["events_retrieve"];
         put?: never;
         post?: never;
         delete?: never;
@@ -887,6 +961,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/uploads/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Store one file (editor or admin). 400 names `file` when it is refused: too large, an extension off
+         *     the allow-list, content that is not what the extension claims, an unsafe archive.
+         */
+        post: operations["uploads_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhook-deliveries/{id}/": {
         parameters: {
             query?: never;
@@ -984,7 +1078,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description This endpoint's deliveries, newest first, each with its attempts. */
+        /** @description This endpoint's deliveries, newest first, each with its attempts; `?status=failed` narrows. */
         get: operations["webhooks_deliveries_list"];
         put?: never;
         post?: never;
@@ -1150,6 +1244,14 @@ export interface components {
             password?: string;
             token: string;
         };
+        /**
+         * @description * `create` - create
+         *     * `update` - update
+         *     * `delete` - delete
+         *     * `access` - access
+         * @enum {string}
+         */
+        ActionEnum: "create" | "update" | "delete" | "access";
         Alert: {
             /** Format: date-time */
             readonly acknowledged_at: string | null;
@@ -1175,13 +1277,26 @@ export interface components {
             readonly title: string;
             readonly workspace: number;
         };
+        /**
+         * @description * `run_failed` - A run failed
+         *     * `consecutive_failures` - N consecutive failed runs
+         *     * `duration_over` - Run took longer than a bound
+         *     * `rows_below` - Rows moved below a bound
+         *     * `rows_above` - Rows moved above a bound
+         *     * `rows_anomaly` - Rows moved anomalous against the pipeline's last runs
+         *     * `freshness` - No successful run within a window
+         *     * `schema_drift` - Schema drift detected
+         *     * `quality_failed` - Quality check failed
+         * @enum {string}
+         */
+        AlertKindEnum: "run_failed" | "consecutive_failures" | "duration_over" | "rows_below" | "rows_above" | "rows_anomaly" | "freshness" | "schema_drift" | "quality_failed";
         AlertRule: {
             /** Format: date-time */
             readonly created_at: string;
             email_recipients?: string[];
             readonly id: number;
             is_enabled?: boolean;
-            kind: components["schemas"]["KindAe6Enum"];
+            kind: components["schemas"]["AlertKindEnum"];
             name: string;
             notify_email?: boolean;
             /** @description At most one notification per open alert per this many seconds. */
@@ -1201,7 +1316,7 @@ export interface components {
         AlertRuleWriteRequest: {
             email_recipients?: string[];
             is_enabled?: boolean;
-            kind: components["schemas"]["KindAe6Enum"];
+            kind: components["schemas"]["AlertKindEnum"];
             name: string;
             notify_email?: boolean;
             /** @description At most one notification per open alert per this many seconds. */
@@ -1284,6 +1399,30 @@ export interface components {
             scopes: components["schemas"]["ScopesEnum"][];
             workspace?: number;
         };
+        AuditActor: {
+            email: string | null;
+            id: number | null;
+        };
+        AuditEntry: {
+            readonly action: components["schemas"]["ActionEnum"];
+            actor: components["schemas"]["AuditActor"];
+            /** @description Changed fields: {field: [before, after]}. Secret fields show only whether set: "***". */
+            changes: unknown;
+            credential: components["schemas"]["CredentialEnum"];
+            readonly id: number;
+            object: components["schemas"]["AuditObject"];
+            /** Remote address */
+            readonly remote_addr: string | null;
+            /** Format: date-time */
+            readonly timestamp: string;
+            workspace: number;
+        };
+        AuditObject: {
+            id: string;
+            repr: string;
+            /** @description "app_label.model", e.g. "connectors.connector". */
+            readonly type: string;
+        };
         CheckOutput: {
             /** Format: date-time */
             at: string;
@@ -1360,6 +1499,15 @@ export interface components {
             connector_type?: string;
             name: string;
         };
+        /**
+         * @description * `session` - Session
+         *     * `jwt` - JWT
+         *     * `api_key` - API key
+         *     * `anonymous` - Anonymous request
+         *     * `system` - System (no request)
+         * @enum {string}
+         */
+        CredentialEnum: "session" | "jwt" | "api_key" | "anonymous" | "system";
         CsrfToken: {
             csrf_token: string;
         };
@@ -1405,7 +1553,24 @@ export interface components {
          */
         DeliveryStatusEnum: "pending" | "sending" | "succeeded" | "failed";
         DiscoverOutput: {
+            /** @description One entry per stream, removed streams included. */
+            changes: components["schemas"]["StreamChange"][];
             streams: components["schemas"]["Stream"][];
+        };
+        /** @description The same shape as the `event` of a WebSocket message, so a client can use one parser for both. */
+        Event: {
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly id: number;
+            readonly payload: unknown;
+            subject: components["schemas"]["EventSubject"];
+            /** @description Dotted: run.started, schema.drift_detected, … */
+            readonly type: string;
+            workspace: number;
+        };
+        EventSubject: {
+            id: string;
+            type: string;
         };
         Health: {
             /** Format: date-time */
@@ -1448,19 +1613,6 @@ export interface components {
             email: string;
             role?: components["schemas"]["RoleEnum"];
         };
-        /**
-         * @description * `run_failed` - A run failed
-         *     * `consecutive_failures` - N consecutive failed runs
-         *     * `duration_over` - Run took longer than a bound
-         *     * `rows_below` - Rows moved below a bound
-         *     * `rows_above` - Rows moved above a bound
-         *     * `rows_anomaly` - Rows moved anomalous against the pipeline's last runs
-         *     * `freshness` - No successful run within a window
-         *     * `schema_drift` - Schema drift detected
-         *     * `quality_failed` - Quality check failed
-         * @enum {string}
-         */
-        KindAe6Enum: "run_failed" | "consecutive_failures" | "duration_over" | "rows_below" | "rows_above" | "rows_anomaly" | "freshness" | "schema_drift" | "quality_failed";
         /**
          * @description * `debug` - Debug
          *     * `info` - Info
@@ -1562,6 +1714,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["ApiKey"][];
         };
+        PaginatedAuditEntryList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["AuditEntry"][];
+        };
         PaginatedConnectorList: {
             /** @example 123 */
             count: number;
@@ -1607,7 +1774,7 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Delivery"][];
         };
-        PaginatedHealthList: {
+        PaginatedEventList: {
             /** @example 123 */
             count: number;
             /**
@@ -1620,7 +1787,7 @@ export interface components {
              * @example http://api.example.org/accounts/?offset=200&limit=100
              */
             previous?: string | null;
-            results: components["schemas"]["Health"][];
+            results: components["schemas"]["Event"][];
         };
         PaginatedInvitationList: {
             /** @example 123 */
@@ -1805,7 +1972,7 @@ export interface components {
         PatchedAlertRuleWriteRequest: {
             email_recipients?: string[];
             is_enabled?: boolean;
-            kind?: components["schemas"]["KindAe6Enum"];
+            kind?: components["schemas"]["AlertKindEnum"];
             name?: string;
             notify_email?: boolean;
             /** @description At most one notification per open alert per this many seconds. */
@@ -2184,6 +2351,17 @@ export interface components {
             slug: string;
             title: string;
         };
+        StoredUpload: {
+            /** @description What the content was recognised as (csv, parquet, zip, …). */
+            format: string;
+            /** @description The client's file name, for display only. */
+            original_name: string;
+            /** @description Relative to the import directory: put it in a file connector's `path` config as it is. */
+            path: string;
+            sha256: string;
+            /** @description Bytes stored. */
+            size: number;
+        };
         Stream: {
             cursor_candidates: string[];
             cursor_field: string | null;
@@ -2192,7 +2370,49 @@ export interface components {
             primary_key: string[];
             supported_sync_modes: string[];
         };
+        StreamChange: {
+            added_fields: string[];
+            /** @description Changes of `primary_key` / `cursor_field`: `{"primary_key": {"from": [...], "to": [...]}}` */
+            key_changes: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description What happened to the stream since the previous discovery.
+             *
+             *     * `added` - added
+             *     * `removed` - removed
+             *     * `changed` - changed
+             *     * `unchanged` - unchanged
+             */
+            kind: components["schemas"]["StreamChangeKindEnum"];
+            /** @description `{"field": {"from": false, "to": true}}` */
+            nullability_changes: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            removed_fields: string[];
+            stream: string;
+            /** @description `{"field": {"from": "integer", "to": "string"}}` */
+            type_changes: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /** @description The stream's schema version now (a new one only when it changed). */
+            version: number | null;
+        };
+        /**
+         * @description * `added` - added
+         *     * `removed` - removed
+         *     * `changed` - changed
+         *     * `unchanged` - unchanged
+         * @enum {string}
+         */
+        StreamChangeKindEnum: "added" | "removed" | "changed" | "unchanged";
         StreamField: {
+            /** @description Present only when the source has one. */
+            description?: string;
             name: string;
             nullable: boolean;
             type: string;
@@ -2236,9 +2456,19 @@ export interface components {
          *     * `schedule` - Schedule
          *     * `dependency` - Dependency
          *     * `cli` - Command line
+         *     * `webhook` - Incoming webhook
          * @enum {string}
          */
-        TriggerEnum: "manual" | "schedule" | "dependency" | "cli";
+        TriggerEnum: "manual" | "schedule" | "dependency" | "cli" | "webhook";
+        UploadInputRequest: {
+            /**
+             * Format: binary
+             * @description The file; its name's extension must match its content.
+             */
+            file: string;
+            /** @description Defaults to your only workspace (also accepted as `?workspace=`). */
+            workspace?: number;
+        };
         User: {
             /** Format: date-time */
             readonly date_joined: string;
@@ -2713,6 +2943,73 @@ export interface operations {
             };
         };
     };
+    audit_log_list: {
+        parameters: {
+            query?: {
+                /**
+                 * @description * `create` - create
+                 *     * `update` - update
+                 *     * `delete` - delete
+                 *     * `access` - access
+                 */
+                action?: "access" | "create" | "delete" | "update";
+                actor?: number;
+                /**
+                 * @description * `session` - Session
+                 *     * `jwt` - JWT
+                 *     * `api_key` - API key
+                 *     * `anonymous` - Anonymous request
+                 *     * `system` - System (no request)
+                 */
+                credential?: "anonymous" | "api_key" | "jwt" | "session" | "system";
+                /** @description Number of results to return per page. */
+                limit?: number;
+                object_id?: string;
+                /** @description e.g. "connectors.connector" */
+                object_type?: string;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedAuditEntryList"];
+                };
+            };
+        };
+    };
+    audit_log_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this audit entry. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntry"];
+                };
+            };
+        };
+    };
     auth_accept_invitation_create: {
         parameters: {
             query?: never;
@@ -3139,13 +3436,19 @@ export interface operations {
             };
         };
     };
-    health_list: {
+    events_list: {
         parameters: {
             query?: {
                 /** @description Number of results to return per page. */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
+                since?: string;
+                subject_id?: string;
+                subject_type?: string;
+                /** @description An exact type ("run.failed"), or a prefix ending in "." or ".*" ("run.", "run.*"). */
+                type?: string;
+                until?: string;
             };
             header?: never;
             path?: never;
@@ -3158,7 +3461,48 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PaginatedHealthList"];
+                    "application/json": components["schemas"]["PaginatedEventList"];
+                };
+            };
+        };
+    };
+    events_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this event. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Event"];
+                };
+            };
+        };
+    };
+    health_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Health"][];
                 };
             };
         };
@@ -3999,6 +4343,31 @@ export interface operations {
             };
         };
     };
+    uploads_create: {
+        parameters: {
+            query?: {
+                workspace?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["UploadInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StoredUpload"];
+                };
+            };
+        };
+    };
     webhook_deliveries_retrieve: {
         parameters: {
             query?: never;
@@ -4198,6 +4567,7 @@ export interface operations {
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
+                status?: "failed" | "pending" | "sending" | "succeeded";
             };
             header?: never;
             path: {

@@ -50,3 +50,11 @@ export interface Page<T> {
 export type RunSeries = S["RunSeries"];
 export type RunSeriesPoint = S["RunSeriesPoint"];
 export type Alert = S["Alert"];
+export type Health = S["Health"];
+export type HealthComponent = S["HealthComponent"];
+export type ApiEvent = S["Event"];
+export type AuditEntry = S["AuditEntry"];
+export type Webhook = S["Webhook"];
+export type WebhookWithSecret = S["WebhookWithSecret"];
+export type Delivery = S["Delivery"];
+export type DeliveryAttempt = S["DeliveryAttempt"];

@@ -3,7 +3,7 @@
 import Form from "@rjsf/core";
 import type { RJSFSchema, UiSchema } from "@rjsf/utils";
 import { customizeValidator } from "@rjsf/validator-ajv8";
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 
 import { ApiError } from "@/api/client";
 import type { ConnectorType } from "@/api/types";
@@ -29,12 +29,15 @@ export function ConnectorForm({
   submitLabel,
   onSubmit,
   readOnly,
+  overrides,
 }: {
   type: ConnectorType;
   initial?: { name: string; config: Record<string, unknown> };
   submitLabel: string;
   onSubmit: (values: ConnectorFormValues) => Promise<void>;
   readOnly?: boolean;
+  /** config values set from outside the form (an uploaded file's path) */
+  overrides?: Record<string, unknown>;
 }) {
   const configSchema = useMemo(() => simplifySchema(type.config_schema as JsonSchema), [type]);
   const secrets = useMemo(() => secretFields(configSchema, type.secret_fields), [configSchema, type]);
@@ -43,6 +46,9 @@ export function ConnectorForm({
     name: initial?.name ?? "",
     config: stored.formData,
   });
+  useEffect(() => {
+    if (overrides) setFormData((old) => ({ ...old, config: { ...old.config, ...overrides } }));
+  }, [overrides]);
   const [extraErrors, setExtraErrors] = useState<Record<string, unknown>>({});
   const [busy, setBusy] = useState(false);
 

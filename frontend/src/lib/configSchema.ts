@@ -98,3 +98,9 @@ export function toExtraErrors(fields: Record<string, string[]>, prefix = "config
   }
   return out;
 }
+
+/** File sources read a `path` under the import directory: an upload can fill it in. */
+export function takesFiles(type: { kind: string; config_schema: unknown }): boolean {
+  const props = (type.config_schema as { properties?: Record<string, unknown> }).properties ?? {};
+  return type.kind !== "destination" && "path" in props;
+}

@@ -8,7 +8,9 @@ import { post } from "@/api/client";
 import type { Connector, ConnectorType } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { ConnectorForm } from "@/components/ConnectorForm";
+import { UploadField } from "@/components/UploadField";
 import { Button, Card, ErrorNote, Loading, PageHeader } from "@/components/ui";
+import { takesFiles } from "@/lib/configSchema";
 import { useConnectorTypes } from "@/lib/queries";
 import { useWorkspace } from "@/lib/session";
 import { useUi } from "@/lib/store";
@@ -56,6 +58,7 @@ export default function NewConnectorPage() {
   const types = useConnectorTypes();
   const { id: workspace } = useWorkspace();
   const [type, setType] = useState<ConnectorType | null>(null);
+  const [overrides, setOverrides] = useState<Record<string, unknown> | undefined>(undefined);
   const router = useRouter();
   const client = useQueryClient();
   const toast = useUi((s) => s.toast);
@@ -69,7 +72,9 @@ export default function NewConnectorPage() {
       ) : type ? (
         <Card>
           <p className="mb-4 text-sm text-slate-700 dark:text-slate-300">{type.description}</p>
+          {takesFiles(type) ? <UploadField workspace={workspace} onUploaded={(u) => setOverrides({ path: u.path })} /> : null}
           <ConnectorForm
+            overrides={overrides}
             key={type.slug}
             type={type}
             submitLabel="Create connector"

@@ -11,8 +11,10 @@ import { AppShell } from "@/components/AppShell";
 import { ConnectorForm } from "@/components/ConnectorForm";
 import { DiscoverPanel, PreviewPanel } from "@/components/ConnectorStreams";
 import { NotFound } from "@/components/NotFound";
+import { UploadField } from "@/components/UploadField";
 import { Tabs } from "@/components/Tabs";
 import { Button, Card, ConfirmDialog, ErrorNote, Loading, PageHeader, StatusBadge } from "@/components/ui";
+import { takesFiles } from "@/lib/configSchema";
 import { ago } from "@/lib/format";
 import { idParam, useConnectorTypes } from "@/lib/queries";
 import { useCan } from "@/lib/session";
@@ -46,6 +48,7 @@ function ConnectorView({ connector }: { connector: Connector }) {
   const [checking, setChecking] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [deleting, setDeleting] = useState(false);
+  const [overrides, setOverrides] = useState<Record<string, unknown> | undefined>(undefined);
   const check = connector.last_check as LastCheck;
 
   const testConnection = async () => {
@@ -115,8 +118,10 @@ function ConnectorView({ connector }: { connector: Connector }) {
         {tab === "settings" ? (
           type ? (
             <Card>
+              {canEdit && takesFiles(type) ? <UploadField workspace={connector.workspace} onUploaded={(u) => setOverrides({ path: u.path })} /> : null}
               <ConnectorForm
                 key={connector.updated_at}
+                overrides={overrides}
                 type={type}
                 readOnly={!canEdit}
                 initial={{ name: connector.name, config: connector.config as Record<string, unknown> }}

@@ -1,0 +1,128 @@
+"use client";
+
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import Link from "next/link";
+import { useState } from "react";
+
+import { get, post } from "@/api/client";
+import type { Page, Webhook, WebhookWithSecret } from "@/api/types";
+import { AppShell } from "@/components/AppShell";
+import { SecretOnce } from "@/components/SecretOnce";
+import { Button, Card, Empty, ErrorNote, Field, inputClass, Loading, PageHeader, StatusBadge } from "@/components/ui";
+import { ago } from "@/lib/format";
+import { useCan, useWorkspace } from "@/lib/session";
+import { toastError } from "@/lib/store";
+
+function eventTypesText(types: unknown): string {
+  return Array.isArray(types) && types.length ? types.join(", ") : "all events";
+}
+
+function CreateWebhook({ workspaceId, onCreated }: { workspaceId: number; onCreated: (w: WebhookWithSecret) => void }) {
+  const [url, setUrl] = useState("");
+  const [types, setTypes] = useState("run.failed, run.succeeded");
+  const [description, setDescription] = useState("");
+  const [errors, setErrors] = useState<Record<string, string[]>>({});
+  const [busy, setBusy] = useState(false);
+  return (
+    <form
+      className="grid gap-3"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        setBusy(true);
+        setErrors({});
+        try {
+          const event_types = types.split(",").map((t) => t.trim()).filter(Boolean);
+          onCreated(await post<WebhookWithSecret>("webhooks/", { workspace: workspaceId, url, event_types, description }));
+          setUrl("");
+          setDescription("");
+        } catch (error) {
+          const fields = (error as { fields?: Record<string, string[]> }).fields ?? {};
+          if (Object.keys(fields).length) setErrors(fields);
+          else toastError(error);
+        } finally {
+          setBusy(false);
+        }
+      }}
+    >
+      <Field label="Endpoint URL" errors={errors.url}>
+        {(p) => <input {...p} type="url" required value={url} onChange={(e) => setUrl(e.target.value)} placeholder="https://example.com/hooks/aggregator" className={inputClass} />}
+      </Field>
+      <Field label="Events" hint='Comma-separated; "run.*" matches every run event; empty: all events.' errors={errors.event_types ?? errors["event_types.0"]}>
+        {(p) => <input {...p} value={types} onChange={(e) => setTypes(e.target.value)} className={inputClass} />}
+      </Field>
+      <Field label="Description" errors={errors.description}>
+        {(p) => <input {...p} value={description} onChange={(e) => setDescription(e.target.value)} className={inputClass} />}
+      </Field>
+      <div>
+        <Button type="submit" variant="primary" busy={busy} disabled={!url}>
+          Add webhook
+        </Button>
+      </div>
+    </form>
+  );
+}
+
+function Webhooks() {
+  const { id } = useWorkspace();
+  const canEdit = useCan("editor");
+  const client = useQueryClient();
+  const [created, setCreated] = useState<WebhookWithSecret | null>(null);
+  const hooks = useQuery({
+    queryKey: ["webhooks", id],
+    queryFn: ({ signal }) => get<Page<Webhook>>("webhooks/", { workspace: id, limit: 100 }, signal),
+    enabled: id !== null,
+  });
+  if (id === null) return <Empty>You are not a member of any workspace.</Empty>;
+  return (
+    <>
+      <PageHeader title="Webhooks">
+        <p className="text-sm text-slate-700 dark:text-slate-300">Events of this workspace, POSTed to your endpoints and signed (Standard Webhooks).</p>
+      </PageHeader>
+      {created ? <SecretOnce label={`Signing secret of ${created.url}`} value={created.signing_secret} onDone={() => setCreated(null)} /> : null}
+      <div className="grid gap-4 lg:grid-cols-[2fr_1fr]">
+        <Card title="Endpoints">
+          {hooks.isPending ? (
+            <Loading />
+          ) : hooks.isError ? (
+            <ErrorNote error={hooks.error} />
+          ) : hooks.data.results.length === 0 ? (
+            <Empty>No webhooks yet.</Empty>
+          ) : (
+            <ul className="divide-y divide-slate-100 text-sm dark:divide-slate-700">
+              {hooks.data.results.map((w) => (
+                <li key={w.id} className="py-2">
+                  <Link href={`/webhooks/view?id=${w.id}`} className="font-medium break-all text-indigo-700 hover:underline dark:text-indigo-300">
+                    {w.url}
+                  </Link>
+                  <span className="block text-xs text-slate-700 dark:text-slate-300">
+                    {eventTypesText(w.event_types)} · {w.is_active ? "active" : <StatusBadge status="disabled" />}
+                    {w.consecutive_failures ? ` · ${w.consecutive_failures} failures in a row` : ""} · added {ago(w.created_at)}
+                  </span>
+                </li>
+              ))}
+            </ul>
+          )}
+        </Card>
+        {canEdit ? (
+          <Card title="Add a webhook">
+            <CreateWebhook
+              workspaceId={id}
+              onCreated={(w) => {
+                setCreated(w);
+                void client.invalidateQueries({ queryKey: ["webhooks"] });
+              }}
+            />
+          </Card>
+        ) : null}
+      </div>
+    </>
+  );
+}
+
+export default function WebhooksPage() {
+  return (
+    <AppShell>
+      <Webhooks />
+    </AppShell>
+  );
+}
