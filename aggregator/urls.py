@@ -38,7 +38,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", prometheus_metrics_view, name="prometheus-metrics"),
-
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     # Incoming webhooks: signed with their own secrets, outside the API's session/JWT/API-key auth.
