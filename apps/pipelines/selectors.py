@@ -9,7 +9,16 @@ from django.http import Http404
 
 from apps.users.selectors import workspace_ids_for_user
 
-from .models import NodeRun, Pipeline, PipelineVersion, RejectedRecord, Run, RunLog
+from .models import (
+    NodeProfile,
+    NodeRun,
+    Pipeline,
+    PipelineVersion,
+    QualityResult,
+    RejectedRecord,
+    Run,
+    RunLog,
+)
 
 
 def pipeline_list_for_user(*, user: Any) -> QuerySet[Pipeline]:
@@ -65,8 +74,67 @@ def run_logs(*, run: Run, after: int | None = None, level: str | None = None) ->
     return queryset
 
 
-def run_rejected(*, run: Run, node_id: str | None = None) -> QuerySet[RejectedRecord]:
+def run_rejected(
+    *, run: Run, node_id: str | None = None, rule: str | None = None
+) -> QuerySet[RejectedRecord]:
     queryset = RejectedRecord.objects.filter(run=run).order_by("id")
     if node_id:
         queryset = queryset.filter(node_id=node_id)
+    if rule:
+        queryset = queryset.filter(rule=rule)
     return queryset
+
+
+def run_rejected_columns(*, run: Run, node_id: str | None = None, rule: str | None = None) -> list[str]:
+    """The keys of the quarantined rows' raw values (the CSV's value columns), in the order they first
+    appear. One query in PostgreSQL: the rows themselves are never loaded to find them."""
+    from django.db import connection
+
+    where = ["run_id = %s", "jsonb_typeof(raw) = 'object'"]
+    params: list[Any] = [run.id]
+    if node_id:
+        where.append("node_id = %s")
+        params.append(node_id)
+    if rule:
+        where.append("rule = %s")
+        params.append(rule)
+    table = RejectedRecord._meta.db_table
+    sql = (
+        f"SELECT key FROM (SELECT id, jsonb_object_keys(raw) AS key FROM {table} "  # noqa: S608 - names are ours
+        f"WHERE {' AND '.join(where)}) AS keys GROUP BY key ORDER BY MIN(id), key"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [str(row[0]) for row in cursor.fetchall()]
+
+
+def run_quality_results(*, run: Run, node_id: str | None = None) -> QuerySet[QualityResult]:
+    queryset = QualityResult.objects.filter(run=run).order_by("id")
+    if node_id:
+        queryset = queryset.filter(node_id=node_id)
+    return queryset
+
+
+def run_profiles(*, run: Run, node_id: str | None = None) -> QuerySet[NodeProfile]:
+    queryset = NodeProfile.objects.filter(run=run).order_by("id")
+    if node_id:
+        queryset = queryset.filter(node_id=node_id)
+    return queryset
+
+
+# Worst last: a node's (and the run's) status is the worst of its rules'.
+_QUALITY_SEVERITY = ["passed", "warned", "rejected", "failed"]
+
+
+def run_quality_report(*, run: Run, node_id: str | None = None) -> dict[str, Any]:
+    """The run's quality report: each node's rules with their counts, grouped by node in run order."""
+    nodes: dict[str, list[QualityResult]] = {}
+    for result in run_quality_results(run=run, node_id=node_id):
+        nodes.setdefault(result.node_id, []).append(result)
+
+    def worst(statuses: list[str]) -> str:
+        return max(statuses, key=_QUALITY_SEVERITY.index, default="passed")
+
+    statuses = {node: worst([r.status for r in results]) for node, results in nodes.items()}
+    body = [{"node": node, "status": statuses[node], "rules": results} for node, results in nodes.items()]
+    return {"run": run.id, "status": worst(list(statuses.values())), "nodes": body}

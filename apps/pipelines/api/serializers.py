@@ -6,9 +6,12 @@ from rest_framework import serializers
 
 from apps.pipelines.models import (
     ConcurrencyPolicy,
+    NodeProfile,
     NodeRun,
     Pipeline,
     PipelineVersion,
+    QualityResult,
+    QualityStatus,
     RejectedRecord,
     Run,
     RunLog,
@@ -207,5 +210,55 @@ class RejectedRecordSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RejectedRecord
-        fields = ["id", "node", "line", "row", "reason", "raw", "source", "created_at"]
+        fields = ["id", "node", "rule", "line", "row", "reason", "raw", "source", "created_at"]
+        read_only_fields = fields
+
+
+QUALITY_STATUSES = ", ".join(QualityStatus.values)
+
+
+class QualityResultSerializer(serializers.ModelSerializer):
+    rule = serializers.CharField(source="rule_id")
+    type = serializers.CharField(source="rule_type")
+    # Plain text in the schema: a second enum named "status" would collide with the run's.
+    status = serializers.CharField(help_text=QUALITY_STATUSES)
+
+    class Meta:
+        model = QualityResult
+        fields = [
+            "rule",
+            "type",
+            "action",
+            "columns",
+            "status",
+            "checked",
+            "passed",
+            "failed",
+            "rejected",
+            "warned",
+            "observed",
+            "sample",
+        ]
+        read_only_fields = fields
+
+
+class QualityNodeSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    status = serializers.CharField(help_text=f"The worst of its rules: {QUALITY_STATUSES}")
+    rules = QualityResultSerializer(many=True)
+
+
+class QualityReportSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    status = serializers.CharField(help_text=f"The worst of all rules: {QUALITY_STATUSES}")
+    nodes = QualityNodeSerializer(many=True)
+
+
+class NodeProfileSerializer(serializers.ModelSerializer):
+    node = serializers.CharField(source="node_id")
+    columns = serializers.JSONField(help_text="Per column: null share, distinct, min/max/mean/stddev, …")
+
+    class Meta:
+        model = NodeProfile
+        fields = ["node", "rows", "complete", "row_cap", "columns", "created_at"]
         read_only_fields = fields

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -6,4 +7,12 @@ router = SimpleRouter()
 router.register("pipelines", views.PipelineViewSet, basename="pipeline")
 router.register("runs", views.RunViewSet, basename="run")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    # A file name, not a resource: no trailing slash.
+    path(
+        "runs/<int:pk>/rejected.csv",
+        views.RunViewSet.as_view({"get": "rejected_csv"}),
+        name="run-rejected-csv",
+    ),
+]

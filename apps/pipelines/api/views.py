@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import csv
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
@@ -12,13 +17,15 @@ from rest_framework.response import Response
 
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
 from apps.pipelines import selectors, services
-from apps.pipelines.models import Pipeline, Run, RunStatus
+from apps.pipelines.models import Pipeline, RejectedRecord, Run, RunStatus
 from apps.users.models import Role
 
 from .serializers import (
+    NodeProfileSerializer,
     PipelineSerializer,
     PipelineVersionSerializer,
     PipelineWriteSerializer,
+    QualityReportSerializer,
     RejectedRecordSerializer,
     RunDetailSerializer,
     RunLogSerializer,
@@ -224,7 +231,14 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WorkspaceScop
     queryset = Run.objects.none()
     serializer_class = RunSerializer
     filterset_class = RunFilter
-    action_roles = {"cancel": Role.EDITOR, "logs": Role.VIEWER, "rejected": Role.VIEWER}
+    action_roles = {
+        "cancel": Role.EDITOR,
+        "logs": Role.VIEWER,
+        "rejected": Role.VIEWER,
+        "rejected_csv": Role.VIEWER,
+        "quality": Role.VIEWER,
+        "profiles": Role.VIEWER,
+    }
 
     def scoped_queryset(self) -> QuerySet[Run]:
         queryset = selectors.run_list_for_user(user=self.request.user)
@@ -263,13 +277,87 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WorkspaceScop
         return self.get_paginated_response(RunLogSerializer(page, many=True).data)
 
     @extend_schema(
-        parameters=[OpenApiParameter("node", str)], responses={200: RejectedRecordSerializer(many=True)}
+        parameters=[
+            OpenApiParameter("node", str),
+            OpenApiParameter("rule", str, description="Only rows this validation rule rejected."),
+        ],
+        responses={200: RejectedRecordSerializer(many=True)},
     )
     @action(detail=True, methods=["get"])
     def rejected(self, request: Request, pk: str | None = None) -> Response:
-        """The run's quarantine: rows a source or step refused, with the reason and where they were."""
+        """The run's quarantine: rows a source, step or validation rule refused, with the reason, the rule
+        and where they were."""
         run = self.get_object()
         page = self.paginate_queryset(
-            selectors.run_rejected(run=run, node_id=request.query_params.get("node"))
+            selectors.run_rejected(
+                run=run, node_id=request.query_params.get("node"), rule=request.query_params.get("rule")
+            )
         )
         return self.get_paginated_response(RejectedRecordSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("node", str), OpenApiParameter("rule", str)],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def rejected_csv(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
+        """The run's quarantine as a CSV download (routed at `runs/{id}/rejected.csv`): node, rule, line,
+        row, reason, then one column per raw value. Streamed from a server-side cursor, so memory stays flat
+        however many rows were rejected."""
+        run = self.get_object()
+        node, rule = request.query_params.get("node"), request.query_params.get("rule")
+        columns = selectors.run_rejected_columns(run=run, node_id=node, rule=rule)
+        records = selectors.run_rejected(run=run, node_id=node, rule=rule)
+        response = StreamingHttpResponse(
+            rejected_csv_lines(records.iterator(chunk_size=2000), columns), content_type="text/csv"
+        )
+        response["Content-Disposition"] = f'attachment; filename="run-{run.id}-rejected.csv"'
+        return response
+
+    @extend_schema(parameters=[OpenApiParameter("node", str)], responses={200: QualityReportSerializer})
+    @action(detail=True, methods=["get"])
+    def quality(self, request: Request, pk: str | None = None) -> Response:
+        """The run's quality report: every validation rule of every node with the rows it checked, passed,
+        failed, rejected and warned, and a sample of failing values."""
+        run = self.get_object()
+        report = selectors.run_quality_report(run=run, node_id=request.query_params.get("node"))
+        return Response(QualityReportSerializer(report).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("node", str)], responses={200: NodeProfileSerializer(many=True)}
+    )
+    @action(detail=True, methods=["get"])
+    def profiles(self, request: Request, pk: str | None = None) -> Response:
+        """Profiles of the run's node outputs: sources by default (first rows), nodes with `profile: true`."""
+        run = self.get_object()
+        page = self.paginate_queryset(
+            selectors.run_profiles(run=run, node_id=request.query_params.get("node"))
+        )
+        return self.get_paginated_response(NodeProfileSerializer(page, many=True).data)
+
+
+class _Echo:
+    """csv.writer writes into this and gets the line back, so each row can be yielded as it is made."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def rejected_csv_lines(records: Iterator[RejectedRecord], columns: list[str]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(["node", "rule", "line", "row", "reason", *columns, "raw"])
+    for record in records:
+        raw = record.raw
+        values = [_cell(raw.get(c)) for c in columns] if isinstance(raw, dict) else [""] * len(columns)
+        # Raw values that are not an object (a list, a line of text) go whole in the last column.
+        other = "" if isinstance(raw, dict) else _cell(raw)
+        line = "" if record.line is None else record.line
+        row = "" if record.row is None else record.row
+        yield writer.writerow([record.node_id, record.rule, line, row, record.reason, *values, other])

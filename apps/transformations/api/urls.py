@@ -1,8 +1,10 @@
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import profiles, views
 
 router = SimpleRouter()
 router.register("step-types", views.StepTypeViewSet, basename="step-type")
+# Only `connectors/{id}/profile/`: the connectors app's router serves everything else under connectors/.
+router.register("connectors", profiles.ConnectorProfileViewSet, basename="connector-profile")
 
 urlpatterns = router.urls
