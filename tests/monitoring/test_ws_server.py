@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -52,6 +53,7 @@ class UvicornServer:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/"
         self.origin = self.base
         env = {**worker_env(), **(extra_env or {})}
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the server's stderr, kept to show if it fails)
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -71,16 +73,16 @@ class UvicornServer:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log,
             start_new_session=True,
         )
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
+                raise RuntimeError(f"uvicorn exited with {self.process.returncode}: {self._stderr_tail()}")
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=1.0).status_code == 200:
                     return
@@ -88,7 +90,11 @@ class UvicornServer:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError("uvicorn did not start in time")
+        raise RuntimeError(f"uvicorn did not start in time: {self._stderr_tail()}")
+
+    def _stderr_tail(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")[-2000:]
 
     def jwt(self, email: str) -> str:
         response = httpx.post(
@@ -105,6 +111,7 @@ class UvicornServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+        self._log.close()
 
     def __enter__(self) -> UvicornServer:
         return self
@@ -160,6 +167,27 @@ def test_a_client_follows_a_real_run_over_a_real_websocket(personas, pipeline, m
             assert all(m["event"]["subject"] == {"type": "run", "id": str(run.id)} for m in received)
             succeeded = received[-1]["event"]
             assert succeeded["workspace"] == personas.workspace.id and succeeded["id"] is not None
+
+
+def test_the_audit_log_names_the_credential_and_address_under_the_asgi_server(personas, pipeline):
+    from apps.monitoring.models import AuditEntry
+
+    with UvicornServer() as server:
+        token = server.jwt("owner@acme.test")
+        response = httpx.patch(
+            f"{server.base}/api/v1/pipelines/{pipeline.id}/",
+            json={"description": "late flights, nightly"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+    updates = AuditEntry.objects.filter(
+        content_type__model="pipeline", object_pk=str(pipeline.id), action=AuditEntry.Action.UPDATE
+    )
+    # (The other update is pipeline_create's own version bump, made by the fixture outside any request.)
+    (entry,) = [e for e in updates if "description" in e.changes]
+    assert (entry.actor_id, entry.credential, entry.remote_addr) == (personas.owner.id, "jwt", "127.0.0.1")
+    assert entry.changes["description"] == ["", "late flights, nightly"]
 
 
 def test_the_real_server_refuses_a_foreign_origin(personas):
