@@ -32,6 +32,7 @@ api_v1 = [
     path("", include("apps.transformations.api.urls")),
     path("", include("apps.monitoring.api.urls")),
     path("", include("apps.webhooks.api.urls")),
+    path("", include("apps.schemas.api.urls")),
 ]
 
 urlpatterns = [

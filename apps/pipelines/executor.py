@@ -32,6 +32,7 @@ from aggregator.logging import get_logger
 from apps.connectors.base import ConnectorError
 from apps.connectors.selectors import connector_runtime
 from apps.monitoring import events
+from apps.schemas.services import schema_contract_check
 from apps.transformations.profiling import SOURCE_PROFILE_ROWS, StreamProfiler
 from apps.transformations.quality import NodeRules, RuleFailed
 from apps.transformations.steps import StepError, get_step_type
@@ -470,6 +471,13 @@ class RunExecutor:
             state = saved.state
         else:
             state = None
+        # The stream's contract: discovers it now (a schema version per run) and fails on a frozen change.
+        contract = schema_contract_check(connector=source.connector.connector, stream=stream)
+        if contract.message:
+            self.log(contract.message, level=LogLevel.WARNING, node=source_id)
+        if contract.skip:
+            return None
+        stream = contract.read_schema
         self.log(f"Reading stream '{stream.name}'.", node=source_id, state=state or {})
         events.emit("node.started", self.run.workspace_id, ("run", self.run.id), {"node": source_id})
 
@@ -480,7 +488,9 @@ class RunExecutor:
             for item in reader:
                 self.check_cancel()
                 if isinstance(item, Batch):
-                    batch = item
+                    batch, refused = contract.conform(item)
+                    if refused:
+                        self._quarantine(source_id, refused)
                     if upper is not None and stream.cursor_field:
                         batch = _below(batch, stream.cursor_field, upper)
                     batch = self._check(source_id, batch)

@@ -1,4 +1,6 @@
-"""Recording discovered schemas as versions and saying what changed between them."""
+"""Recording discovered schemas as versions, saying what changed between them, and holding streams to
+their contracts (evolve, freeze, discard the value, discard the row) on discovery and at the start of
+every run's read."""
 
 from __future__ import annotations
 
@@ -8,12 +10,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from aggregator.dataplane import StreamSchema
 from aggregator.logging import get_logger
+from apps.monitoring import events
 
-from .models import StreamSchemaVersion
+from .contracts import ContractDecision, Settlement, contract_conformer, drift_dimensions
+from .models import ContractPolicy, SchemaChange, SchemaChangeStatus, StreamContract, StreamSchemaVersion
+from .selectors import stream_contract_effective
 
 logger = get_logger(__name__)
 
@@ -87,7 +94,9 @@ def schema_diff(*, stream: str, old: dict[str, Any] | None, new: dict[str, Any] 
 @transaction.atomic
 def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) -> list[StreamChange]:
     """Store what a discovery found as new versions where a stream changed, and return every stream's change
-    since the previous discovery (streams no longer found are marked removed)."""
+    since the previous discovery (streams no longer found are marked removed). Each new version is held to
+    the stream's contract (accepted, or a pending change under freeze) and, unless it is the connector's
+    first discovery, announced as `schema.drift_detected`."""
     latest: dict[str, StreamSchemaVersion] = {}
     for row in (
         StreamSchemaVersion.objects.select_for_update()
@@ -95,8 +104,10 @@ def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) 
         .order_by("stream", "-version")
     ):
         latest.setdefault(row.stream, row)
+    first_discovery = not latest
 
     changes: list[StreamChange] = []
+    recorded: list[tuple[StreamChange, StreamSchemaVersion]] = []
     seen: set[str] = set()
     for stream in streams:
         seen.add(stream.name)
@@ -110,7 +121,7 @@ def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) 
         change = schema_diff(stream=stream.name, old=old_schema, new=schema)
         version = (previous.version + 1) if previous else 1
         change.version = version
-        StreamSchemaVersion.objects.create(
+        row = StreamSchemaVersion.objects.create(
             workspace_id=connector.workspace_id,
             connector=connector,
             stream=stream.name,
@@ -118,15 +129,17 @@ def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) 
             schema=schema,
             fingerprint=fingerprint,
             changes=change.to_dict(),
+            is_accepted=False,
         )
         changes.append(change)
+        recorded.append((change, row))
 
     for name, previous in latest.items():
         if name in seen or previous.is_removed:
             continue
         change = schema_diff(stream=name, old=previous.schema, new=None)
         change.version = previous.version + 1
-        StreamSchemaVersion.objects.create(
+        row = StreamSchemaVersion.objects.create(
             workspace_id=connector.workspace_id,
             connector=connector,
             stream=name,
@@ -135,8 +148,28 @@ def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) 
             fingerprint=previous.fingerprint,
             changes=change.to_dict(),
             is_removed=True,
+            is_accepted=False,
         )
         changes.append(change)
+        recorded.append((change, row))
+
+    for change, row in recorded:
+        settlement = _settle(connector=connector, latest=row, first_discovery=first_discovery)
+        if not first_discovery:
+            events.emit(
+                "schema.drift_detected",
+                connector.workspace_id,
+                connector,
+                {
+                    "connector": connector.id,
+                    "connector_name": connector.name,
+                    "stream": row.stream,
+                    "version": row.version,
+                    "changes": change.to_dict(),
+                    "contract": settlement.status,
+                    "schema_change": settlement.change.id if settlement.change else None,
+                },
+            )
 
     changed = [c.stream for c in changes if c.kind != "unchanged"]
     if changed:
@@ -150,3 +183,220 @@ def schema_discover(*, connector: Any) -> list[StreamChange]:
 
     streams = connector_discover(connector=connector)
     return schema_record_discovery(connector=connector, streams=streams)
+
+
+# --- contracts -----------------------------------------------------------------------------------------
+
+
+def _latest_accepted(*, connector_id: int, stream: str) -> StreamSchemaVersion | None:
+    return (
+        StreamSchemaVersion.objects.filter(connector_id=connector_id, stream=stream, is_accepted=True)
+        .order_by("-version")
+        .first()
+    )
+
+
+def _accept(row: StreamSchemaVersion) -> None:
+    StreamSchemaVersion.objects.filter(pk=row.pk).update(is_accepted=True)
+    row.is_accepted = True
+    # Whatever was waiting for a decision about an older version is moot now.
+    SchemaChange.objects.filter(
+        connector_id=row.connector_id, stream=row.stream, status=SchemaChangeStatus.PENDING
+    ).exclude(to_version=row.version).update(status=SchemaChangeStatus.SUPERSEDED)
+
+
+def _settle(*, connector: Any, latest: StreamSchemaVersion, first_discovery: bool = False) -> Settlement:
+    """Hold the stream's latest version to its contract: accept it, keep the accepted one in force
+    (discard), or stop the stream behind a pending change (freeze). Idempotent: called on every discovery
+    that records a version and at the start of every run's read, so a changed contract takes effect at
+    once."""
+    if latest.is_accepted:
+        return Settlement(status="accepted")
+    if latest.is_removed or first_discovery:
+        # A vanished stream is not a contract matter (runs reading it fail for want of the stream).
+        _accept(latest)
+        return Settlement(status="accepted")
+    accepted = _latest_accepted(connector_id=latest.connector_id, stream=latest.stream)
+    accepted_schema = None if accepted is None or accepted.is_removed else accepted.schema
+    diff = schema_diff(stream=latest.stream, old=accepted_schema, new=latest.schema)
+    contract = stream_contract_effective(connector_id=latest.connector_id, stream=latest.stream)
+    policies = {dim: contract[dim] for dim in drift_dimensions(diff)}
+    if all(policy == ContractPolicy.EVOLVE for policy in policies.values()):
+        _accept(latest)
+        return Settlement(status="accepted", diff=diff, policies=policies)
+    frozen = [dim for dim, policy in policies.items() if policy == ContractPolicy.FREEZE]
+    if not frozen:
+        return Settlement(status="discarded", diff=diff, policies=policies, accepted=accepted)
+    change, created = SchemaChange.objects.get_or_create(
+        connector_id=latest.connector_id,
+        stream=latest.stream,
+        to_version=latest.version,
+        defaults={
+            "workspace_id": latest.workspace_id,
+            "from_version": accepted.version if accepted is not None else None,
+            "changes": diff.to_dict(),
+            "frozen": frozen,
+        },
+    )
+    if created:
+        SchemaChange.objects.filter(
+            connector_id=latest.connector_id, stream=latest.stream, status=SchemaChangeStatus.PENDING
+        ).exclude(pk=change.pk).update(status=SchemaChangeStatus.SUPERSEDED)
+        logger.info(
+            "schema_change_pending",
+            connector_id=latest.connector_id,
+            stream=latest.stream,
+            change_id=change.id,
+        )
+    return Settlement(
+        status=str(change.status), diff=diff, policies=policies, accepted=accepted, change=change
+    )
+
+
+class SchemaContractViolation(ValidationError):
+    """A run may not read a stream: its contract froze a change nobody has approved (or someone rejected)."""
+
+
+def _describe_diff(diff: StreamChange) -> str:
+    parts = []
+    if diff.kind == "added":
+        parts.append("a new stream")
+    if diff.added_fields and diff.kind != "added":
+        parts.append("new column(s) " + ", ".join(f"'{n}'" for n in diff.added_fields))
+    if diff.type_changes:
+        parts.append(
+            "type change(s) "
+            + ", ".join(f"'{n}' {c['from']} → {c['to']}" for n, c in diff.type_changes.items())
+        )
+    return "; ".join(parts) or "a change"
+
+
+def schema_contract_check(*, connector: Any, stream: StreamSchema) -> ContractDecision:
+    """At the start of a run's read of `stream` (the schema the run was planned with): discover the
+    connector now (recording a version if the stream changed, which is cheap for files and databases),
+    hold the stream to its contract and say how to read it. Raises SchemaContractViolation, naming the
+    stream and the pending change, when a frozen change stands in the way."""
+    from apps.connectors.services import connector_discover
+
+    try:
+        schema_record_discovery(connector=connector, streams=connector_discover(connector=connector))
+    except ValidationError as exc:
+        # The read itself will meet the same failure and report (or retry) it properly; a pending change
+        # recorded before still blocks below.
+        logger.warning(
+            "schema_contract_discovery_failed",
+            connector_id=connector.id,
+            stream=stream.name,
+            error=exc.messages,
+        )
+    latest = (
+        StreamSchemaVersion.objects.filter(connector_id=connector.id, stream=stream.name)
+        .order_by("-version")
+        .first()
+    )
+    if latest is None or latest.is_removed:
+        return ContractDecision(read_schema=stream)
+    settlement = _settle(connector=connector, latest=latest)
+    if settlement.change is not None:
+        change = settlement.change
+        frozen = ", ".join(change.frozen)
+        what = _describe_diff(settlement.diff) if settlement.diff is not None else "a change"
+        if change.status == SchemaChangeStatus.REJECTED:
+            message = (
+                f"Stream '{stream.name}' of connector '{connector.name}' changed ({what}) and schema change "
+                f"#{change.id} was rejected: runs fail until the source returns to the accepted schema or "
+                f"the contract ({frozen}: freeze) changes."
+            )
+        else:
+            message = (
+                f"Stream '{stream.name}' of connector '{connector.name}' has pending schema change "
+                f"#{change.id} ({what}); its contract freezes {frozen}, so an editor must approve or "
+                "reject it first."
+            )
+        raise SchemaContractViolation(message, code="schema_contract")
+    if settlement.status == "discarded":
+        assert settlement.diff is not None
+        return contract_conformer(
+            planned=stream,
+            discovered=StreamSchema.from_dict(latest.schema),
+            diff=settlement.diff,
+            policies=settlement.policies,
+        )
+    return ContractDecision(read_schema=stream)
+
+
+@transaction.atomic
+def stream_contract_set(
+    *,
+    connector: Any,
+    stream: str,
+    user: Any,
+    new_columns: str = ContractPolicy.EVOLVE,
+    type_changes: str = ContractPolicy.EVOLVE,
+    new_tables: str = ContractPolicy.EVOLVE,
+) -> StreamContract:
+    """Create or replace the contract of a connector's stream (`stream=""`: the connector's default)."""
+    values = {"new_columns": new_columns, "type_changes": type_changes, "new_tables": new_tables}
+    for key, value in values.items():
+        if value not in ContractPolicy.values:
+            raise ValidationError({key: [f"Must be one of {', '.join(ContractPolicy.values)}."]})
+    contract, _ = StreamContract.objects.update_or_create(
+        connector=connector,
+        stream=stream,
+        defaults={**values, "workspace_id": connector.workspace_id, "updated_by": user},
+    )
+    events.emit(
+        "schema.contract_updated",
+        connector.workspace_id,
+        connector,
+        {"connector": connector.id, "stream": stream, **values},
+    )
+    logger.info("schema_contract_set", connector_id=connector.id, stream=stream, **values)
+    return contract
+
+
+@transaction.atomic
+def stream_contract_delete(*, contract: StreamContract) -> None:
+    events.emit(
+        "schema.contract_deleted",
+        contract.workspace_id,
+        ("connector", contract.connector_id),
+        {"connector": contract.connector_id, "stream": contract.stream},
+    )
+    contract.delete()
+
+
+def _decide(*, change: SchemaChange, user: Any, status: str) -> SchemaChange:
+    locked = SchemaChange.objects.select_for_update().get(pk=change.pk)
+    if locked.status != SchemaChangeStatus.PENDING:
+        raise ValidationError({"status": [f"Schema change #{locked.id} is {locked.status}, not pending."]})
+    locked.status = status
+    locked.decided_by = user
+    locked.decided_at = timezone.now()
+    locked.save(update_fields=["status", "decided_by", "decided_at"])
+    events.emit(
+        f"schema.change_{status}",
+        locked.workspace_id,
+        locked,
+        {"connector": locked.connector_id, "stream": locked.stream, "version": locked.to_version},
+    )
+    logger.info(f"schema_change_{status}", change_id=locked.id, connector_id=locked.connector_id)
+    return locked
+
+
+@transaction.atomic
+def schema_change_approve(*, change: SchemaChange, user: Any) -> SchemaChange:
+    """Accept the change: its version becomes the one pipelines are planned with and runs continue."""
+    decided = _decide(change=change, user=user, status=SchemaChangeStatus.APPROVED)
+    row = StreamSchemaVersion.objects.get(
+        connector_id=decided.connector_id, stream=decided.stream, version=decided.to_version
+    )
+    _accept(row)
+    return decided
+
+
+@transaction.atomic
+def schema_change_reject(*, change: SchemaChange, user: Any) -> SchemaChange:
+    """Refuse the change: runs keep failing until the source returns to the accepted schema (a new
+    discovery finds no drift) or the contract stops freezing what changed."""
+    return _decide(change=change, user=user, status=SchemaChangeStatus.REJECTED)

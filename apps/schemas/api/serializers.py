@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.schemas.models import (
+    ContractPolicy,
+    SchemaChange,
+    SchemaChangeStatus,
+    StreamContract,
+    StreamSchemaVersion,
+)
+
+
+# The three settings share one choice set, which the schema generator would name three ways (a warning):
+# documented as a string listing the values instead; validation is the ChoiceField's.
+@extend_schema_field(OpenApiTypes.STR)
+class PolicyField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "One of: evolve, freeze, discard_value, discard_row.")
+        super().__init__(choices=ContractPolicy.choices, **kwargs)
+
+
+class StreamSchemaVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StreamSchemaVersion
+        fields = ["version", "schema", "changes", "is_removed", "is_accepted", "discovered_at"]
+        read_only_fields = fields
+
+
+class ContractSettingsSerializer(serializers.Serializer):
+    new_columns = PolicyField()
+    type_changes = PolicyField()
+    new_tables = PolicyField()
+
+
+class StreamSummarySerializer(serializers.Serializer):
+    stream = serializers.CharField()
+    latest_version = serializers.IntegerField()
+    accepted_version = serializers.IntegerField(allow_null=True)
+    is_removed = serializers.BooleanField()
+    contract = ContractSettingsSerializer(
+        help_text="The settings in force (the stream's, the connector's or evolve)."
+    )
+    versions = StreamSchemaVersionSerializer(many=True)
+
+
+class ConnectorStreamsSerializer(serializers.Serializer):
+    connector = serializers.IntegerField()
+    streams = StreamSummarySerializer(many=True)
+
+
+class SchemaDiffSerializer(serializers.Serializer):
+    connector = serializers.IntegerField()
+    stream = serializers.CharField()
+    base = serializers.IntegerField()
+    other = serializers.IntegerField()
+    kind = serializers.CharField(help_text="added, removed, changed or unchanged.")
+    added_fields = serializers.ListField(child=serializers.CharField())
+    removed_fields = serializers.ListField(child=serializers.CharField())
+    type_changes = serializers.DictField(child=serializers.DictField(child=serializers.CharField()))
+    nullability_changes = serializers.DictField(child=serializers.DictField(child=serializers.BooleanField()))
+    key_changes = serializers.DictField(child=serializers.JSONField())
+
+
+class StreamContractSerializer(serializers.ModelSerializer):
+    workspace = serializers.IntegerField(source="workspace_id", read_only=True)
+    connector = serializers.IntegerField(source="connector_id")
+    updated_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="email", read_only=True
+    )
+    new_columns = PolicyField(required=False)
+    type_changes = PolicyField(required=False)
+    new_tables = PolicyField(required=False)
+
+    class Meta:
+        model = StreamContract
+        fields = [
+            "id",
+            "workspace",
+            "connector",
+            "stream",
+            "new_columns",
+            "type_changes",
+            "new_tables",
+            "updated_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "workspace", "updated_by", "created_at", "updated_at"]
+        extra_kwargs = {"stream": {"required": False, "allow_blank": True}}
+
+
+class StreamContractUpdateSerializer(serializers.Serializer):
+    new_columns = PolicyField(required=False)
+    type_changes = PolicyField(required=False)
+    new_tables = PolicyField(required=False)
+
+
+class SchemaChangeSerializer(serializers.ModelSerializer):
+    workspace = serializers.IntegerField(source="workspace_id", read_only=True)
+    connector = serializers.IntegerField(source="connector_id", read_only=True)
+    status = serializers.ChoiceField(choices=SchemaChangeStatus.choices, read_only=True)
+    decided_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="email", read_only=True
+    )
+
+    class Meta:
+        model = SchemaChange
+        fields = [
+            "id",
+            "workspace",
+            "connector",
+            "stream",
+            "from_version",
+            "to_version",
+            "changes",
+            "frozen",
+            "status",
+            "decided_by",
+            "decided_at",
+            "created_at",
+        ]
+        read_only_fields = fields
