@@ -114,7 +114,8 @@ def test_an_editor_connects_builds_runs_and_watches_a_pipeline_live(
     pipeline_url = page.url
     check_screen(page, "06-pipeline-detail")
 
-    # Run it: the run page follows it live until it succeeds, with each node's counts.
+    # Run it: the run page follows it live (over /ws/) until it succeeds, with each node's counts.
+    page.locator('[data-testid="live"][data-live="true"]').wait_for()
     page.get_by_role("button", name="Run now").click()
     page.wait_for_url("**/runs/view?id=*")
     run_id = int(page.url.rsplit("=", 1)[1])

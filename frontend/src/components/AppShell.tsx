@@ -9,7 +9,7 @@ import { useId, type ReactNode } from "react";
 import { ErrorNote, Loading } from "@/components/ui";
 import { useRequireMe, useSignOut, useWorkspace } from "@/lib/session";
 import { useUi } from "@/lib/store";
-import { useWorkspaceLive } from "@/lib/live";
+import { useLive, useWorkspaceLive } from "@/lib/live";
 
 const nav = [
   { href: "/", label: "Dashboard", Icon: LayoutDashboard },
@@ -67,9 +67,16 @@ function ThemeToggle() {
   );
 }
 
+/** Subscribes to the workspace's events and says whether updates arrive live (else screens poll). */
 function LiveSubscriber({ workspaceId }: { workspaceId: number }) {
   useWorkspaceLive(workspaceId);
-  return null;
+  const connected = useLive();
+  return (
+    <span data-testid="live" data-live={connected} className="flex items-center gap-1.5 text-xs text-slate-300" title={connected ? "Updates arrive live" : "Not connected: refreshing periodically"}>
+      <span aria-hidden className={`size-2 rounded-full ${connected ? "bg-green-400" : "bg-slate-500"}`} />
+      {connected ? "Live" : "Offline"}
+    </span>
+  );
 }
 
 /** The frame of every signed-in screen: the user must be signed in, else the sign-in page (with `next`). */
@@ -109,6 +116,7 @@ export function AppShell({ children }: { children: ReactNode }) {
             </ul>
           </nav>
           <div className="ml-auto flex items-center gap-2">
+            {workspaceId ? <LiveSubscriber workspaceId={workspaceId} /> : null}
             <WorkspaceSwitcher />
             <ThemeToggle />
             {me.data ? (
@@ -128,7 +136,6 @@ export function AppShell({ children }: { children: ReactNode }) {
       <main id="main" className="mx-auto max-w-7xl px-3 py-5 sm:px-6">
         {me.isPending ? <Loading /> : me.isError ? <ErrorNote error={me.error} /> : children}
       </main>
-      {workspaceId ? <LiveSubscriber workspaceId={workspaceId} /> : null}
     </>
   );
 }

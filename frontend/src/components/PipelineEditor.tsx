@@ -123,7 +123,7 @@ export function PipelineEditor({
         <Field label="Name" errors={fieldErrors.name}>
           {(p) => <input {...p} value={name} onChange={(e) => setName(e.target.value)} readOnly={readOnly} required className={inputClass} />}
         </Field>
-        {!readOnly ? (
+        {pipeline && !readOnly ? (
           <Field label="Change note" hint="Kept with the new version." errors={fieldErrors.message}>
             {(p) => <input {...p} value={message} onChange={(e) => setMessage(e.target.value)} className={inputClass} />}
           </Field>

@@ -26,6 +26,7 @@ class LiveConnection {
   private statusListeners = new Set<() => void>();
   private retry = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  private closeTimer: ReturnType<typeof setTimeout> | null = null;
   connected = false;
 
   private setConnected(value: boolean) {
@@ -34,6 +35,10 @@ class LiveConnection {
   }
 
   private ensure() {
+    if (this.closeTimer) {
+      clearTimeout(this.closeTimer);
+      this.closeTimer = null;
+    }
     if (this.socket || typeof window === "undefined" || typeof WebSocket === "undefined") return;
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/`;
     const socket = new WebSocket(url);
@@ -81,9 +86,15 @@ class LiveConnection {
         this.subscriptions.delete(key);
         this.send({ type: "unsubscribe", channel, id });
       }
-      if (this.subscriptions.size === 0) {
-        if (this.timer) clearTimeout(this.timer);
-        this.socket?.close();
+      if (this.subscriptions.size === 0 && !this.closeTimer) {
+        // Navigating between screens unsubscribes and subscribes again at once: keep the socket a moment
+        // rather than closing and reopening it on every page.
+        this.closeTimer = setTimeout(() => {
+          this.closeTimer = null;
+          if (this.subscriptions.size > 0) return;
+          if (this.timer) clearTimeout(this.timer);
+          this.socket?.close();
+        }, 5000);
       }
     };
   }

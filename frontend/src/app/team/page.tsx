@@ -10,6 +10,7 @@ import { z } from "zod";
 import { del, get, patch, post } from "@/api/client";
 import type { ApiKey, ApiKeyCreated, Invitation, Membership, Page, Role } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
+import { Profile } from "@/components/Profile";
 import { Button, Card, ConfirmDialog, Empty, ErrorNote, Field, inputClass, Loading, PageHeader } from "@/components/ui";
 import { ago } from "@/lib/format";
 import { applyApiError } from "@/lib/forms";
@@ -280,13 +281,14 @@ function Team() {
   if (id === null) return <Empty>You are not a member of any workspace.</Empty>;
   return (
     <>
-      <PageHeader title="Team">
+      <PageHeader title="Team and settings">
         <p className="text-sm text-slate-700 dark:text-slate-300">
           {current?.name} · your role: {current?.role}
         </p>
       </PageHeader>
       <div className="grid gap-4 lg:grid-cols-2">
         <Members workspaceId={id} isAdmin={isAdmin} />
+        <Profile />
         {isAdmin ? <Invitations workspaceId={id} /> : null}
         {isAdmin ? <ApiKeys workspaceId={id} /> : null}
       </div>
