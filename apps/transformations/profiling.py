@@ -39,7 +39,7 @@ from aggregator.dataplane import FieldType, StreamSchema, field_type_of
 # 10,000 hashes are 80 KB a column: exact counts for the usual categorical and key-like columns of a sample.
 DISTINCT_EXACT_LIMIT = 10_000
 HLL_PRECISION = 14
-TOP_CANDIDATES = 1_000
+TOP_CANDIDATES = 10_000
 TOP_SHOWN = 10
 HISTOGRAM_BINS = 20
 # Sources are profiled by default on their first rows only: enough to describe a stream, and the cost of
