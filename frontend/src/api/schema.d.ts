@@ -466,6 +466,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/connectors/{id}/profile/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The profile of a stream's first rows: per column null share, distinct count, min/max/mean/stddev,
+         *     top values and a histogram of numbers.
+         */
+        get: operations["connectors_profile_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events/": {
         parameters: {
             query?: never;
@@ -910,6 +930,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{id}/profiles/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Profiles of the run's node outputs: sources by default (first rows), nodes with `profile: true`. */
+        get: operations["runs_profiles_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{id}/quality/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The run's quality report: every validation rule of every node with the rows it checked, passed,
+         *     failed, rejected and warned, and a sample of failing values.
+         */
+        get: operations["runs_quality_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{id}/rejected.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The run's quarantine as a CSV download (routed at `runs/{id}/rejected.csv`): node, rule, line,
+         *     row, reason, then one column per raw value. Streamed from a server-side cursor, so memory stays flat
+         *     however many rows were rejected.
+         */
+        get: operations["runs_rejected.csv_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{id}/rejected/": {
         parameters: {
             query?: never;
@@ -917,7 +995,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description The run's quarantine: rows a source or step refused, with the reason and where they were. */
+        /**
+         * @description The run's quarantine: rows a source, step or validation rule refused, with the reason, the rule
+         *     and where they were.
+         */
         get: operations["runs_rejected_list"];
         put?: never;
         post?: never;
@@ -925,6 +1006,178 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/changes/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Drift a frozen contract refused. While one is pending (or was rejected and the source still
+         *     differs), runs reading the stream fail; an editor approves (the new version is accepted) or rejects.
+         */
+        get: operations["schemas_changes_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/changes/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Drift a frozen contract refused. While one is pending (or was rejected and the source still
+         *     differs), runs reading the stream fail; an editor approves (the new version is accepted) or rejects.
+         */
+        get: operations["schemas_changes_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/changes/{id}/approve/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Drift a frozen contract refused. While one is pending (or was rejected and the source still
+         *     differs), runs reading the stream fail; an editor approves (the new version is accepted) or rejects.
+         */
+        post: operations["schemas_changes_approve_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/changes/{id}/reject/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Drift a frozen contract refused. While one is pending (or was rejected and the source still
+         *     differs), runs reading the stream fail; an editor approves (the new version is accepted) or rejects.
+         */
+        post: operations["schemas_changes_reject_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/connectors/{id}/diff/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What changed from `base` to `other`: fields added, removed, type-changed, nullability-changed. */
+        get: operations["schemas_connectors_diff_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/connectors/{id}/streams/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Every stream with its versions, newest first. */
+        get: operations["schemas_connectors_streams_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/contracts/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Schema contracts, per connector and stream (an empty `stream` is the connector's default): what
+         *     happens to new columns, type changes and new streams — evolve, freeze, discard_value or discard_row.
+         *     Viewers read; editors change.
+         */
+        get: operations["schemas_contracts_list"];
+        put?: never;
+        /** @description Set the contract of a stream (creating or replacing it). */
+        post: operations["schemas_contracts_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/schemas/contracts/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Schema contracts, per connector and stream (an empty `stream` is the connector's default): what
+         *     happens to new columns, type changes and new streams — evolve, freeze, discard_value or discard_row.
+         *     Viewers read; editors change.
+         */
+        get: operations["schemas_contracts_retrieve"];
+        /**
+         * @description Schema contracts, per connector and stream (an empty `stream` is the connector's default): what
+         *     happens to new columns, type changes and new streams — evolve, freeze, discard_value or discard_row.
+         *     Viewers read; editors change.
+         */
+        put: operations["schemas_contracts_update"];
+        post?: never;
+        /**
+         * @description Schema contracts, per connector and stream (an empty `stream` is the connector's default): what
+         *     happens to new columns, type changes and new streams — evolve, freeze, discard_value or discard_row.
+         *     Viewers read; editors change.
+         */
+        delete: operations["schemas_contracts_destroy"];
+        options?: never;
+        head?: never;
+        /**
+         * @description Schema contracts, per connector and stream (an empty `stream` is the connector's default): what
+         *     happens to new columns, type changes and new streams — evolve, freeze, discard_value or discard_row.
+         *     Viewers read; editors change.
+         */
+        patch: operations["schemas_contracts_partial_update"];
         trace?: never;
     };
     "/api/v1/step-types/": {
@@ -1475,6 +1728,10 @@ export interface components {
             /** @description Defaults to your only workspace. */
             workspace?: number;
         };
+        ConnectorStreams: {
+            connector: number;
+            streams: components["schemas"]["StreamSummary"][];
+        };
         ConnectorType: {
             /** @description JSON Schema of the config; secret fields are writeOnly. */
             config_schema: unknown;
@@ -1498,6 +1755,14 @@ export interface components {
             };
             connector_type?: string;
             name: string;
+        };
+        ContractSettings: {
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_columns: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_tables: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            type_changes: string;
         };
         /**
          * @description * `session` - Session
@@ -1646,6 +1911,18 @@ export interface components {
             readonly id: number;
             role?: components["schemas"]["RoleEnum"];
             readonly user: components["schemas"]["User"];
+        };
+        NodeProfile: {
+            /** @description Per column: null share, distinct, min/max/mean/stddev, … */
+            columns: unknown;
+            /** @description False when the row cap cut the profile short. */
+            readonly complete: boolean;
+            /** Format: date-time */
+            readonly created_at: string;
+            node: string;
+            readonly row_cap: number | null;
+            /** @description Rows profiled. */
+            readonly rows: number;
         };
         NodeRun: {
             readonly bytes: number;
@@ -1819,6 +2096,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Membership"][];
         };
+        PaginatedNodeProfileList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["NodeProfile"][];
+        };
         PaginatedPipelineList: {
             /** @example 123 */
             count: number;
@@ -1924,6 +2216,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["RunLog"][];
         };
+        PaginatedSchemaChangeList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["SchemaChange"][];
+        };
         PaginatedStepTypeList: {
             /** @example 123 */
             count: number;
@@ -1938,6 +2245,21 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["StepType"][];
+        };
+        PaginatedStreamContractList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["StreamContract"][];
         };
         PaginatedWebhookList: {
             /** @example 123 */
@@ -2018,6 +2340,14 @@ export interface components {
             schedule_timezone?: string;
             time_limit_s?: number;
             workspace?: number;
+        };
+        PatchedStreamContractUpdateRequest: {
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_columns?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_tables?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            type_changes?: string;
         };
         PatchedWebhookWriteRequest: {
             description?: string;
@@ -2146,6 +2476,35 @@ export interface components {
             readonly url: string;
             readonly workspace: number;
         };
+        QualityNode: {
+            node: string;
+            rules: components["schemas"]["QualityResult"][];
+            /** @description The worst of its rules: passed, failed, rejected, warned */
+            status: string;
+        };
+        QualityReport: {
+            nodes: components["schemas"]["QualityNode"][];
+            run: number;
+            /** @description The worst of all rules: passed, failed, rejected, warned */
+            status: string;
+        };
+        QualityResult: {
+            readonly action: string;
+            readonly checked: number;
+            readonly columns: unknown;
+            readonly failed: number;
+            /** @description row_count: the count; freshness: the latest. */
+            readonly observed: unknown;
+            readonly passed: number;
+            readonly rejected: number;
+            rule: string;
+            /** @description A few failing values. */
+            readonly sample: unknown;
+            /** @description passed, failed, rejected, warned */
+            status: string;
+            type: string;
+            readonly warned: number;
+        };
         RejectedRecord: {
             /** Format: date-time */
             readonly created_at: string;
@@ -2155,6 +2514,8 @@ export interface components {
             readonly raw: unknown;
             readonly reason: string;
             readonly row: number | null;
+            /** @description The validation rule's id; blank for bad input. */
+            readonly rule: string;
             readonly source: string;
         };
         RejectedRow: {
@@ -2328,6 +2689,58 @@ export interface components {
             success_rate: number | null;
             workspace: number;
         };
+        SchemaChange: {
+            /** @description The diff from the accepted to the new version. */
+            readonly changes: unknown;
+            readonly connector: number;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly decided_at: string | null;
+            /** Format: email */
+            readonly decided_by: string;
+            /** @description The accepted version. */
+            readonly from_version: number | null;
+            /** @description The contract settings that refused it. */
+            readonly frozen: unknown;
+            readonly id: number;
+            readonly status: components["schemas"]["SchemaChangeStatusEnum"];
+            readonly stream: string;
+            /** @description The version discovered. */
+            readonly to_version: number;
+            readonly workspace: number;
+        };
+        /**
+         * @description * `pending` - Pending
+         *     * `approved` - Approved
+         *     * `rejected` - Rejected
+         *     * `superseded` - Superseded
+         * @enum {string}
+         */
+        SchemaChangeStatusEnum: "pending" | "approved" | "rejected" | "superseded";
+        SchemaDiff: {
+            added_fields: string[];
+            base: number;
+            connector: number;
+            key_changes: {
+                [key: string]: unknown;
+            };
+            /** @description added, removed, changed or unchanged. */
+            kind: string;
+            nullability_changes: {
+                [key: string]: {
+                    [key: string]: boolean;
+                };
+            };
+            other: number;
+            removed_fields: string[];
+            stream: string;
+            type_changes: {
+                [key: string]: {
+                    [key: string]: string;
+                };
+            };
+        };
         /**
          * @description * `read` - Read
          *     * `write` - Write
@@ -2410,12 +2823,83 @@ export interface components {
          * @enum {string}
          */
         StreamChangeKindEnum: "added" | "removed" | "changed" | "unchanged";
+        StreamContract: {
+            connector: number;
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly id: number;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_columns?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_tables?: string;
+            /** @description Empty: the connector's default. */
+            stream?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            type_changes?: string;
+            /** Format: date-time */
+            readonly updated_at: string;
+            /** Format: email */
+            readonly updated_by: string;
+            readonly workspace: number;
+        };
+        StreamContractRequest: {
+            connector: number;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_columns?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_tables?: string;
+            /** @description Empty: the connector's default. */
+            stream?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            type_changes?: string;
+        };
+        StreamContractUpdateRequest: {
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_columns?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            new_tables?: string;
+            /** @description One of: evolve, freeze, discard_value, discard_row. */
+            type_changes?: string;
+        };
         StreamField: {
             /** @description Present only when the source has one. */
             description?: string;
             name: string;
             nullable: boolean;
             type: string;
+        };
+        StreamProfile: {
+            /** @description Per column: null share, distinct, min/max/mean/stddev, … */
+            columns: unknown;
+            connector: number;
+            limit: number;
+            /** @description Rows the source could not read among those. */
+            rejected: number;
+            /** @description Rows profiled (the first rows of the stream). */
+            rows: number;
+            stream: string;
+        };
+        StreamSchemaVersion: {
+            /** @description What changed since the previous version. */
+            readonly changes: unknown;
+            /** Format: date-time */
+            readonly discovered_at: string;
+            /** @description Pipelines read the stream as its latest accepted version. */
+            readonly is_accepted: boolean;
+            /** @description The stream was no longer discovered. */
+            readonly is_removed: boolean;
+            /** @description The StreamSchema as a dict (fields, primary key, cursor …). */
+            readonly schema: unknown;
+            readonly version: number;
+        };
+        StreamSummary: {
+            accepted_version: number | null;
+            /** @description The settings in force (the stream's, the connector's or evolve). */
+            contract: components["schemas"]["ContractSettings"];
+            is_removed: boolean;
+            latest_version: number;
+            stream: string;
+            versions: components["schemas"]["StreamSchemaVersion"][];
         };
         SystemPoint: {
             /** Format: double */
@@ -3436,6 +3920,32 @@ export interface operations {
             };
         };
     };
+    connectors_profile_retrieve: {
+        parameters: {
+            query: {
+                /** @description Rows to profile (default and maximum 1000). */
+                limit?: number;
+                stream: string;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this connector. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamProfile"];
+                };
+            };
+        };
+    };
     events_list: {
         parameters: {
             query?: {
@@ -4259,7 +4769,7 @@ export interface operations {
             };
         };
     };
-    runs_rejected_list: {
+    runs_profiles_list: {
         parameters: {
             query?: {
                 /** @description Number of results to return per page. */
@@ -4293,7 +4803,395 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["PaginatedNodeProfileList"];
+                };
+            };
+        };
+    };
+    runs_quality_retrieve: {
+        parameters: {
+            query?: {
+                node?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this run. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QualityReport"];
+                };
+            };
+        };
+    };
+    "runs_rejected.csv_retrieve": {
+        parameters: {
+            query?: {
+                node?: string;
+                rule?: string;
+            };
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+        };
+    };
+    runs_rejected_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                node?: string;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                pipeline?: number;
+                queued_after?: string;
+                queued_before?: string;
+                /** @description Only rows this validation rule rejected. */
+                rule?: string;
+                /**
+                 * @description * `queued` - Queued
+                 *     * `running` - Running
+                 *     * `succeeded` - Succeeded
+                 *     * `failed` - Failed
+                 *     * `cancelled` - Cancelled
+                 */
+                status?: ("cancelled" | "failed" | "queued" | "running" | "succeeded")[];
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this run. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
                     "application/json": components["schemas"]["PaginatedRejectedRecordList"];
+                };
+            };
+        };
+    };
+    schemas_changes_list: {
+        parameters: {
+            query?: {
+                connector?: number;
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /**
+                 * @description * `pending` - Pending
+                 *     * `approved` - Approved
+                 *     * `rejected` - Rejected
+                 *     * `superseded` - Superseded
+                 */
+                status?: ("approved" | "pending" | "rejected" | "superseded")[];
+                stream?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedSchemaChangeList"];
+                };
+            };
+        };
+    };
+    schemas_changes_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this schema change. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SchemaChange"];
+                };
+            };
+        };
+    };
+    schemas_changes_approve_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this schema change. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SchemaChange"];
+                };
+            };
+        };
+    };
+    schemas_changes_reject_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this schema change. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SchemaChange"];
+                };
+            };
+        };
+    };
+    schemas_connectors_diff_retrieve: {
+        parameters: {
+            query: {
+                /** @description The older version. */
+                base: number;
+                /** @description The newer version. */
+                other: number;
+                stream: string;
+            };
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this connector. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SchemaDiff"];
+                };
+            };
+        };
+    };
+    schemas_connectors_streams_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this connector. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectorStreams"];
+                };
+            };
+        };
+    };
+    schemas_contracts_list: {
+        parameters: {
+            query?: {
+                connector?: number;
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                stream?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedStreamContractList"];
+                };
+            };
+        };
+    };
+    schemas_contracts_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamContractRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["StreamContractRequest"];
+                "multipart/form-data": components["schemas"]["StreamContractRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamContract"];
+                };
+            };
+        };
+    };
+    schemas_contracts_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this stream contract. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamContract"];
+                };
+            };
+        };
+    };
+    schemas_contracts_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this stream contract. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["StreamContractUpdateRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["StreamContractUpdateRequest"];
+                "multipart/form-data": components["schemas"]["StreamContractUpdateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamContract"];
+                };
+            };
+        };
+    };
+    schemas_contracts_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this stream contract. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    schemas_contracts_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this stream contract. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedStreamContractUpdateRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedStreamContractUpdateRequest"];
+                "multipart/form-data": components["schemas"]["PatchedStreamContractUpdateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamContract"];
                 };
             };
         };
