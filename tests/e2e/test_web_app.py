@@ -184,6 +184,10 @@ def test_an_outsider_gets_not_found_and_a_viewer_sees_no_edit_buttons(
     viewer.get_by_role("link", name="people to warehouse").wait_for()
     assert viewer.get_by_role("link", name="New pipeline").count() == 0
     check_screen(viewer, "11-viewer-pipelines-390px")
+    # The dark theme (the default follows the system's) passes the same checks.
+    viewer.emulate_media(color_scheme="dark")
+    viewer.locator("html.dark").wait_for(state="attached")
+    check_screen(viewer, "11-viewer-pipelines-390px-dark")
 
     # The admin's screens: monitoring with the audit log, webhooks (the secret shown once), the team.
     owner = new_page()
