@@ -77,9 +77,10 @@ def e2e_import_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-import")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_server_url(django_db_setup: None, django_db_blocker: Any, e2e_import_dir: Path) -> Iterator[str]:
-    """uvicorn and a Celery worker on the test database, until the end of the session."""
+    """uvicorn and a Celery worker on the test database, for this module only: a worker left running would
+    take the run tasks of other test modules (which start, and kill, workers of their own)."""
     with django_db_blocker.unblock():
         env = worker_env()
     env.update(
