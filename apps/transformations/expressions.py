@@ -31,11 +31,13 @@ not a plain identifier is written in backquotes (`` `my col` ``, a backquote ins
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import difflib
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -922,6 +924,20 @@ def compile_expr(
     return _Compiler(checker, now).compile(node)
 
 
+# The run's start, for `now()`: set by the step runners around each batch, so every batch of a run (and
+# every step in it) sees one instant. Outside a run, `now()` is the time of the call.
+RUN_CLOCK: contextvars.ContextVar[dt.datetime | None] = contextvars.ContextVar("run_clock", default=None)
+
+
+@contextlib.contextmanager
+def run_clock(now: dt.datetime) -> Iterator[None]:
+    token = RUN_CLOCK.set(now)
+    try:
+        yield
+    finally:
+        RUN_CLOCK.reset(token)
+
+
 def _run(
     node: Node,
     table: pa.Table,
@@ -931,7 +947,7 @@ def _run(
 ) -> pa.Table:
     if schema is None:
         schema = StreamSchema.from_arrow("expression", table.schema)
-    expr = compile_expr(node, schema, now=now)
+    expr = compile_expr(node, schema, now=now or RUN_CLOCK.get())
     plan = acero.Declaration.from_sequence(
         [acero.Declaration("table_source", acero.TableSourceNodeOptions(table)), make(expr)]
     )

@@ -1,5 +1,6 @@
 """Transform step types: the contract the pipeline validator and executor call, the registry, and the
-built-in steps (select, rename, filter, cast).
+core steps (select, rename, filter, cast). The rest of the library lives in `library/` (one module per
+family) and is registered by the import at the end of this module.
 
 A step type is a stateless class. Its pydantic config model (unknown keys forbidden) gives the JSON Schema
 the API serves for the builder's forms; `validate_config` turns a raw config into that model;
@@ -9,6 +10,9 @@ per-row Python — and hands back the new batch plus any rows it rejected.
 
 Steps that must hold more than one batch (sort, the small side of a join, a global aggregate) set
 `buffers = True` and say so in their description; none of the steps here does.
+
+`now()` in expressions is the run's start: a runner is made when the run starts and evaluates each batch
+under `expressions.run_clock(started)`.
 """
 
 from __future__ import annotations
@@ -201,9 +205,12 @@ class StreamingRunner(StepRunner):
         self.step = step
         self.config = config
         self.inputs = inputs
+        self.started = dt.datetime.now(tz=dt.UTC)
 
     def feed(self, input_id: str, batch: Batch) -> Iterable[StepOutput]:
-        yield self.step.apply(self.config, batch, self.inputs[input_id])
+        with expressions.run_clock(self.started):
+            output = self.step.apply(self.config, batch, self.inputs[input_id])
+        yield output
 
 
 # --- registry ------------------------------------------------------------------------------------------
@@ -261,7 +268,10 @@ class SelectConfig(StepConfig):
 class SelectStep(StepType[SelectConfig]):
     slug = "select"
     title = "Select columns"
-    description = "Keeps the listed columns, in the listed order, and drops every other column."
+    description = (
+        "Keeps the listed columns, in the listed order, and drops every other column. "
+        'Example: {"columns": ["carrier", "flight", "dep_delay"]}.'
+    )
     category = "columns"
     config_model = SelectConfig
 
@@ -332,7 +342,10 @@ def _renamed_names(names: list[str], columns: dict[str, str]) -> list[str]:
 class RenameStep(StepType[RenameConfig]):
     slug = "rename"
     title = "Rename columns"
-    description = "Gives columns new names; the rest keep theirs. Two columns may swap names."
+    description = (
+        "Gives columns new names; the rest keep theirs. Two columns may swap names. "
+        'Example: {"columns": {"dep_delay": "departure_delay_min"}}.'
+    )
     category = "columns"
     config_model = RenameConfig
 
@@ -621,7 +634,8 @@ class CastStep(StepType[CastConfig]):
     title = "Cast types"
     description = (
         "Converts columns to another type. Text is trimmed first and a blank text is null. A value "
-        "that cannot be converted fails the run, becomes null, or sends its row to quarantine."
+        "that cannot be converted fails the run, becomes null, or sends its row to quarantine. "
+        'Example: {"columns": {"dep_delay": "number"}, "on_error": "reject"}.'
     )
     category = "types"
     config_model = CastConfig
@@ -698,3 +712,7 @@ class CastStep(StepType[CastConfig]):
         ]
         kept = table.filter(pc.invert(any_bad))
         return StepOutput(Batch(kept, stream=batch.stream), rejected=rejected)
+
+
+# The library registers its steps on import; imported last because its modules import this one.
+from apps.transformations import library  # noqa: E402, F401

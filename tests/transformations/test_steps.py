@@ -84,7 +84,8 @@ def test_registry_lists_the_built_in_steps() -> None:
     for cls in all_step_types():
         assert issubclass(cls, StepType)
         assert cls.title and cls.description and cls.category
-        assert (cls.min_inputs, cls.max_inputs, cls.buffers) == (1, 1, False)
+        if cls.slug in ("select", "rename", "filter", "cast"):
+            assert (cls.min_inputs, cls.max_inputs, cls.buffers) == (1, 1, False)
         schema = cls.json_schema()
         assert schema["type"] == "object"
         assert schema["additionalProperties"] is False

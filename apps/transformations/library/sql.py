@@ -1,0 +1,271 @@
+"""The SQL step: a SELECT over the incoming batch, run by DuckDB in process.
+
+Safety: the text must parse (with DuckDB's own parser) as exactly one SELECT (WITH … SELECT included); it
+runs in an in-memory connection that cannot touch files or the network, cannot install or load extensions
+and whose configuration is locked (sandbox() in _util), against nothing but the registered inputs; a timer
+thread interrupts a query that runs past its time limit. No Python runs on the query's behalf.
+
+Per batch: the main input arrives batch by batch and the query runs once per batch, so an aggregate or
+ORDER BY in it sees one batch, not the stream (use the aggregate and sort steps for the stream). Other
+inputs are read whole before the main one and are visible to every batch's query under their node id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from pydantic import Field as PydanticField
+from pydantic import field_validator
+from pydantic_core import PydanticCustomError
+
+from aggregator.dataplane import Batch, Field, FieldType, StreamSchema
+from apps.transformations.steps import StepConfig, StepError, StepOutput, StepRunner, StepType, register
+
+from ._util import conform, empty_table, quote_ident, sandbox
+
+MAX_QUERY_LENGTH = 20_000
+INPUT_TABLE = "input"
+
+_INTEGERS = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "HUGEINT",
+    "UHUGEINT",
+}
+_NUMBERS = {"FLOAT", "DOUBLE", "REAL"}
+
+
+def check_select(query: str) -> str:
+    """A pydantic validator body: one SELECT statement, as DuckDB's parser sees it."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise PydanticCustomError("invalid_sql", "{error}", {"error": str(exc).splitlines()[0]}) from None
+    if len(statements) != 1:
+        raise PydanticCustomError(
+            "one_statement", "write exactly one SELECT statement (found {n})", {"n": len(statements)}
+        )
+    if statements[0].type != duckdb.StatementType.SELECT:
+        kind = str(statements[0].type).rsplit(".", 1)[-1]
+        raise PydanticCustomError("not_select", "only a SELECT is allowed, not {kind}", {"kind": kind})
+    return query
+
+
+class SqlConfig(StepConfig):
+    query: str = PydanticField(
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
+        title="Query",
+        description=(
+            "A DuckDB SELECT. The current batch is the table `input`; other inputs of the node are tables "
+            'named by their node id (quote ids that are not plain names: "airline-codes").'
+        ),
+        examples=["SELECT carrier, dep_delay / 60.0 AS delay_hours FROM input WHERE dep_delay > 0"],
+    )
+    main: str | None = PydanticField(
+        default=None,
+        title="Main input",
+        description=(
+            "With several inputs: the node id of the one that streams through as `input` "
+            "(default: the first)."
+        ),
+    )
+    timeout_s: float = PydanticField(
+        default=30.0, gt=0, le=600, title="Time limit (s)", description="Per batch; the run fails past it."
+    )
+
+    _query = field_validator("query")(check_select)
+
+
+def _field_type(duck_type: str) -> FieldType:
+    base = duck_type.split("(", 1)[0].strip().upper()
+    if duck_type.endswith("]") or base in ("STRUCT", "MAP", "LIST", "UNION"):
+        return FieldType.JSON
+    if base == "BOOLEAN":
+        return FieldType.BOOLEAN
+    if base in _INTEGERS:
+        return FieldType.INTEGER
+    if base in _NUMBERS or base == "DECIMAL":
+        return FieldType.NUMBER
+    if base == "DATE":
+        return FieldType.DATE
+    if base.startswith("TIMESTAMP"):
+        return FieldType.DATETIME
+    if base == "JSON":
+        return FieldType.JSON
+    return FieldType.STRING
+
+
+def _converted(name: str, duck_type: str, field_type: FieldType) -> str:
+    """The select-list item that turns a result column into what the data plane carries."""
+    ident = quote_ident(name)
+    if field_type == FieldType.JSON:
+        return (
+            f"CAST(to_json({ident}) AS VARCHAR) AS {ident}"
+            if duck_type.upper() != "JSON"
+            else f"CAST({ident} AS VARCHAR) AS {ident}"
+        )
+    if field_type == FieldType.INTEGER and duck_type.upper() in ("UBIGINT", "HUGEINT", "UHUGEINT"):
+        return f"CAST({ident} AS BIGINT) AS {ident}"
+    if field_type == FieldType.NUMBER:
+        return f"CAST({ident} AS DOUBLE) AS {ident}"
+    if field_type == FieldType.STRING and duck_type.upper() not in ("VARCHAR",):
+        return f"CAST({ident} AS VARCHAR) AS {ident}"
+    return ident
+
+
+class _Session:
+    """One sandboxed connection for one node in one run, with the buffered inputs registered."""
+
+    def __init__(self, config: SqlConfig, main: StreamSchema, others: dict[str, StreamSchema]) -> None:
+        self.config = config
+        self.con = sandbox()
+        self.con.register(INPUT_TABLE, empty_table(main))
+        for node_id, schema in others.items():
+            self.con.register(node_id, empty_table(schema))
+        query = config.query.strip().rstrip(";")
+        try:
+            relation = self.con.sql(query)
+            names, types = relation.columns, [str(t) for t in relation.types]
+        except duckdb.Error as exc:
+            raise StepError(str(exc).splitlines()[0], field="config.query") from None
+        seen: set[str] = set()
+        fields = []
+        for name, duck_type in zip(names, types, strict=True):
+            if name in seen:
+                raise StepError(
+                    f"the query returns two columns named '{name}': give them aliases", field="config.query"
+                )
+            seen.add(name)
+            fields.append(Field(name, _field_type(duck_type)))
+        self.schema = StreamSchema(name=main.name, fields=tuple(fields))
+        items = ", ".join(_converted(f.name, t, f.type) for f, t in zip(fields, types, strict=True))
+        self.wrapped = f"SELECT {items} FROM ({query}) AS q"  # noqa: S608 - the user's query, validated as one SELECT
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register(name, table)
+
+    def run(self, table: pa.Table) -> pa.Table:
+        self.con.register(INPUT_TABLE, table)
+        timer = threading.Timer(self.config.timeout_s, self.con.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            result = self.con.sql(self.wrapped).to_arrow_table()
+        except duckdb.InterruptException:
+            raise StepError(
+                f"the query ran longer than its time limit of {self.config.timeout_s:g} s",
+                field="config.timeout_s",
+            ) from None
+        except duckdb.Error as exc:
+            raise StepError(str(exc).splitlines()[0], field="config.query") from None
+        finally:
+            timer.cancel()
+        return conform(result, self.schema)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+@register
+class SqlStep(StepType[SqlConfig]):
+    slug = "sql"
+    title = "SQL"
+    description = (
+        "Runs a DuckDB SELECT over each batch (the table `input`) and passes its result on; other inputs of "
+        "the node are read whole first (held in memory) and visible by their node id. Read-only: one "
+        "SELECT, no file, "
+        "network or extension access, a time limit per batch. The query sees one batch at a time. "
+        'Example: {"query": "SELECT carrier, avg(dep_delay) AS mean_delay FROM input GROUP BY carrier"}.'
+    )
+    category = "sql"
+    config_model = SqlConfig
+    max_inputs = None
+    buffers = True  # the inputs other than the main one are held whole
+
+    def _split(
+        self, config: SqlConfig, inputs: dict[str, StreamSchema]
+    ) -> tuple[str, dict[str, StreamSchema]]:
+        main = config.main if config.main is not None else next(iter(inputs))
+        if main not in inputs:
+            raise StepError(
+                f"'{main}' is not an input of this node (its inputs: {', '.join(inputs)})",
+                field="config.main",
+            )
+        return main, {k: v for k, v in inputs.items() if k != main}
+
+    def _output_schema(self, config: SqlConfig, inputs: list[StreamSchema]) -> StreamSchema:
+        return self.output_schema_for(
+            config, {INPUT_TABLE: inputs[0], **{f"input{i}": s for i, s in enumerate(inputs[1:], 1)}}
+        )
+
+    def output_schema_for(
+        self, config: SqlConfig | dict[str, Any], inputs: dict[str, StreamSchema]
+    ) -> StreamSchema:
+        config = self._config(config)
+        main, others = self._split(config, inputs)
+        session = _Session(config, inputs[main], others)
+        try:
+            return session.schema
+        finally:
+            session.close()
+
+    def input_order(self, config: SqlConfig | dict[str, Any], input_ids: list[str]) -> list[str]:
+        config = self._config(config)
+        if len(input_ids) < 2:
+            return []
+        main = config.main if config.main is not None else input_ids[0]
+        return [i for i in input_ids if i != main]
+
+    def _apply(self, config: SqlConfig, batch: Batch, schema: StreamSchema) -> StepOutput:
+        session = _Session(config, schema, {})
+        try:
+            return StepOutput(Batch(session.run(batch.table), stream=batch.stream))
+        finally:
+            session.close()
+
+    def runner(self, config: SqlConfig | dict[str, Any], inputs: dict[str, StreamSchema]) -> StepRunner:
+        config = self._config(config)
+        main, others = self._split(config, inputs)
+        return _SqlRunner(_Session(config, inputs[main], others), main, set(others))
+
+
+class _SqlRunner(StepRunner):
+    def __init__(self, session: _Session, main: str, others: set[str]) -> None:
+        self.session = session
+        self.main = main
+        self.open = set(others)
+        self.buffered: dict[str, list[pa.Table]] = {name: [] for name in others}
+        self.waiting: list[Batch] = []
+
+    def feed(self, input_id: str, batch: Batch) -> Iterable[StepOutput]:
+        if input_id != self.main:
+            self.buffered[input_id].append(batch.table)
+            return
+        if self.open:
+            self.waiting.append(batch)
+            return
+        yield StepOutput(Batch(self.session.run(batch.table), stream=batch.stream))
+
+    def end(self, input_id: str) -> Iterable[StepOutput]:
+        if input_id != self.main and input_id in self.open:
+            self.open.discard(input_id)
+            tables = self.buffered.pop(input_id)
+            if tables:
+                self.session.register(input_id, pa.concat_tables(tables, promote_options="permissive"))
+            if not self.open:
+                waiting, self.waiting = self.waiting, []
+                for batch in waiting:
+                    yield StepOutput(Batch(self.session.run(batch.table), stream=batch.stream))
+        if input_id == self.main and not self.open:
+            self.session.close()
