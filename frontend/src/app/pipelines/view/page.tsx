@@ -9,6 +9,7 @@ import { Suspense, useState } from "react";
 import { ApiError, del, post } from "@/api/client";
 import type { Pipeline, Run } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
+import { DependenciesForm } from "@/components/DependenciesForm";
 import { NotFound } from "@/components/NotFound";
 import { PipelineEditor } from "@/components/PipelineEditor";
 import { RunsTable } from "@/components/RunsTable";
@@ -135,7 +136,12 @@ function PipelineView({ pipeline }: { pipeline: Pipeline }) {
           <PipelineEditor key={pipeline.version} pipeline={pipeline} workspaceId={pipeline.workspace} readOnly={!canEdit} onSaved={() => undefined} />
         ) : null}
         {tab === "versions" ? <Versions pipelineId={pipeline.id} /> : null}
-        {tab === "settings" ? <ScheduleForm key={pipeline.updated_at} pipeline={pipeline} readOnly={!canEdit} /> : null}
+        {tab === "settings" ? (
+          <div className="grid gap-6 lg:grid-cols-2">
+            <ScheduleForm key={pipeline.updated_at} pipeline={pipeline} readOnly={!canEdit} />
+            <DependenciesForm key={`deps-${pipeline.updated_at}`} pipeline={pipeline} readOnly={!canEdit} />
+          </div>
+        ) : null}
       </Tabs>
       <ConfirmDialog
         open={confirmDelete}
