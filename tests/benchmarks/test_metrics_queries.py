@@ -2,7 +2,8 @@
 
 Data: 50,000 runs a day (one run point + three node points each = 200,000 points a day, 6 million in all),
 over 20 workspaces of 10 pipelines, loaded with COPY into the day-partitioned `monitoring_run_metric` and
-into an unpartitioned copy with the same indexes (the reference, measured in the same run). Statuses 90 %
+copied into an unpartitioned table with the same dashboard indexes (the reference, measured in the same
+run). Statuses 90 %
 succeeded / 8 % failed / 2 % cancelled, log-normal durations, random row counts.
 
 Measured, best of REPEAT, for one workspace (what the API runs for a member of it): the hourly series and
@@ -38,6 +39,7 @@ WORKSPACES = 20
 PIPELINES_PER_WORKSPACE = 10
 REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 FLAT = "bench_run_metric_flat"
+DASHBOARD_INDEXES = ["monitoring_run_metric_ws_run", "monitoring_run_metric_pl_run"]
 COLUMNS = list(metrics.RUN_COLUMNS)
 
 
@@ -79,7 +81,9 @@ def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
     csv.write_csv(
         pa.Table.from_pandas(frame, preserve_index=False), buffer, csv.WriteOptions(include_header=False)
     )
-    copy_sql = f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (node_id))"
+    copy_sql = (
+        f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (node_id), FREEZE)"
+    )
     with conn.cursor().copy(copy_sql) as copy:
         copy.write(buffer.getvalue())
 
@@ -99,9 +103,10 @@ def _scanned(sql: str, params: list) -> list[str]:
 
 
 def _clone_indexes(conn: psycopg.Connection) -> None:
-    """The partitioned table's indexes, built once on the loaded plain table (faster than during COPY)."""
+    """The dashboard's two indexes of the partitioned table, built once on the loaded plain table."""
     for name, definition in conn.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [partitions.RUN_METRIC_TABLE]
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname = ANY(%s)",
+        [partitions.RUN_METRIC_TABLE, DASHBOARD_INDEXES],
     ).fetchall():
         # "ON ONLY" is how the index of a partitioned table reads.
         clone = re.sub(
@@ -115,10 +120,12 @@ def _clone_indexes(conn: psycopg.Connection) -> None:
 
 @pytest.fixture
 def loaded():
-    """COPY every point into the plain table (no indexes yet); then fill each day's partition from it as a
-    standalone table and ATTACH it, PostgreSQL's bulk-load path: the partition's indexes are built once at
-    ATTACH instead of row by row. Then the plain table's indexes, then VACUUM ANALYZE (statistics and the
-    visibility map that index-only scans need, as autovacuum would do after a load)."""
+    """PostgreSQL's bulk-load path for a partitioned table: each day is COPYed (with FREEZE) into a standalone
+    table made in the same transaction, then ATTACHed, so its indexes are built once instead of row by row and
+    its rows are already all-visible for index-only scans. The plain table is filled from the day tables with
+    INSERT … SELECT, gets the two indexes the dashboard's queries use (the primary key and the run_id index
+    serve no query measured here), and is VACUUMed for its visibility map, as autovacuum would after a
+    load."""
     settings_dict = connection.settings_dict
     dsn = {
         "dbname": settings_dict["NAME"],
@@ -137,30 +144,25 @@ def loaded():
         conn.execute(f"DROP TABLE IF EXISTS {FLAT}")
         conn.execute(f"CREATE TABLE {FLAT} (LIKE {table} INCLUDING DEFAULTS)")
         for i, day in enumerate(days):
-            _copy(conn, FLAT, _day_frame(day, i * RUNS_PER_DAY + 1, rng))
-        copied_s = time.perf_counter() - started
-        for day in days:
             name = partitions.partition_name(table, day.date())
             conn.execute(f'DROP TABLE IF EXISTS "{name}"')
-            conn.execute(f'CREATE TABLE "{name}" (LIKE {table} INCLUDING DEFAULTS)')
-            conn.execute(
-                f'INSERT INTO "{name}" SELECT * FROM {FLAT} WHERE ts >= %s AND ts < %s',
-                [day, day + timedelta(days=1)],
-            )
+            with conn.transaction():
+                conn.execute(f'CREATE TABLE "{name}" (LIKE {table} INCLUDING DEFAULTS)')
+                _copy(conn, f'"{name}"', _day_frame(day, i * RUNS_PER_DAY + 1, rng))
+            conn.execute(f'INSERT INTO {FLAT} SELECT * FROM "{name}"')
             conn.execute(
                 f'ALTER TABLE {table} ATTACH PARTITION "{name}" '
                 f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
             )
+        copied_s = time.perf_counter() - started
         _clone_indexes(conn)
         loaded_s = time.perf_counter() - started
         conn.execute(f"VACUUM ANALYZE {FLAT}")
-        for partition in partitions.list_partitions(tables=[table], with_counts=False):
-            conn.execute(f'VACUUM ANALYZE "{partition.name}"')
         conn.execute(f"ANALYZE {table}")
         count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     print(
-        f"\nCOPY of {count:,} points: {copied_s:.1f} s; partitions filled and attached, plain table indexed: "
-        f"{loaded_s:.1f} s; vacuumed: {time.perf_counter() - started:.1f} s"
+        f"\n{count:,} points COPYed into partitions, attached, copied to the plain table: {copied_s:.1f} s; "
+        f"plain table indexed: {loaded_s:.1f} s; vacuumed and analysed: {time.perf_counter() - started:.1f} s"
     )
     assert count == DAYS * POINTS_PER_DAY
     yield today + timedelta(days=1)
