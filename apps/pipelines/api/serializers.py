@@ -262,3 +262,29 @@ class NodeProfileSerializer(serializers.ModelSerializer):
         model = NodeProfile
         fields = ["node", "rows", "complete", "row_cap", "columns", "created_at"]
         read_only_fields = fields
+
+
+class PipelinePreviewInputSerializer(serializers.Serializer):
+    node = serializers.CharField(max_length=100, help_text="The node whose input and output to show.")
+    definition = serializers.JSONField(
+        required=False, help_text="An unsaved document (default: the saved one)."
+    )
+    limit = serializers.IntegerField(
+        required=False, default=100, min_value=1, max_value=1000, help_text="Rows read from each source."
+    )
+
+
+class PipelinePreviewOutputSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    limit = serializers.IntegerField()
+    inputs = serializers.DictField(
+        child=serializers.ListField(child=serializers.DictField()),
+        help_text="Rows arriving, by upstream node.",
+    )
+    output = serializers.ListField(child=serializers.DictField(), help_text="Rows the node gives.")
+    schema = serializers.JSONField(allow_null=True, help_text="The node's output schema.")
+    rejected = serializers.ListField(child=serializers.DictField(), help_text="Rows refused on the way.")
+    rule_failures = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Validation rules that failed, rejected or warned on the sample.",
+    )

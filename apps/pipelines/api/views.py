@@ -22,6 +22,8 @@ from apps.users.models import Role
 
 from .serializers import (
     NodeProfileSerializer,
+    PipelinePreviewInputSerializer,
+    PipelinePreviewOutputSerializer,
     PipelineSerializer,
     PipelineVersionSerializer,
     PipelineWriteSerializer,
@@ -51,6 +53,7 @@ class PipelineViewSet(WorkspaceScopedModelViewSet):
     queryset = Pipeline.objects.none()
     serializer_class = PipelineSerializer
     action_roles = {"validate": Role.VIEWER, "versions": Role.VIEWER, "version_diff": Role.VIEWER}
+    action_roles |= {"preview": Role.VIEWER, "lineage": Role.VIEWER}
 
     def scoped_queryset(self) -> QuerySet[Pipeline]:
         return selectors.pipeline_list_for_user(user=self.request.user)
@@ -131,6 +134,38 @@ class PipelineViewSet(WorkspaceScopedModelViewSet):
             return Response({"valid": False, "errors": exc.message_dict, "schemas": {}})
         schemas = {node_id: schema.to_dict()["fields"] for node_id, schema in plan.schemas.items()}
         return Response({"valid": True, "errors": {}, "schemas": schemas})
+
+    @extend_schema(request=PipelinePreviewInputSerializer, responses={200: PipelinePreviewOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def preview(self, request: Request, pk: str | None = None) -> Response:
+        """Run the upstream subgraph of `node` on the first `limit` rows of each source (the saved document
+        or an unsaved `definition`) and show the node's input and output rows. Nothing is written."""
+        from apps.pipelines.preview import pipeline_preview
+
+        pipeline = self.get_object()
+        data = PipelinePreviewInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        plan = services.pipeline_plan(
+            workspace_id=pipeline.workspace_id, definition=values.get("definition", pipeline.definition)
+        )
+        return Response(pipeline_preview(plan=plan, node_id=values["node"], limit=values["limit"]))
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
+        description=(
+            "For each destination node, each column's source columns "
+            '(`{"<destination>": {"<column>": [{"node": …, "column": …}]}}`), and under `paths` the nodes '
+            "each column passes through."
+        ),
+    )
+    @action(detail=True, methods=["get"])
+    def lineage(self, request: Request, pk: str | None = None) -> Response:
+        from apps.pipelines.lineage import pipeline_lineage
+
+        pipeline = self.get_object()
+        plan = services.pipeline_plan(workspace_id=pipeline.workspace_id, definition=pipeline.definition)
+        return Response(pipeline_lineage(plan=plan))
 
     @extend_schema(responses={200: PipelineVersionSerializer(many=True)})
     @action(detail=True, methods=["get"])
