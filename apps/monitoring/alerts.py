@@ -429,7 +429,11 @@ def evaluate_event(event: Event) -> None:
 
 def handle_event(event: Event) -> None:
     """Event handler (settings.AGGREGATOR_EVENT_HANDLERS)."""
-    if event.type in ("run.succeeded", "run.failed") and event.subject_type == "run":
+    if (
+        event.type in ("run.succeeded", "run.failed")
+        and event.subject_type == "run"
+        and event.subject_id.isdigit()
+    ):
         evaluate_run(run_id=int(event.subject_id))
     elif event.type in EVENT_KINDS:
         evaluate_event(event)

@@ -56,7 +56,7 @@ QUERY_WORK_MEM = "64MB"
 
 def handle_event(event: Event) -> None:
     """Event handler: a finished run becomes metric points."""
-    if event.type not in FINISHED_RUN_EVENTS or event.subject_type != "run":
+    if event.type not in FINISHED_RUN_EVENTS or event.subject_type != "run" or not event.subject_id.isdigit():
         return
     run_metrics_record(run_id=int(event.subject_id))
 

@@ -306,6 +306,24 @@ def test_editor_creates_and_updates_rules_viewer_reads_only(personas, client_for
     assert not AlertRule.objects.exists()
 
 
+def test_rule_list_query_count_does_not_grow_with_rules(personas, client_for, django_assert_max_num_queries):
+    for i in range(5):
+        rule(personas, "run_failed", pipeline=make_pipeline(personas.workspace, f"p{i}"))
+    with django_assert_max_num_queries(5):
+        body = client_for(personas.viewer).get("/api/v1/alert-rules/").json()
+    assert body["count"] == 5
+
+
+def test_events_about_unknown_or_odd_subjects_are_ignored(
+    personas, handlers, django_capture_on_commit_callbacks
+):
+    rule(personas, "run_failed")
+    with django_capture_on_commit_callbacks(execute=True):
+        events.emit("run.failed", personas.workspace, ("run", "999999"), {})
+        events.emit("run.failed", personas.workspace, ("run", "not-a-number"), {})
+    assert not Alert.objects.exists()
+
+
 def test_rule_validation_names_the_field(personas, client_for):
     editor = client_for(personas.editor)
     missing = editor.post("/api/v1/alert-rules/", {"name": "slow", "kind": "duration_over"}, format="json")
