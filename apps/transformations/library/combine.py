@@ -24,6 +24,7 @@ from apps.transformations.steps import (
 from ._util import field_of, new_name
 
 _ROW = "__ag_row"
+_LOOKUP_ROW = "__ag_lookup_row"
 
 
 def _align(table: pa.Table, schema: StreamSchema) -> pa.Table:
@@ -354,6 +355,8 @@ class _JoinRunner(StepRunner):
             if name in right_keys:
                 arrays.append(arrays[wanted.index(name)])
                 names.append(out)
+        arrays.append(pa.array(np.arange(len(arrays[0]) if arrays else 0, dtype=np.int64)))
+        names.append(_LOOKUP_ROW)
         self.lookup = pa.Table.from_arrays(arrays, names=names)
         self.lookup_tables = []
 
@@ -369,6 +372,8 @@ class _JoinRunner(StepRunner):
             join_type="left outer" if self.config.how == "left" else "inner",
             use_threads=False,
         )
-        # Arrow's hash join does not keep row order; the row number puts main rows back in theirs.
-        joined = joined.take(pc.sort_indices(joined, sort_keys=[(_ROW, "ascending")]))
+        # Arrow's hash join does not keep row order; the row numbers put main rows back in theirs, and
+        # the matches of one main row in the lookup's order.
+        order = pc.sort_indices(joined, sort_keys=[(_ROW, "ascending"), (_LOOKUP_ROW, "ascending")])
+        joined = joined.take(order)
         return StepOutput(Batch(_align(joined, self.plan.schema), stream=batch.stream))

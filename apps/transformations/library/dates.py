@@ -189,7 +189,9 @@ class ConvertTimezoneStep(StepType[ConvertTimezoneConfig]):
         local = _localised(values, config.timezone)
         if config.output == "text":
             result = pc.strftime(local, format="%Y-%m-%dT%H:%M:%S%z")
-            # %z writes +0100; ISO 8601 (and every parser) prefers +01:00.
+            # %S writes the microseconds (00.000000): keep them only when there are some. %z writes +0100;
+            # ISO 8601 (and every parser) prefers +01:00.
+            result = pc.replace_substring_regex(result, r"\.000000([+-])", r"\1")
             result = pc.replace_substring_regex(result, r"([+-]\d\d)(\d\d)$", r"\1:\2")
         else:
             result = pc.cast(pc.local_timestamp(local), UTC_TYPE)

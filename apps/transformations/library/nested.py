@@ -31,6 +31,19 @@ _DUCK_TYPES = {
 MAX_DEPTH_LIMIT = 20
 
 
+def _typed(text_expr: str, field_type: FieldType) -> str:
+    """DuckDB SQL turning JSON scalar text into the type, null where it is not one (DuckDB would round
+    2.5 to an integer 3, so integers must look like integers first)."""
+    if field_type == FieldType.STRING:
+        return text_expr
+    cast = f"TRY_CAST({text_expr} AS {_DUCK_TYPES[field_type]})"
+    if field_type == FieldType.INTEGER:
+        return f"CASE WHEN regexp_full_match({text_expr}, '-?[0-9]+') THEN {cast} END"
+    if field_type == FieldType.BOOLEAN:
+        return f"CASE WHEN {text_expr} IN ('true', 'false') THEN {cast} END"
+    return cast
+
+
 def _valid_json(values: pa.Array) -> pa.Array:
     """Per row: true for valid JSON, false for text that is not, null for null."""
     result = duck("SELECT json_valid(c) AS ok FROM v", {"v": pa.table({"c": values})})
@@ -171,10 +184,8 @@ class FlattenJsonStep(StepType[FlattenJsonConfig]):
             json_path = quote_literal(_json_path(path))
             if field_type == FieldType.JSON:
                 expr = f"nullif(json_extract(c, {json_path})::VARCHAR, 'null')"
-            elif field_type == FieldType.STRING:
-                expr = f"json_extract_string(c, {json_path})"
             else:
-                expr = f"TRY_CAST(json_extract_string(c, {json_path}) AS {_DUCK_TYPES[field_type]})"
+                expr = _typed(f"json_extract_string(c, {json_path})", field_type)
             selects.append(f"{expr} AS f{i}")
         # Invalid JSON is made null first: DuckDB's JSON functions raise on it even inside a CASE.
         query = (
@@ -268,8 +279,8 @@ class ExplodeStep(StepType[ExplodeConfig]):
         elif config.element_type == "string":
             each = "json_extract_string(c, '$[*]')"
         else:
-            duck_type = _DUCK_TYPES[FieldType(config.element_type)]
-            each = f"list_transform(json_extract_string(c, '$[*]'), lambda x: TRY_CAST(x AS {duck_type}))"
+            typed = _typed("x", FieldType(config.element_type))
+            each = f"list_transform(json_extract_string(c, '$[*]'), lambda x: {typed})"
         query = (
             "WITH v AS (SELECT if(json_valid(c), c, NULL)::JSON AS c FROM src) "  # noqa: S608 - fixed text
             f"SELECT CASE WHEN json_type(c) = 'ARRAY' THEN {each} END AS l FROM v"
