@@ -235,3 +235,62 @@ def test_discard_row_quarantines_rows_with_new_values_or_values_of_the_old_type(
         bad.reason
         == "cannot cast column 'dep_delay' value 'late' to integer (contract type_changes: discard_row)"
     )
+
+
+@pytest.fixture
+def app_table(scratch_conn):
+    import secrets
+
+    schema = f"src_{secrets.token_hex(4)}"
+    scratch_conn.execute(f'CREATE SCHEMA "{schema}"')
+    scratch_conn.execute(f'CREATE TABLE "{schema}".orders (id int PRIMARY KEY, amount int)')
+    scratch_conn.execute(f'INSERT INTO "{schema}".orders SELECT g, g * 10 FROM generate_series(1, 4) AS g')
+    yield schema
+    scratch_conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def orders_pipeline(personas, pg_config, pg_connector, app_table):
+    from apps.connectors.services import connector_create
+
+    source = connector_create(
+        workspace=personas.workspace,
+        name="app-db",
+        connector_type="postgres_source",
+        config={**pg_config, "schema": app_table},
+        user=None,
+    )
+    definition = {
+        "nodes": [
+            {"id": "orders", "kind": "source", "connector": "app-db", "stream": f"{app_table}.orders"},
+            {"id": "warehouse", "kind": "destination", "connector": "warehouse-pg", "table": "orders"},
+        ],
+        "edges": [{"from": "orders", "to": "warehouse"}],
+    }
+    pipeline = pipeline_create(workspace=personas.workspace, name="orders", definition=definition, user=None)
+    return pipeline, source
+
+
+def test_a_postgres_table_with_an_added_column_under_freeze_then_discard_row(
+    orders_pipeline, personas, app_table, scratch_conn, pg_schema
+):
+    pipeline, source = orders_pipeline
+    stream = f"{app_table}.orders"
+    stream_contract_set(connector=source, stream=stream, user=None, new_columns="freeze")
+    assert run_once(pipeline).status == RunStatus.SUCCEEDED
+
+    scratch_conn.execute(f'ALTER TABLE "{app_table}".orders ADD COLUMN coupon text')
+    scratch_conn.execute(f"UPDATE \"{app_table}\".orders SET coupon = 'SPRING' WHERE id = 2")
+    run = run_once(pipeline)
+    change = SchemaChange.objects.get()
+    assert run.status == RunStatus.FAILED
+    assert f"Stream '{stream}' of connector 'app-db' has pending schema change #{change.id}" in run.error
+    assert change.changes["added_fields"] == ["coupon"]
+
+    # The contract changes instead of the change being approved: rows with a coupon are refused.
+    stream_contract_set(connector=source, stream=stream, user=None, new_columns="discard_row")
+    run = run_once(pipeline)
+    assert (run.status, run.rows_written, run.rows_rejected) == (RunStatus.SUCCEEDED, 3, 1)
+    (refused,) = RejectedRecord.objects.filter(run=run)
+    assert refused.raw == {"id": 2, "amount": 20, "coupon": "SPRING"}
+    assert columns(scratch_conn, pg_schema, "orders") == ["id", "amount"]
