@@ -1,19 +1,25 @@
 "use client";
 
 import { useQueryClient } from "@tanstack/react-query";
+import dynamic from "next/dynamic";
 import { useRouter } from "next/navigation";
 import { useState } from "react";
 
 import { post } from "@/api/client";
 import type { Connector, ConnectorType } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
-import { ConnectorForm } from "@/components/ConnectorForm";
 import { UploadField } from "@/components/UploadField";
 import { Button, Card, ErrorNote, Loading, PageHeader } from "@/components/ui";
 import { takesFiles } from "@/lib/configSchema";
 import { useConnectorTypes } from "@/lib/queries";
 import { useWorkspace } from "@/lib/session";
 import { useUi } from "@/lib/store";
+
+// The JSON-Schema form library (@rjsf + ajv) is large: loaded when a form is shown, not with the page.
+const ConnectorForm = dynamic(() => import("@/components/ConnectorForm").then((m) => m.ConnectorForm), {
+  ssr: false,
+  loading: () => <Loading label="Loading the form…" />,
+});
 
 const KINDS = [
   { kind: "source", label: "Sources" },

@@ -2,13 +2,13 @@
 
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { PlugZap, Trash2 } from "lucide-react";
+import dynamic from "next/dynamic";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useState } from "react";
 
 import { ApiError, del, get, patch, post } from "@/api/client";
 import type { CheckOutput, Connector, Stream } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
-import { ConnectorForm } from "@/components/ConnectorForm";
 import { DiscoverPanel, PreviewPanel } from "@/components/ConnectorStreams";
 import { NotFound } from "@/components/NotFound";
 import { UploadField } from "@/components/UploadField";
@@ -19,6 +19,12 @@ import { ago } from "@/lib/format";
 import { idParam, useConnectorTypes } from "@/lib/queries";
 import { useCan } from "@/lib/session";
 import { toastError, useUi } from "@/lib/store";
+
+// The JSON-Schema form library (@rjsf + ajv) is large: loaded when a form is shown, not with the page.
+const ConnectorForm = dynamic(() => import("@/components/ConnectorForm").then((m) => m.ConnectorForm), {
+  ssr: false,
+  loading: () => <Loading label="Loading the form…" />,
+});
 
 type Tab = "settings" | "streams" | "preview";
 type LastCheck = { status: string; message: string; at: string | null };

@@ -2,6 +2,7 @@
 
 import { useQueryClient } from "@tanstack/react-query";
 import { Pause, Play, Trash2, Zap } from "lucide-react";
+import dynamic from "next/dynamic";
 import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useState } from "react";
@@ -9,17 +10,20 @@ import { Suspense, useState } from "react";
 import { ApiError, del, post } from "@/api/client";
 import type { Pipeline, Run } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
-import { DependenciesForm } from "@/components/DependenciesForm";
 import { NotFound } from "@/components/NotFound";
-import { PipelineEditor } from "@/components/PipelineEditor";
 import { RunsTable } from "@/components/RunsTable";
-import { ScheduleForm } from "@/components/ScheduleForm";
 import { Tabs } from "@/components/Tabs";
 import { Versions } from "@/components/Versions";
 import { Button, ConfirmDialog, ErrorNote, Loading, PageHeader } from "@/components/ui";
 import { idParam, usePipeline, usePipelines } from "@/lib/queries";
 import { useCan } from "@/lib/session";
 import { toastError, useUi } from "@/lib/store";
+
+// Tabs other than the run history load their code when opened (the YAML parser, the form libraries).
+const loading = () => <Loading />;
+const PipelineEditor = dynamic(() => import("@/components/PipelineEditor").then((m) => m.PipelineEditor), { ssr: false, loading });
+const ScheduleForm = dynamic(() => import("@/components/ScheduleForm").then((m) => m.ScheduleForm), { ssr: false, loading });
+const DependenciesForm = dynamic(() => import("@/components/DependenciesForm").then((m) => m.DependenciesForm), { ssr: false, loading });
 
 type Tab = "runs" | "document" | "versions" | "settings";
 
