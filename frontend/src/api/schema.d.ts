@@ -702,6 +702,23 @@ export interface paths {
         patch: operations["pipelines_partial_update"];
         trace?: never;
     };
+    "/api/v1/pipelines/{id}/lineage/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description For each destination node, each column's source columns (`{"<destination>": {"<column>": [{"node": …, "column": …}]}}`), and under `paths` the nodes each column passes through. */
+        get: operations["pipelines_lineage_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/pipelines/{id}/pause/": {
         parameters: {
             query?: never;
@@ -716,6 +733,26 @@ export interface paths {
          *     of the document makes a new immutable version. Viewers read and validate; editors change and run.
          */
         post: operations["pipelines_pause_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/{id}/preview/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Run the upstream subgraph of `node` on the first `limit` rows of each source (the saved document
+         *     or an unsaved `definition`) and show the node's input and output rows. Nothing is written.
+         */
+        post: operations["pipelines_preview_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2389,6 +2426,41 @@ export interface components {
             /** @description The latest version number. */
             readonly version: number;
             readonly workspace: number;
+        };
+        PipelinePreviewInputRequest: {
+            /** @description An unsaved document (default: the saved one). */
+            definition?: unknown;
+            /**
+             * @description Rows read from each source.
+             * @default 100
+             */
+            limit: number;
+            /** @description The node whose input and output to show. */
+            node: string;
+        };
+        PipelinePreviewOutput: {
+            /** @description Rows arriving, by upstream node. */
+            inputs: {
+                [key: string]: {
+                    [key: string]: unknown;
+                }[];
+            };
+            limit: number;
+            node: string;
+            /** @description Rows the node gives. */
+            output: {
+                [key: string]: unknown;
+            }[];
+            /** @description Rows refused on the way. */
+            rejected: {
+                [key: string]: unknown;
+            }[];
+            /** @description Validation rules that failed, rejected or warned on the sample. */
+            rule_failures: {
+                [key: string]: unknown;
+            }[];
+            /** @description The node's output schema. */
+            schema: unknown;
         };
         PipelineTrigger: {
             /** Format: date-time */
@@ -4378,6 +4450,30 @@ export interface operations {
             };
         };
     };
+    pipelines_lineage_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this pipeline. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
     pipelines_pause_create: {
         parameters: {
             query?: never;
@@ -4396,6 +4492,34 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Pipeline"];
+                };
+            };
+        };
+    };
+    pipelines_preview_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this pipeline. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PipelinePreviewInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PipelinePreviewInputRequest"];
+                "multipart/form-data": components["schemas"]["PipelinePreviewInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelinePreviewOutput"];
                 };
             };
         };
