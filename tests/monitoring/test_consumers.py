@@ -362,3 +362,16 @@ async def test_malformed_messages_get_typed_errors_and_the_socket_stays_open(per
     await communicator.send_json_to({"type": "ping"})
     assert await communicator.receive_json_from() == {"type": "pong"}
     await communicator.disconnect()
+
+
+async def test_subscribing_twice_is_one_subscription_and_their_number_is_capped(personas, run, monkeypatch):
+    monkeypatch.setattr(consumers, "MAX_SUBSCRIPTIONS", 1)
+    communicator = await signed_in(personas.viewer)
+    subscribed = {"type": "subscribed", "channel": "workspace", "id": personas.workspace.id}
+    assert await subscribe(communicator, "workspace", personas.workspace.id) == subscribed
+    assert await subscribe(communicator, "workspace", personas.workspace.id) == subscribed
+    assert (await subscribe(communicator, "run", run.id))["code"] == "too_many_subscriptions"
+    await emit_committed("pipeline.created", personas.workspace, ("pipeline", 9), {})
+    assert (await communicator.receive_json_from())["event"]["type"] == "pipeline.created"
+    assert await communicator.receive_nothing(timeout=0.3)  # once, not once per subscribe
+    await communicator.disconnect()
