@@ -43,7 +43,6 @@ from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyarrow import acero
 
 from aggregator.dataplane import FieldType, StreamSchema, arrow_type_for
 
@@ -787,9 +786,19 @@ _COMPARE_FUNCS = {
 _ARITHMETIC_FUNCS = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}
 
 
+# Compilation has two targets. `compile_expr` builds a `pyarrow.compute.Expression` (for callers that hand
+# it to Arrow themselves). `evaluate` and `filter_table` call the same kernels directly on the batch's
+# columns ("eager"): an Acero plan costs about a millisecond per batch to set up, more than the kernels of
+# a typical expression, and constant parts (a literal divisor's zero test) fold to scalars for free.
+_EAGER: contextvars.ContextVar[bool] = contextvars.ContextVar("expression_eager", default=False)
+
+
 def _const(value: object, arrow_type: pa.DataType | None = None) -> pc.Expression:
-    # Always an Expression: pc functions called on nothing but pa.Scalars compute at once instead.
-    return pc.scalar(pa.scalar(value, type=arrow_type))
+    scalar = pa.scalar(value, type=arrow_type)
+    if _EAGER.get():
+        return scalar  # type: ignore[return-value]
+    # An Expression: pc functions called on nothing but pa.Scalars would compute at once instead.
+    return pc.scalar(scalar)
 
 
 def _arrow_type(t: _Type) -> pa.DataType | None:
@@ -797,9 +806,12 @@ def _arrow_type(t: _Type) -> pa.DataType | None:
 
 
 class _Compiler:
-    def __init__(self, checker: _Checker, now: dt.datetime | None = None) -> None:
+    def __init__(
+        self, checker: _Checker, now: dt.datetime | None = None, table: pa.Table | None = None
+    ) -> None:
         self.types = checker.types
         self.coerced = checker.coerced
+        self.table = table  # eager: columns are this table's
         # `now()` is one instant for the whole run (its start), so every batch sees the same value.
         self.now = now or dt.datetime.now(tz=dt.UTC)
 
@@ -811,9 +823,12 @@ class _Compiler:
             return _const(None, want or pa.null())
         if isinstance(node, Literal):
             if id(node) in self.coerced:
-                return pc.scalar(self.coerced[id(node)])
+                coerced = self.coerced[id(node)]
+                return coerced if self.table is not None else pc.scalar(coerced)
             return _const(node.value, _arrow_type(t))
         if isinstance(node, Column):
+            if self.table is not None:
+                return self.table.column(node.name)
             return pc.field(node.name)
         if isinstance(node, Unary):
             if node.op == "not":
@@ -908,7 +923,7 @@ class _Compiler:
         if value_type == pa.float64():
             plain = [v + 0.0 for v in plain]
         value_set = pa.array(plain, type=value_type)
-        found = operand.isin(value_set)
+        found = pc.is_in(operand, value_set=value_set)
         if has_null:  # true where found, otherwise unknown
             return pc.if_else(found, _const(True), _const(None, pa.bool_()))
         return pc.if_else(pc.is_null(operand), _const(None, pa.bool_()), found)
@@ -938,25 +953,24 @@ def run_clock(now: dt.datetime) -> Iterator[None]:
         RUN_CLOCK.reset(token)
 
 
-def _run(
-    node: Node,
-    table: pa.Table,
-    schema: StreamSchema | None,
-    make: Callable[[pc.Expression], acero.Declaration],
-    now: dt.datetime | None = None,
-) -> pa.Table:
+def _eager(node: Node, table: pa.Table, schema: StreamSchema | None, now: dt.datetime | None) -> pa.Array:
     if schema is None:
         schema = StreamSchema.from_arrow("expression", table.schema)
-    expr = compile_expr(node, schema, now=now or RUN_CLOCK.get())
-    plan = acero.Declaration.from_sequence(
-        [acero.Declaration("table_source", acero.TableSourceNodeOptions(table)), make(expr)]
-    )
+    checker, _ = _check_tree(node, schema)
+    token = _EAGER.set(True)
     try:
-        # One thread: rows must come out in the order they went in (Table.filter's threaded plan does
-        # not promise that), and a batch is small enough not to need more.
-        return plan.to_table(use_threads=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        value = _Compiler(checker, now or RUN_CLOCK.get(), table).compile(node)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise ExpressionError(f"cannot evaluate the expression: {exc}", node.pos) from None
+    finally:
+        _EAGER.reset(token)
+    if isinstance(value, pa.ChunkedArray):
+        return value.combine_chunks()
+    if isinstance(value, pa.Scalar):  # a constant expression: one value for every row
+        if not value.is_valid:
+            return pa.nulls(table.num_rows, value.type)
+        return pa.repeat(value, table.num_rows)
+    return value
 
 
 def evaluate(
@@ -964,23 +978,19 @@ def evaluate(
 ) -> pa.Array:
     """The expression's value for every row of the table, as one Arrow array in row order. The schema
     defaults to the one the table's Arrow types map to."""
-    result = _run(
-        node,
-        table,
-        schema,
-        lambda expr: acero.Declaration("project", acero.ProjectNodeOptions([expr], ["value"])),
-        now,
-    )
-    return result.column("value").combine_chunks()
+    return _eager(node, table, schema, now)
 
 
 def filter_table(
     node: Node, table: pa.Table, schema: StreamSchema | None = None, *, now: dt.datetime | None = None
 ) -> pa.Table:
     """The rows of the table where the condition is true (false and null are dropped), in order."""
-    return _run(
-        node, table, schema, lambda expr: acero.Declaration("filter", acero.FilterNodeOptions(expr)), now
-    )
+    mask = _eager(node, table, schema, now)
+    if not pa.types.is_boolean(mask.type):
+        if pa.types.is_null(mask.type):
+            return table.slice(0, 0)
+        raise ExpressionError(f"a filter needs a condition, but this gives {mask.type} values", node.pos)
+    return table.filter(mask, null_selection_behavior="drop")
 
 
 # --- functions -----------------------------------------------------------------------------------------
