@@ -485,3 +485,48 @@ def test_outsider_gets_404_on_the_quality_endpoints(personas, client_for, finish
         assert response.status_code == 404, url
         assert b"2013" not in response.content
     assert client_for(None).get(f"/api/v1/runs/{finished_run.id}/rejected.csv").status_code in (401, 403)
+
+
+def test_a_retry_replaces_the_earlier_attempts_quarantine_and_report(pipeline, flights_file):
+    # Without the unreadable number: each run rediscovers the stream, and "abc" would make dep_delay text
+    # for the retry's plan.
+    flights_file.write_text(FLIGHTS_CSV + EXTRA_ROWS.replace("2013,1,4,abc,UA,9,EWR\n", ""))
+    finished_run = run_start(pipeline=pipeline, user=None)
+    assert run_execute(run_id=finished_run.id, attempt=1) == RunStatus.SUCCEEDED
+    assert RejectedRecord.objects.filter(run=finished_run).count() == 4
+    # As if the first attempt had died after its reads: the second starts from a clean quarantine.
+    Run.objects.filter(id=finished_run.id).update(status=RunStatus.QUEUED, attempt=2)
+    status = run_execute(run_id=finished_run.id, attempt=2)
+    finished_run.refresh_from_db()
+    assert status == RunStatus.SUCCEEDED, finished_run.error
+    assert RejectedRecord.objects.filter(run=finished_run).count() == 4
+    assert QualityResult.objects.filter(run=finished_run).count() == 6
+    assert NodeProfile.objects.filter(run=finished_run).count() == 2
+
+
+def test_quality_and_profile_reads_take_a_fixed_number_of_queries(personas, client_for, finished_run):
+    client = client_for(personas.viewer)
+    urls = [f"/api/v1/runs/{finished_run.id}/quality/", f"/api/v1/runs/{finished_run.id}/profiles/"]
+    before = []
+    for url in urls:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        before.append(len(queries))
+    QualityResult.objects.bulk_create(
+        QualityResult(
+            run=finished_run,
+            node_id=f"n{i}",
+            rule_id="r",
+            rule_type="not_null",
+            action="warn",
+            status="passed",
+        )
+        for i in range(20)
+    )
+    NodeProfile.objects.bulk_create(NodeProfile(run=finished_run, node_id=f"n{i}") for i in range(20))
+    after = []
+    for url in urls:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        after.append(len(queries))
+    assert after == before
