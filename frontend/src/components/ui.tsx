@@ -171,11 +171,13 @@ export function ConfirmDialog({
   onConfirm,
   onCancel,
   busy,
+  dismissLabel = "Cancel",
 }: {
   open: boolean;
   title: string;
   children?: ReactNode;
   confirmLabel: string;
+  dismissLabel?: string;
   onConfirm: () => void;
   onCancel: () => void;
   busy?: boolean;
@@ -203,7 +205,7 @@ export function ConfirmDialog({
       </h2>
       <div className="mt-2 text-sm">{children}</div>
       <div className="mt-4 flex justify-end gap-2">
-        <Button onClick={onCancel}>Cancel</Button>
+        <Button onClick={onCancel}>{dismissLabel}</Button>
         <Button variant="danger" onClick={onConfirm} busy={busy}>
           {confirmLabel}
         </Button>

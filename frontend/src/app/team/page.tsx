@@ -116,12 +116,16 @@ function Invitations({ workspaceId }: { workspaceId: number }) {
       applyApiError(error, setError, ["email", "role"]);
     }
   });
-  const revoke = async (inv: Invitation) => {
+  const [revoking, setRevoking] = useState<Invitation | null>(null);
+  const revoke = async () => {
+    if (!revoking) return;
     try {
-      await del(`workspaces/${workspaceId}/invitations/${inv.id}/`);
+      await del(`workspaces/${workspaceId}/invitations/${revoking.id}/`);
       void client.invalidateQueries({ queryKey: ["invitations", workspaceId] });
     } catch (error) {
       toastError(error);
+    } finally {
+      setRevoking(null);
     }
   };
   return (
@@ -158,7 +162,7 @@ function Invitations({ workspaceId }: { workspaceId: number }) {
                 <span className="block text-xs text-slate-600 dark:text-slate-400">sent {ago(inv.created_at)}</span>
               </span>
               {inv.status === "pending" ? (
-                <Button variant="ghost" onClick={() => void revoke(inv)}>
+                <Button variant="ghost" onClick={() => setRevoking(inv)}>
                   Revoke
                 </Button>
               ) : null}
@@ -166,6 +170,9 @@ function Invitations({ workspaceId }: { workspaceId: number }) {
           ))}
         </ul>
       )}
+      <ConfirmDialog open={revoking !== null} title="Revoke this invitation?" confirmLabel="Revoke invitation" onCancel={() => setRevoking(null)} onConfirm={() => void revoke()}>
+        The link sent to {revoking?.email} stops working.
+      </ConfirmDialog>
     </Card>
   );
 }

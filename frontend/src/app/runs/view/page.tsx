@@ -105,6 +105,7 @@ function RunScreen({ run, live }: { run: RunDetail; live: boolean }) {
         open={confirmCancel}
         title="Cancel this run?"
         confirmLabel="Cancel run"
+        dismissLabel="Keep running"
         busy={busy === "cancel"}
         onCancel={() => setConfirmCancel(false)}
         onConfirm={() => void cancel()}
