@@ -58,10 +58,11 @@ export function PipelineEditor({
   const showErrors = (error: unknown) => {
     setValid(false);
     if (error instanceof ApiError && Object.keys(error.fields).length) {
-      const { definition: _d, ...rest } = error.fields;
+      // The document's errors go to its nodes (or above them); the form's own fields keep theirs.
+      const isGraph = (key: string) => /^(definition|nodes|edges)(\.|$)/.test(key);
       const ids = nodes.map((n) => String(n.id));
-      const graph = Object.fromEntries(Object.entries(error.fields).filter(([k]) => /^(definition|nodes|edges)(\.|$)/.test(k)));
-      const other = Object.fromEntries(Object.entries(rest).filter(([k]) => !/^(nodes|edges)(\.|$)/.test(k) && !k.startsWith("definition.")));
+      const graph = Object.fromEntries(Object.entries(error.fields).filter(([k]) => isGraph(k)));
+      const other = Object.fromEntries(Object.entries(error.fields).filter(([k]) => !isGraph(k)));
       setErrors(sortErrors(graph, ids));
       setFieldErrors(other);
       const unclaimed = Object.entries(other).filter(([k]) => k !== "name" && k !== "message");
