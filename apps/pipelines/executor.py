@@ -169,7 +169,10 @@ class RunExecutor:
     # --- logging and progress ---------------------------------------------------------------------------
 
     def log(self, message: str, *, level: str = LogLevel.INFO, node: str = "", **context: Any) -> None:
-        RunLog.objects.create(run_id=self.run.id, level=level, node_id=node, message=message, context=context)
+        line = RunLog.objects.create(
+            run_id=self.run.id, level=level, node_id=node, message=message, context=context
+        )
+        publish_log_line(self.run, line)
 
     def _flush_progress(self) -> None:
         with self._progress_lock:
@@ -626,6 +629,23 @@ class RunExecutor:
             )
 
 
+def publish_log_line(run: Run, line: RunLog) -> None:
+    """Send a stored log line live to the run's WebSocket subscribers (they get earlier ones on subscribe)."""
+    events.publish(
+        "run.log",
+        run.workspace_id,
+        ("run", run.id),
+        {
+            "id": line.id,
+            "at": line.at.isoformat(),
+            "level": line.level,
+            "node": line.node_id,
+            "message": line.message,
+            "context": line.context,
+        },
+    )
+
+
 def _below(batch: Batch, cursor: str, upper: Any) -> Batch:
     import pyarrow.compute as pc
 
@@ -698,11 +718,12 @@ def _requeue(run: Run, error: str) -> bool:
     run.refresh_from_db()
     delay = run.pipeline.retry_backoff_s * (2 ** (run.attempt - 2))
     delay = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
-    RunLog.objects.create(
+    line = RunLog.objects.create(
         run=run,
         level=LogLevel.WARNING,
         message=f"Attempt {run.attempt - 1} failed ({error}); retrying in {delay:.0f} s.",
     )
+    publish_log_line(run, line)
     events.emit("run.retrying", run.workspace_id, run, {"attempt": run.attempt, "delay_s": round(delay, 1)})
     transaction.on_commit(lambda: enqueue_run(run, countdown=delay))
     return True
