@@ -211,20 +211,40 @@ class Histogram:
 class TopValues:
     """The most frequent values, kept as an Arrow table of at most TOP_CANDIDATES candidates."""
 
+    # Batch counts wait until this many (value, count) rows pile up before one merge: a group-by per batch
+    # costs more than the counting itself on columns of a few thousand values. Bounded, so a column holds
+    # at most this plus TOP_CANDIDATES rows of counts.
+    PENDING_ROWS = 50_000
+
     def __init__(self) -> None:
         self.table: pa.Table | None = None
         self.exact = True
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
 
     def add(self, values: pa.Array) -> None:
-        if not len(values):
-            return
-        counts = pc.value_counts(values)
-        part = pa.table({"value": counts.field("values"), "count": counts.field("counts").cast(pa.int64())})
-        self._merge_table(part)
+        if len(values):
+            self.add_counts(pc.value_counts(values))
 
-    def _merge_table(self, part: pa.Table) -> None:
+    def add_counts(self, counts: pa.StructArray) -> None:
+        """A batch's `value_counts` (computed once by the column, which also hashes its distinct values)."""
+        part = pa.table({"value": counts.field("values"), "count": counts.field("counts").cast(pa.int64())})
+        self.pending.append(part)
+        self.pending_rows += part.num_rows
+        if self.pending_rows >= self.PENDING_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            parts, self.pending, self.pending_rows = self.pending, [], 0
+            # One batch's value_counts has each value once; several need summing.
+            self._merge_table(pa.concat_tables(parts), grouped=len(parts) == 1)
+
+    def _merge_table(self, part: pa.Table, *, grouped: bool = True) -> None:
         if self.table is not None:
             part = pa.concat_tables([self.table, part])
+            grouped = False
+        if not grouped:
             part = part.group_by("value").aggregate([("count", "sum")]).rename_columns(["value", "count"])
         if part.num_rows > TOP_CANDIDATES:
             self.exact = False
@@ -233,10 +253,13 @@ class TopValues:
 
     def merge(self, other: TopValues) -> None:
         self.exact = self.exact and other.exact
+        other._flush()
+        self._flush()
         if other.table is not None:
             self._merge_table(other.table)
 
     def top(self, n: int = TOP_SHOWN) -> list[dict[str, Any]]:
+        self._flush()
         if self.table is None:
             return []
         return [
@@ -275,8 +298,11 @@ class ColumnProfile:
         values = pc.drop_null(column)
         if not len(values):
             return
-        self.distinct.add_hashes(_hash_values(values))
-        self.top.add(values)
+        # Arrow's hash table finds the batch's distinct values once: the counts feed the top values, and
+        # only the distinct values are hashed for the distinct count (far fewer on most columns).
+        counts = pc.value_counts(values)
+        self.distinct.add_hashes(_hash_values(counts.field("values")))
+        self.top.add_counts(counts)
         if self.type in _NUMERIC or self.type in _TEMPORAL:
             low_high = pc.min_max(values).as_py()
             self._bounds(low_high["min"], low_high["max"])
