@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -82,6 +83,8 @@ class RuleBase(BaseModel):
 
 
 class NotNullRule(RuleBase):
+    """The value is not null."""
+
     type: Literal["not_null"]
     column: str
 
@@ -104,6 +107,9 @@ class UniqueRule(RuleBase):
 
 
 class RangeRule(RuleBase):
+    """The value lies between `min` and `max` (each optional, inclusive unless said otherwise); bounds
+    are cast to the column's type, so a date column takes `"2013-01-01"`."""
+
     type: Literal["range"]
     column: str
     min: float | int | str | None = None
@@ -127,6 +133,8 @@ class RegexRule(RuleBase):
 
 
 class AllowedValuesRule(RuleBase):
+    """The value is one of `values`."""
+
     type: Literal["allowed_values"]
     column: str
     values: list[str | int | float | bool] = PydanticField(min_length=1, max_length=10_000)
@@ -141,7 +149,8 @@ class TypeRule(RuleBase):
 
 
 class RowCountRule(RuleBase):
-    """Judged when the node's stream ends; `reject` has no row to reject, so only fail or warn."""
+    """The node's total row count lies within `min`/`max`. Judged when the node's stream ends; there is
+    no row to reject, so the action is fail or warn."""
 
     type: Literal["row_count"]
     min: int | None = PydanticField(default=None, ge=0)
@@ -201,6 +210,38 @@ RULE_TYPES = (
 
 def rule_json_schema() -> dict[str, Any]:
     return _ADAPTER.json_schema()
+
+
+_MODELS: dict[str, type[RuleBase]] = {
+    "not_null": NotNullRule,
+    "unique": UniqueRule,
+    "range": RangeRule,
+    "regex": RegexRule,
+    "allowed_values": AllowedValuesRule,
+    "type": TypeRule,
+    "row_count": RowCountRule,
+    "freshness": FreshnessRule,
+    "expression": ExpressionRule,
+}
+
+
+def rule_types() -> list[dict[str, Any]]:
+    """Each rule type with the JSON Schema of its config (the builder's forms are drawn from it)."""
+    out = []
+    for name in RULE_TYPES:
+        model = _MODELS[name]
+        schema = model.model_json_schema()
+        actions = schema["properties"]["action"].get("enum") or list(typing.get_args(Action))
+        out.append(
+            {
+                "type": name,
+                "description": " ".join((model.__doc__ or "").split()),
+                "stream_level": name in ("row_count", "freshness"),
+                "actions": actions,
+                "config_schema": schema,
+            }
+        )
+    return out
 
 
 # --- binding: a config checked against the node's schema ------------------------------------------------
