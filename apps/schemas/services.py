@@ -116,6 +116,9 @@ def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) 
         previous = latest.get(stream.name)
         if previous is not None and not previous.is_removed and previous.fingerprint == fingerprint:
             changes.append(StreamChange(stream=stream.name, kind="unchanged", version=previous.version))
+            if not previous.is_accepted:
+                # Held back by its contract before: the contract may have changed since.
+                _settle(connector=connector, latest=previous)
             continue
         old_schema = None if previous is None or previous.is_removed else previous.schema
         change = schema_diff(stream=stream.name, old=old_schema, new=schema)

@@ -251,3 +251,15 @@ def test_list_of_changes_makes_a_constant_number_of_queries(connector, personas,
     with CaptureQueriesContext(connection) as four:
         assert len(client.get("/api/v1/schemas/changes/").json()["results"]) == 4
     assert len(four) == len(one)
+
+
+def test_a_discovery_after_the_contract_changed_settles_a_held_back_version(connector):
+    stream_contract_set(connector=connector, stream="flights", user=None, new_columns="discard_value")
+    schema_record_discovery(connector=connector, streams=[flights()])
+    schema_record_discovery(connector=connector, streams=[flights(Field("tailnum"))])
+    assert not StreamSchemaVersion.objects.get(stream="flights", version=2).is_accepted
+
+    stream_contract_set(connector=connector, stream="flights", user=None, new_columns="evolve")
+    (change,) = schema_record_discovery(connector=connector, streams=[flights(Field("tailnum"))])
+    assert change.kind == "unchanged"
+    assert StreamSchemaVersion.objects.get(stream="flights", version=2).is_accepted
