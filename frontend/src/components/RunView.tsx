@@ -8,7 +8,7 @@ import { useEffect, useId, useRef, useState } from "react";
 import { get } from "@/api/client";
 import type { Page, RejectedRecord, RunDetail, RunLog } from "@/api/types";
 import { Card, Empty, ErrorNote, Loading, Pager, StatusBadge } from "@/components/ui";
-import { count, duration, when } from "@/lib/format";
+import { bytes, count, duration, when } from "@/lib/format";
 import { totals } from "@/lib/runProgress";
 
 const ACTIVE = ["queued", "running"];
@@ -55,6 +55,7 @@ export function RunSummary({ run, live }: { run: RunDetail; live: boolean }) {
                   <th scope="col" className="px-2 py-1 text-right">Rows in</th>
                   <th scope="col" className="px-2 py-1 text-right">Rows out</th>
                   <th scope="col" className="px-2 py-1 text-right">Rejected</th>
+                  <th scope="col" className="px-2 py-1 text-right">Bytes</th>
                   <th scope="col" className="px-2 py-1">Duration</th>
                 </tr>
               </thead>
@@ -72,6 +73,7 @@ export function RunSummary({ run, live }: { run: RunDetail; live: boolean }) {
                     <td className="px-2 py-1 text-right tabular-nums" data-col="rows_in">{count(node.rows_in)}</td>
                     <td className="px-2 py-1 text-right tabular-nums" data-col="rows_out">{count(node.rows_out)}</td>
                     <td className="px-2 py-1 text-right tabular-nums">{count(node.rows_rejected)}</td>
+                    <td className="px-2 py-1 text-right tabular-nums">{node.bytes ? bytes(node.bytes) : "—"}</td>
                     <td className="px-2 py-1">{node.finished_at ? duration(node.duration_s) : "—"}</td>
                   </tr>
                 ))}
