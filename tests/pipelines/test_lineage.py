@@ -118,3 +118,58 @@ def test_expression_columns_walk_the_parsed_tree():
     ]
     assert expression_columns("flight in (1, 2) and tailnum is null") == ["flight", "tailnum"]
     assert expression_columns("1 +") == []
+
+
+def test_union_and_aggregate_rules_on_a_plan():
+    import networkx as nx
+
+    from aggregator.dataplane import Field, FieldType, StreamSchema
+    from apps.pipelines.definition import Plan
+
+    def schema(*names: str) -> StreamSchema:
+        return StreamSchema(name="s", fields=tuple(Field(n, FieldType.INTEGER) for n in names))
+
+    nodes = {
+        "jan": {"id": "jan", "kind": "source"},
+        "feb": {"id": "feb", "kind": "source"},
+        "both": {
+            "id": "both",
+            "kind": "transform",
+            "step": "union",
+            "config": {"source_column": "month_file"},
+        },
+        "per_carrier": {
+            "id": "per_carrier",
+            "kind": "transform",
+            "step": "aggregate",
+            "config": {
+                "group_by": ["carrier"],
+                "aggregations": [
+                    {"function": "mean", "column": "delay"},
+                    {"function": "count", "name": "flights"},
+                ],
+            },
+        },
+        "out": {"id": "out", "kind": "destination"},
+    }
+    graph = nx.DiGraph([("jan", "both"), ("feb", "both"), ("both", "per_carrier"), ("per_carrier", "out")])
+    plan = Plan(
+        graph=graph,
+        nodes=nodes,
+        order=["jan", "feb", "both", "per_carrier", "out"],
+        schemas={
+            "jan": schema("carrier", "delay"),
+            "feb": schema("carrier", "delay", "extra"),
+            "both": schema("carrier", "delay", "extra", "month_file"),
+            "per_carrier": schema("carrier", "mean_delay", "flights"),
+            "out": schema("carrier", "mean_delay", "flights"),
+        },
+    )
+    lineage = pipeline_lineage(plan=plan)
+    assert lineage["out"] == {
+        "carrier": [{"node": "jan", "column": "carrier"}, {"node": "feb", "column": "carrier"}],
+        "mean_delay": [{"node": "jan", "column": "delay"}, {"node": "feb", "column": "delay"}],
+        "flights": [],
+    }
+    assert lineage["paths"]["out"]["flights"] == ["per_carrier", "out"]
+    assert lineage["paths"]["out"]["carrier"] == ["jan", "feb", "both", "per_carrier", "out"]
