@@ -137,6 +137,25 @@ class ParseDatetimeStep(StepType[ParseDatetimeConfig]):
         return StepOutput(Batch(table, stream=batch.stream))
 
 
+def _iso_with_offset(utc: pa.Array, wall: pa.Array) -> pa.Array:
+    """ISO 8601 text of the wall-clock times with their offset from UTC ('2013-01-01T00:00:00-05:00'),
+    assembled from casts and arithmetic: Arrow's strftime with a zone is ten times slower."""
+    clock = pc.cast(wall, pa.string())  # '2013-01-01 00:00:00.000000'
+    clock = pc.replace_substring_regex(clock, r"\.0+$", "")  # microseconds only when there are some
+    clock = pc.replace_substring(clock, " ", "T", max_replacements=1)
+    minutes = pc.divide(
+        pc.subtract(pc.cast(wall, pa.int64()), pc.cast(pc.cast(utc, pa.timestamp("us")), pa.int64())),
+        60_000_000,
+    )
+    sign = pc.if_else(pc.less(minutes, 0), "-", "+")
+    size = pc.abs(minutes)
+    hours = pc.utf8_lpad(pc.cast(pc.divide(size, 60), pa.string()), width=2, padding="0")
+    mins = pc.utf8_lpad(
+        pc.cast(pc.subtract(size, pc.multiply(pc.divide(size, 60), 60)), pa.string()), width=2, padding="0"
+    )
+    return pc.binary_join_element_wise(clock, sign, hours, ":", mins, "")
+
+
 # --- convert time zone ---------------------------------------------------------------------------------
 
 
@@ -188,11 +207,7 @@ class ConvertTimezoneStep(StepType[ConvertTimezoneConfig]):
         values = pc.cast(column(batch.table, config.column, "config.column"), UTC_TYPE)
         local = _localised(values, config.timezone)
         if config.output == "text":
-            result = pc.strftime(local, format="%Y-%m-%dT%H:%M:%S%z")
-            # %S writes the microseconds (00.000000): keep them only when there are some. %z writes +0100;
-            # ISO 8601 (and every parser) prefers +01:00.
-            result = pc.replace_substring_regex(result, r"\.000000([+-])", r"\1")
-            result = pc.replace_substring_regex(result, r"([+-]\d\d)(\d\d)$", r"\1:\2")
+            result = _iso_with_offset(values, pc.local_timestamp(local))
         else:
             result = pc.cast(pc.local_timestamp(local), UTC_TYPE)
         table = set_column(batch.table, config.target or config.column, result, self._type(config))
