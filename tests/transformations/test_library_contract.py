@@ -235,6 +235,8 @@ def test_declared_schema_is_what_the_step_produces(slug: str) -> None:
     assert schema["type"] == "object" and schema["additionalProperties"] is False
     assert step.title and step.description and step.category
     assert "Example" in step.description
+    for name, prop in schema["properties"].items():  # the builder's forms show these
+        assert prop.get("title") and (prop.get("description") or "$ref" in prop or "allOf" in prop), name
 
 
 @pytest.mark.parametrize("slug", sorted(SAMPLES))

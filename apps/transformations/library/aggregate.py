@@ -397,14 +397,24 @@ class PivotConfig(StepConfig):
         ),
         examples=[["EWR", "JFK", "LGA"]],
     )
-    function: Function = PydanticField(default="sum", title="Function", examples=["mean"])
+    function: Function = PydanticField(
+        default="sum",
+        title="Function",
+        description="How the values of a cell are combined.",
+        examples=["mean"],
+    )
     value: str | None = PydanticField(
         default=None,
         title="Value column",
         description="The column aggregated (leave out to count rows).",
         examples=["dep_delay"],
     )
-    prefix: str = PydanticField(default="", title="Column prefix", examples=["delay_"])
+    prefix: str = PydanticField(
+        default="",
+        title="Column prefix",
+        description="Put before each value to name its column.",
+        examples=["delay_"],
+    )
 
     _unique = field_validator("index")(unique_names)
 

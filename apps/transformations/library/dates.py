@@ -66,7 +66,12 @@ class ParseDatetimeConfig(StepConfig):
     target: str | None = PydanticField(
         default=None, title="Target column", description="Where to write the result (default: in place)."
     )
-    output: Literal["datetime", "date"] = PydanticField(default="datetime", title="Output type")
+    output: Literal["datetime", "date"] = PydanticField(
+        default="datetime",
+        title="Output type",
+        description="datetime (a UTC instant) or date (the calendar day in the zone).",
+        examples=["date"],
+    )
     on_error: Literal["fail", "null"] = PydanticField(
         default="null",
         title="Unreadable values",
@@ -161,7 +166,9 @@ def _iso_with_offset(utc: pa.Array, wall: pa.Array) -> pa.Array:
 
 class ConvertTimezoneConfig(StepConfig):
     column: str = PydanticField(title="Column", description="A datetime column.", examples=["time_hour"])
-    timezone: str = PydanticField(title="Time zone", examples=["America/New_York"])
+    timezone: str = PydanticField(
+        title="Time zone", description="The IANA zone to show the instants in.", examples=["America/New_York"]
+    )
     output: Literal["text", "wall_clock"] = PydanticField(
         default="text",
         title="Output",
@@ -220,7 +227,12 @@ _UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second")
 
 
 class TruncateDatetimeConfig(StepConfig):
-    columns: list[str] = PydanticField(min_length=1, title="Columns", examples=[["time_hour"]])
+    columns: list[str] = PydanticField(
+        min_length=1,
+        title="Columns",
+        description="Date or datetime columns, truncated in place.",
+        examples=[["time_hour"]],
+    )
     unit: Literal["year", "quarter", "month", "week", "day", "hour", "minute", "second"] = PydanticField(
         title="Unit", description="Weeks start on Monday.", examples=["day"]
     )

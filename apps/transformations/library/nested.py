@@ -113,7 +113,11 @@ class FlattenJsonConfig(StepConfig):
     prefix: str | None = PydanticField(
         default=None, title="Prefix", description="Column names start with this; default <column><separator>."
     )
-    drop_source: bool = PydanticField(default=False, title="Drop the JSON column")
+    drop_source: bool = PydanticField(
+        default=False,
+        title="Drop the JSON column",
+        description="Remove the JSON column once its values are out.",
+    )
     on_error: Literal["null", "fail", "reject"] = PydanticField(
         default="null",
         title="Text that is not JSON",

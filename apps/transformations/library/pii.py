@@ -48,7 +48,12 @@ def hash_salt(namespace: str) -> str:
 
 
 class _PiiConfig(StepConfig):
-    columns: list[str] = PydanticField(min_length=1, title="Columns", examples=[["email", "phone"]])
+    columns: list[str] = PydanticField(
+        min_length=1,
+        title="Columns",
+        description="The columns to protect; they become text.",
+        examples=[["email", "phone"]],
+    )
 
     _unique = field_validator("columns")(unique_names)
 
@@ -120,7 +125,14 @@ class MaskConfig(_PiiConfig):
         description="Characters left visible at the end.",
         examples=[4],
     )
-    mask_char: str = PydanticField(default="*", min_length=1, max_length=1, title="Mask character")
+    mask_char: str = PydanticField(
+        default="*",
+        min_length=1,
+        max_length=1,
+        title="Mask character",
+        description="One character.",
+        examples=["#"],
+    )
 
 
 @register
@@ -166,7 +178,12 @@ class RedactConfig(_PiiConfig):
         ),
         examples=[r"[\w.+-]+@[\w-]+\.[\w.]+"],
     )
-    replacement: str = PydanticField(default="[REDACTED]", title="Replacement")
+    replacement: str = PydanticField(
+        default="[REDACTED]",
+        title="Replacement",
+        description="The text put in place of each value or match (taken literally).",
+        examples=["[email]"],
+    )
 
     @field_validator("pattern")
     @classmethod

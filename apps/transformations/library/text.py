@@ -79,7 +79,12 @@ class _PerColumnStep(StepType[Any]):
 
 
 class TrimConfig(_ColumnsConfig):
-    side: Literal["both", "left", "right"] = PydanticField(default="both", title="Side")
+    side: Literal["both", "left", "right"] = PydanticField(
+        default="both",
+        title="Side",
+        description="Trim the start (left), the end (right) or both.",
+        examples=["left"],
+    )
     characters: str | None = PydanticField(
         default=None,
         min_length=1,
@@ -163,7 +168,11 @@ class NormalizeConfig(_ColumnsConfig):
             "full-width letters → ASCII). null leaves the characters as they are."
         ),
     )
-    empty_as_null: bool = PydanticField(default=False, title="Empty text is null")
+    empty_as_null: bool = PydanticField(
+        default=False,
+        title="Empty text is null",
+        description="After normalising, an empty text becomes null.",
+    )
 
     @model_validator(mode="after")
     def _does_something(self) -> NormalizeConfig:
@@ -208,7 +217,9 @@ class RegexReplaceConfig(_ColumnsConfig):
         description=r"The text that replaces each match; \1 … \9 insert the groups.",
         examples=[r"\1"],
     )
-    ignore_case: bool = PydanticField(default=False, title="Ignore case")
+    ignore_case: bool = PydanticField(
+        default=False, title="Ignore case", description="Match letters whatever their case."
+    )
 
     _pattern = field_validator("pattern")(re2_pattern)
 
@@ -244,7 +255,9 @@ class RegexExtractConfig(StepConfig):
         description="An RE2 regular expression with named groups; each group becomes a text column.",
         examples=[r"^N(?P<tail_number>\d+)(?P<tail_suffix>[A-Z]*)$"],
     )
-    drop_source: bool = PydanticField(default=False, title="Drop the searched column")
+    drop_source: bool = PydanticField(
+        default=False, title="Drop the searched column", description="Remove the searched column afterwards."
+    )
 
     _pattern = field_validator("pattern")(re2_pattern)
 
