@@ -119,6 +119,10 @@ def _converted(name: str, duck_type: str, field_type: FieldType) -> str:
         return f"CAST({ident} AS BIGINT) AS {ident}"
     if field_type == FieldType.NUMBER:
         return f"CAST({ident} AS DOUBLE) AS {ident}"
+    if field_type == FieldType.DATETIME:
+        # Microsecond instants in UTC (the session's zone: a naive TIMESTAMP is taken as UTC), so a
+        # TIMESTAMP_NS cannot fail the cast to the data plane's type.
+        return f"CAST({ident} AS TIMESTAMPTZ) AS {ident}"
     if field_type == FieldType.STRING and duck_type.upper() not in ("VARCHAR",):
         return f"CAST({ident} AS VARCHAR) AS {ident}"
     return ident
