@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 
 from aggregator.dataplane import FieldType, StreamSchema
 from apps.transformations.expressions import (
+    FUNCTIONS,
     MAX_DEPTH,
     MAX_LENGTH,
     Binary,
+    Call,
+    Case,
     Column,
     ExpressionError,
     InList,
@@ -387,6 +390,21 @@ def _extend(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
         st.builds(Binary, st.sampled_from(_OPS), children, children),
         st.builds(InList, children, st.lists(children, min_size=1, max_size=3).map(tuple), st.booleans()),
         st.builds(IsNull, children, st.booleans()),
+        st.sampled_from(sorted(FUNCTIONS)).flatmap(lambda name: _calls(name, children)),
+        st.builds(
+            Case,
+            st.lists(st.tuples(children, children), min_size=1, max_size=3).map(tuple),
+            st.none() | children,
+        ),
+    )
+
+
+def _calls(name: str, children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
+    """Calls with a number of arguments the function takes (the parser checks arity)."""
+    low, high = FUNCTIONS[name].arity
+    count = st.integers(min_value=low, max_value=high if high is not None else low + 3)
+    return count.flatmap(
+        lambda n: st.lists(children, min_size=n, max_size=n).map(lambda a: Call(name, tuple(a)))
     )
 
 
