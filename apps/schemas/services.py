@@ -274,15 +274,36 @@ def _describe_diff(diff: StreamChange) -> str:
     return "; ".join(parts) or "a change"
 
 
+# Connector types whose discovery is not re-run at each run's start: it costs remote calls (an API's first
+# page of every stream) and infers types from a sample that varies between calls, so every run would risk
+# a spurious version. Their versions still come from explicit discoveries, and their contracts still hold
+# (a pending change blocks). A connector type may say otherwise with a `discover_on_run` class attribute.
+NO_DISCOVERY_ON_RUN = frozenset({"rest_api", "push_stream"})
+
+
+def _discovers_on_run(slug: str) -> bool:
+    from django.http import Http404
+
+    from apps.connectors.selectors import connector_type_get
+
+    try:
+        declared = getattr(connector_type_get(slug=slug), "discover_on_run", None)
+    except Http404:
+        return False
+    return bool(declared) if declared is not None else slug not in NO_DISCOVERY_ON_RUN
+
+
 def schema_contract_check(*, connector: Any, stream: StreamSchema) -> ContractDecision:
     """At the start of a run's read of `stream` (the schema the run was planned with): discover the
-    connector now (recording a version if the stream changed, which is cheap for files and databases),
-    hold the stream to its contract and say how to read it. Raises SchemaContractViolation, naming the
-    stream and the pending change, when a frozen change stands in the way."""
+    connector now (recording a version if the stream changed; cheap for files and databases, skipped for
+    the types in NO_DISCOVERY_ON_RUN), hold the stream to its contract and say how to read it. Raises
+    SchemaContractViolation, naming the stream and the pending change, when a frozen change stands in
+    the way."""
     from apps.connectors.services import connector_discover
 
     try:
-        schema_record_discovery(connector=connector, streams=connector_discover(connector=connector))
+        if _discovers_on_run(connector.connector_type):
+            schema_record_discovery(connector=connector, streams=connector_discover(connector=connector))
     except ValidationError as exc:
         # The read itself will meet the same failure and report (or retry) it properly; a pending change
         # recorded before still blocks below.

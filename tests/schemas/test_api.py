@@ -263,3 +263,17 @@ def test_a_discovery_after_the_contract_changed_settles_a_held_back_version(conn
     (change,) = schema_record_discovery(connector=connector, streams=[flights(Field("tailnum"))])
     assert change.kind == "unchanged"
     assert StreamSchemaVersion.objects.get(stream="flights", version=2).is_accepted
+
+
+def test_runs_rediscover_files_and_databases_but_not_apis_or_push_streams():
+    from apps.schemas.services import _discovers_on_run
+
+    assert [
+        _discovers_on_run(s) for s in ("csv_file", "postgres_source", "rest_api", "push_stream", "nope")
+    ] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
