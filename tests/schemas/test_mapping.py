@@ -151,3 +151,21 @@ def test_listed_in_the_step_types_api(personas, client_for):
     body = client_for(personas.viewer).get("/api/v1/step-types/map_fields/").json()
     assert body["slug"] == "map_fields"
     assert "from" in body["config_schema"]["$defs"]["FieldMapping"]["properties"]
+
+
+@pytest.mark.parametrize("rows", [0, 3], ids=["empty", "all-null"])
+def test_empty_and_null_heavy_input_match_the_declared_schema(rows):
+    table = pa.table(
+        {
+            "flight": pa.array(range(rows), pa.int64()),
+            "dep_delay": pa.nulls(rows, pa.string()),
+            "carrier": pa.nulls(rows, pa.string()),
+        }
+    )
+    declared = step().output_schema({"mappings": MAPPINGS}, [SOURCE])
+    out = step().apply({"mappings": MAPPINGS}, Batch(table), SOURCE)
+    assert [(f.name, f.type) for f in out.batch.table.schema] == [
+        (f.name, f.type) for f in declared.arrow_schema()
+    ]
+    assert out.batch.table.to_pylist() == [{"flight_no": i, "delay": 0, "airline": "??"} for i in range(rows)]
+    assert out.rejected == []
