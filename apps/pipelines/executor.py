@@ -391,7 +391,14 @@ class RunExecutor:
                     if r["status"] == QualityStatus.PASSED:
                         continue
                     counts = {k: r[k] for k in ("checked", "passed", "failed", "rejected", "warned")}
-                    payload = {"run": self.run.id, "node": node_id, "rule": r["rule"], "status": r["status"]}
+                    # `pipeline` lets a pipeline's own alert rules match (monitoring scopes them by it).
+                    payload = {
+                        "run": self.run.id,
+                        "pipeline": self.run.pipeline_id,
+                        "node": node_id,
+                        "rule": r["rule"],
+                        "status": r["status"],
+                    }
                     events.emit(
                         "quality.failed", self.run.workspace_id, ("run", self.run.id), {**payload, **counts}
                     )

@@ -296,6 +296,7 @@ def test_rules_that_reject_or_warn_emit_quality_failed(finished_run):
     assert payloads == [
         {
             "run": finished_run.id,
+            "pipeline": finished_run.pipeline_id,
             "node": "flights",
             "rule": "delay_range",
             "status": "rejected",
@@ -307,6 +308,7 @@ def test_rules_that_reject_or_warn_emit_quality_failed(finished_run):
         },
         {
             "run": finished_run.id,
+            "pipeline": finished_run.pipeline_id,
             "node": "flights",
             "rule": "known_airport",
             "status": "rejected",
@@ -318,6 +320,7 @@ def test_rules_that_reject_or_warn_emit_quality_failed(finished_run):
         },
         {
             "run": finished_run.id,
+            "pipeline": finished_run.pipeline_id,
             "node": "tidy",
             "rule": "not_early",
             "status": "rejected",
@@ -329,6 +332,7 @@ def test_rules_that_reject_or_warn_emit_quality_failed(finished_run):
         },
         {
             "run": finished_run.id,
+            "pipeline": finished_run.pipeline_id,
             "node": "warehouse",
             "rule": "has_delay",
             "status": "warned",
@@ -530,3 +534,16 @@ def test_quality_and_profile_reads_take_a_fixed_number_of_queries(personas, clie
             assert client.get(url).status_code == 200
         after.append(len(queries))
     assert after == before
+
+
+def test_a_pipelines_quality_alert_rule_fires_on_its_failed_rules(personas, pipeline, messy_file):
+    from apps.monitoring.models import Alert, AlertKind, AlertRule
+
+    rule = AlertRule.objects.create(
+        workspace=personas.workspace, pipeline=pipeline, name="bad data", kind=AlertKind.QUALITY_FAILED
+    )
+    run = run_start(pipeline=pipeline, user=None)
+    assert run_execute(run_id=run.id, attempt=1) == RunStatus.SUCCEEDED
+    alert = Alert.objects.get(rule=rule)
+    assert (alert.subject_type, alert.subject_id, alert.status) == ("run", str(run.id), "open")
+    assert alert.title == f"Quality check failed on run:{run.id}"
