@@ -18,6 +18,13 @@ describe("pipeline document", () => {
     }
   });
 
+  it("puts nodes before edges, id and kind first, from before to, whatever order the server kept", () => {
+    const stored = { edges: [{ to: "late", from: "flights" }], nodes: [{ stream: "f", kind: "source", id: "flights" }] };
+    expect(serialize(stored, "yaml")).toBe(
+      "nodes:\n  - id: flights\n    kind: source\n    stream: f\nedges:\n  - from: flights\n    to: late\n",
+    );
+  });
+
   it("names a syntax error", () => {
     const parsed = parse("{nodes: [", "json");
     expect(parsed.ok).toBe(false);

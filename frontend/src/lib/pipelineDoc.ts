@@ -16,8 +16,24 @@ export interface PipelineDocument {
   edges: { from: string; to: string }[];
 }
 
+// PostgreSQL's jsonb gives keys back in its own order (shortest first); authors read `nodes` before
+// `edges`, `id` and `kind` first in a node and `from` before `to`.
+const FIRST_KEYS = ["nodes", "edges", "id", "kind", "label", "from", "to", "connector", "stream", "step", "table"];
+
+function ordered(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(ordered);
+  if (!value || typeof value !== "object") return value;
+  const entries = Object.entries(value as Record<string, unknown>);
+  const rank = (key: string) => {
+    const index = FIRST_KEYS.indexOf(key);
+    return index === -1 ? FIRST_KEYS.length : index;
+  };
+  entries.sort(([a], [b]) => rank(a) - rank(b));
+  return Object.fromEntries(entries.map(([k, v]) => [k, k === "config" ? v : ordered(v)]));
+}
+
 export function serialize(definition: unknown, format: DocFormat): string {
-  const value = definition ?? { nodes: [], edges: [] };
+  const value = ordered(definition ?? { nodes: [], edges: [] });
   return format === "json" ? `${JSON.stringify(value, null, 2)}\n` : YAML.stringify(value, { indent: 2 });
 }
 
