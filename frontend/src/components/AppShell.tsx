@@ -97,7 +97,7 @@ export function AppShell({ children }: { children: ReactNode }) {
             Aggregator
           </Link>
           <nav aria-label="Main" className="order-last w-full sm:order-none sm:w-auto">
-            <ul className="flex gap-1 overflow-x-auto">
+            <ul className="flex flex-wrap gap-1">
               {nav.map(({ href, label, Icon }) => {
                 const active = href === "/" ? pathname === "/" : pathname.startsWith(href);
                 return (
