@@ -114,6 +114,12 @@ def test_an_editor_connects_builds_runs_and_watches_a_pipeline_live(
     pipeline_url = page.url
     check_screen(page, "06-pipeline-detail")
 
+    # A dashboard open in another tab, with no run to poll for: it can only learn of the run over /ws/.
+    dashboard = page.context.new_page()
+    dashboard.goto("/")
+    dashboard.get_by_text("No runs yet.").wait_for()
+    dashboard.locator('[data-testid="live"][data-live="true"]').wait_for()
+
     # Run it: the run page follows it live (over /ws/) until it succeeds, with each node's counts.
     page.locator('[data-testid="live"][data-live="true"]').wait_for()
     page.get_by_role("button", name="Run now").click()
@@ -128,6 +134,8 @@ def test_an_editor_connects_builds_runs_and_watches_a_pipeline_live(
     written = scratch_conn.execute(f'SELECT count(*) FROM "{pg_config["schema"]}".people_even').fetchone()[0]
     assert written == ROWS // 2
     check_screen(page, "07-run-succeeded")
+    dashboard.locator(f'[data-run-id="{run_id}"]').get_by_text("succeeded").wait_for()
+    dashboard.close()
 
     # The dashboard shows the run (and is usable on a phone).
     page.set_viewport_size({"width": 390, "height": 844})
