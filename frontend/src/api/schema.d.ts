@@ -899,6 +899,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/rule-types/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["rule_types_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/": {
         parameters: {
             query?: never;
@@ -2607,6 +2623,15 @@ export interface components {
         RotateSecretRequest: {
             /** @default 86400 */
             overlap_seconds: number;
+        };
+        RuleType: {
+            actions: string[];
+            /** @description JSON Schema of the rule's config. */
+            config_schema: unknown;
+            description: string;
+            /** @description Judged once the node's stream ends (no row to reject). */
+            stream_level: boolean;
+            type: string;
         };
         Run: {
             readonly attempt: number;
@@ -4770,6 +4795,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    rule_types_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleType"][];
+                };
             };
         };
     };
