@@ -40,6 +40,11 @@ POLICY_KEYS = ("new_columns", "type_changes", "new_tables")
 REJECT_SOURCE = "schema contract"
 
 
+# Type changes that lose nothing: every old value is a value of the new type. They are accepted whatever
+# the contract says about type changes, as a warehouse would widen the column.
+WIDENINGS = frozenset({("integer", "number"), ("date", "datetime")})
+
+
 def drift_dimensions(diff: Any) -> list[str]:
     """The contract settings a diff (accepted → discovered) concerns. Removed columns, nullability and key
     changes are recorded and announced but no setting governs them (as in dlt)."""
@@ -48,7 +53,7 @@ def drift_dimensions(diff: Any) -> list[str]:
     dims = []
     if diff.added_fields:
         dims.append("new_columns")
-    if diff.type_changes:
+    if any((c["from"], c["to"]) not in WIDENINGS for c in diff.type_changes.values()):
         dims.append("type_changes")
     return dims
 
@@ -211,10 +216,12 @@ def contract_conformer(
     fields: list[Field] = []
     for f in planned.fields:
         now = found.get(f.name)
-        if now is not None and now.type != f.type and type_policy in ("discard_value", "discard_row"):
-            casts[f.name] = (f.type, "null" if type_policy == "discard_value" else "reject")
+        if now is not None and now.type != f.type and type_policy == "discard_value":
+            casts[f.name] = (f.type, "null")
             fields.append(dataclasses.replace(f, type=now.type, nullable=True))
         else:
+            # discard_row reads the column as its accepted type: the source itself refuses a value that does
+            # not fit and sends its row to quarantine with the reason and, for files, the line.
             fields.append(f)
     fields += [dataclasses.replace(f, nullable=True) for f in new_fields if f.name in reject_new]
     parts = []

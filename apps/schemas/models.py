@@ -45,6 +45,17 @@ class ContractPolicy(models.TextChoices):
     DISCARD_ROW = "discard_row", "Discard the row: rows carrying the change go to quarantine"
 
 
+# What holds for a stream without a contract. New columns and streams evolve (as in dlt). A column whose
+# discovered type changed keeps its accepted type and a value that does not fit goes to quarantine with its
+# reason: type inference from a sample flips on a single bad value (one "n/a" turns an integer column into
+# text), and following it would silently break every numeric step and rule downstream.
+DEFAULT_CONTRACT = {
+    "new_columns": "evolve",
+    "type_changes": "discard_row",
+    "new_tables": "evolve",
+}
+
+
 class StreamContract(models.Model):
     """What a connector's stream may change without a person deciding (dlt's schema contracts). The row with
     an empty `stream` is the connector's default, for every stream without its own row and for new streams
@@ -57,7 +68,7 @@ class StreamContract(models.Model):
         max_length=16, choices=ContractPolicy.choices, default=ContractPolicy.EVOLVE
     )
     type_changes = models.CharField(
-        max_length=16, choices=ContractPolicy.choices, default=ContractPolicy.EVOLVE
+        max_length=16, choices=ContractPolicy.choices, default=DEFAULT_CONTRACT["type_changes"]
     )
     new_tables = models.CharField(
         max_length=16, choices=ContractPolicy.choices, default=ContractPolicy.EVOLVE

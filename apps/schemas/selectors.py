@@ -7,7 +7,7 @@ from django.http import Http404
 
 from apps.users.selectors import workspace_ids_for_user
 
-from .models import ContractPolicy, SchemaChange, StreamContract, StreamSchemaVersion
+from .models import DEFAULT_CONTRACT, SchemaChange, StreamContract, StreamSchemaVersion
 
 
 def schema_versions_for_user(
@@ -54,11 +54,7 @@ def stream_contract_effective(*, connector_id: int, stream: str) -> dict[str, st
     }
     contract = rows.get(stream) or rows.get("")
     if contract is None:
-        return {
-            "new_columns": ContractPolicy.EVOLVE,
-            "type_changes": ContractPolicy.EVOLVE,
-            "new_tables": ContractPolicy.EVOLVE,
-        }
+        return dict(DEFAULT_CONTRACT)
     return {
         "new_columns": contract.new_columns,
         "type_changes": contract.type_changes,
@@ -103,7 +99,7 @@ def stream_summaries(*, connector_id: int) -> list[dict[str, Any]]:
                 "accepted_version": accepted.version if accepted else None,
                 "is_removed": rows[0].is_removed,
                 "contract": {
-                    key: getattr(contract, key) if contract else ContractPolicy.EVOLVE
+                    key: getattr(contract, key) if contract else DEFAULT_CONTRACT[key]
                     for key in ("new_columns", "type_changes", "new_tables")
                 },
                 "versions": rows,

@@ -19,7 +19,14 @@ from aggregator.logging import get_logger
 from apps.monitoring import events
 
 from .contracts import ContractDecision, Settlement, contract_conformer, drift_dimensions
-from .models import ContractPolicy, SchemaChange, SchemaChangeStatus, StreamContract, StreamSchemaVersion
+from .models import (
+    DEFAULT_CONTRACT,
+    ContractPolicy,
+    SchemaChange,
+    SchemaChangeStatus,
+    StreamContract,
+    StreamSchemaVersion,
+)
 from .selectors import stream_contract_effective
 
 logger = get_logger(__name__)
@@ -356,7 +363,7 @@ def stream_contract_set(
     stream: str,
     user: Any,
     new_columns: str = ContractPolicy.EVOLVE,
-    type_changes: str = ContractPolicy.EVOLVE,
+    type_changes: str = DEFAULT_CONTRACT["type_changes"],
     new_tables: str = ContractPolicy.EVOLVE,
 ) -> StreamContract:
     """Create or replace the contract of a connector's stream (`stream=""`: the connector's default)."""

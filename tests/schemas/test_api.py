@@ -52,7 +52,7 @@ def test_streams_of_a_connector_with_their_versions(connector, personas, client_
     flights_summary = body["streams"][1]
     assert flights_summary["contract"] == {
         "new_columns": "evolve",
-        "type_changes": "evolve",
+        "type_changes": "discard_row",
         "new_tables": "evolve",
     }
     assert [v["version"] for v in flights_summary["versions"]] == [2, 1]
