@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_process_init, worker_ready
 from django_structlog.celery.steps import DjangoStructLogInitStep
 from kombu import Queue
 
@@ -29,3 +29,13 @@ def _use_django_logging(**_kwargs: object) -> None:
 
 # django-structlog's step copies the request id bound in the web process into each task's log context.
 app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _load_connector_plugins(**_kwargs: object) -> None:
+    # Importing every connector plugin (openpyxl, duckdb, …) takes a second or two; doing it when the worker
+    # starts keeps that cost out of the first run it executes.
+    from apps.connectors.registry import registry
+
+    registry.all()

@@ -347,3 +347,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2_6
 AGGREGATOR_ARCHIVE_MAX_ENTRIES = env.int("AGGREGATOR_ARCHIVE_MAX_ENTRIES", default=10_000)
 AGGREGATOR_ARCHIVE_MAX_BYTES = env.int("AGGREGATOR_ARCHIVE_MAX_BYTES", default=16 * 1024**3)
 AGGREGATOR_ARCHIVE_MAX_RATIO = env.float("AGGREGATOR_ARCHIVE_MAX_RATIO", default=200.0)
+
+# Key of the PII `hash` step's salts (HMAC per namespace). Empty: SECRET_KEY. Changing it changes every
+# hash, so set it before hashing data that must stay joinable across runs.
+AGGREGATOR_PII_HASH_KEY = env_secret("AGGREGATOR_PII_HASH_KEY") or ""
