@@ -20,7 +20,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -93,6 +93,8 @@ class DestinationSink:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         self.result: Any = None
         self.error: BaseException | None = None
+        self.waiting_s = 0.0
+        self.busy_s = 0.0
         self.thread = threading.Thread(target=self._run, name=f"sink-{node_id}", daemon=True)
 
     def start(self) -> None:
@@ -100,7 +102,9 @@ class DestinationSink:
 
     def _batches(self) -> Iterator[Batch]:
         while True:
+            waited = time.monotonic()
             item = self.queue.get()
+            self.waiting_s += time.monotonic() - waited
             if item is _END:
                 return
             if item is _ABORT:
@@ -109,6 +113,7 @@ class DestinationSink:
             yield item
 
     def _run(self) -> None:
+        started = time.monotonic()
         try:
             self.result = self.connector_type.write(
                 self.config,
@@ -124,6 +129,9 @@ class DestinationSink:
             # Drain so a producer blocked on put() is released.
             while not self.queue.empty():
                 self.queue.get_nowait()
+        finally:
+            # The destination's own time: its write, less the time it sat waiting for the next batch.
+            self.busy_s = max(0.0, time.monotonic() - started - self.waiting_s)
 
     def put(self, batch: Batch) -> None:
         while True:
@@ -157,6 +165,8 @@ class RunExecutor:
         self.pipeline = run.pipeline
         self.options = run.options or {}
         self.node_runs: dict[str, NodeRun] = {}
+        # Seconds each node spent on its own work (reading, transforming, writing), not waiting for others.
+        self.node_seconds: dict[str, float] = {}
         self.cancelled = threading.Event()
         self._stop_heartbeat = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{run.id}", daemon=True)
@@ -256,7 +266,6 @@ class RunExecutor:
             self.node_runs[node_id] = node_run
         self._prepare_quality(plan, active)
         self._heartbeat.start()
-        started = time.monotonic()
         try:
             if self.run.attempt > 1:
                 self._remove_partial_rows(plan)
@@ -297,11 +306,13 @@ class RunExecutor:
                 for node_rules in self.rules.values():
                     node_rules.finish()
                 results = {node_id: sink.finish() for node_id, sink in sinks.items()}
+                for node_id, sink in sinks.items():
+                    self.node_seconds[node_id] = sink.busy_s
             except BaseException:
                 for sink in sinks.values():
                     sink.finish(abort=True)
                 raise
-            self._commit(plan, results, states, active, time.monotonic() - started)
+            self._commit(plan, results, states, active)
         finally:
             self._stop_heartbeat.set()
             self._heartbeat.join()
@@ -495,7 +506,7 @@ class RunExecutor:
         upper = backfill.get("to") if backfill else None
         reader = connector_type.read(config, stream, state)
         try:
-            for item in reader:
+            for item in self._timed(source_id, reader):
                 self.check_cancel()
                 if isinstance(item, Batch):
                     batch, refused = contract.conform(item)
@@ -534,7 +545,7 @@ class RunExecutor:
         for child in plan.downstream(node_id):
             if child not in runners:
                 continue
-            for output in runners[child].end(node_id):
+            for output in self._timed(child, runners[child].end(node_id)):
                 self._emit(plan, child, output, runners, sinks)
             open_inputs[child].discard(node_id)
             if not open_inputs[child]:
@@ -556,8 +567,21 @@ class RunExecutor:
                 sinks[child].put(checked)
             elif child in runners:
                 self.node_runs[child].rows_in += batch.num_rows
-                for output in runners[child].feed(node_id, batch):
+                for output in self._timed(child, runners[child].feed(node_id, batch)):
                     self._emit(plan, child, output, runners, sinks)
+
+    def _timed(self, node_id: str, items: Iterable[Any]) -> Iterator[Any]:
+        """Iterate, adding the time spent producing each item (not consuming it) to the node's duration."""
+        iterator = iter(items)
+        while True:
+            started = time.monotonic()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.node_seconds[node_id] = self.node_seconds.get(node_id, 0.0) + time.monotonic() - started
+                return
+            self.node_seconds[node_id] = self.node_seconds.get(node_id, 0.0) + time.monotonic() - started
+            yield item
 
     def _emit(
         self,
@@ -580,7 +604,6 @@ class RunExecutor:
         results: dict[str, Any],
         states: dict[str, tuple[str, dict[str, Any]]],
         active: set[str],
-        elapsed: float,
     ) -> None:
         for node_id, result in results.items():
             nr = self.node_runs[node_id]
@@ -601,7 +624,7 @@ class RunExecutor:
                 nr = self.node_runs[node_id]
                 nr.status = RunStatus.SUCCEEDED
                 nr.finished_at = now
-                nr.duration_s = round(elapsed, 3)
+                nr.duration_s = round(self.node_seconds.get(node_id, 0.0), 4)
                 nr.save()
             read = sum(self.node_runs[n].rows_out for n in active if plan.nodes[n]["kind"] == "source")
             written = sum(self.node_runs[n].rows_out for n in results)

@@ -127,3 +127,13 @@ def test_overwrite_replaces_and_merge_upserts(
     rows = table_rows(scratch_conn, pg_schema, "m")
     assert len(rows) == 3
     assert (2013, 1, 3, 99, "AA", 33) in rows
+
+
+def test_each_node_reports_its_own_duration(pipeline):
+    run = run_start(pipeline=pipeline, user=None)
+    assert run_execute(run_id=run.id, attempt=1) == RunStatus.SUCCEEDED
+    durations = dict(NodeRun.objects.filter(run=run).values_list("node_id", "duration_s"))
+    assert set(durations) == {"flights", "late", "warehouse"}
+    assert all(d >= 0 for d in durations.values()) and durations["warehouse"] > 0, durations
+    # Each node's own time, not one run-wide figure copied onto every node.
+    assert len(set(durations.values())) > 1, durations
