@@ -2,7 +2,17 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import NodeRun, Pipeline, PipelineVersion, RejectedRecord, Run, RunLog
+from .models import (
+    NodeProfile,
+    NodeRun,
+    Pipeline,
+    PipelineVersion,
+    QualityResult,
+    RejectedRecord,
+    Run,
+    RunLog,
+    StreamState,
+)
 from .services import pipeline_update, run_start
 
 
@@ -110,3 +120,23 @@ class RunLogAdmin(admin.ModelAdmin):
 class RejectedRecordAdmin(admin.ModelAdmin):
     list_display = ["run", "node_id", "line", "reason"]
     search_fields = ["reason"]
+
+
+@admin.register(StreamState)
+class StreamStateAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "node_id", "stream", "updated_at", "run"]
+    search_fields = ["pipeline__name", "stream"]
+    list_select_related = ["pipeline", "run"]
+
+
+@admin.register(QualityResult)
+class QualityResultAdmin(admin.ModelAdmin):
+    list_display = ["run", "node_id", "rule_id", "rule_type", "action", "status", "checked", "failed"]
+    list_filter = ["status", "rule_type", "action"]
+    search_fields = ["rule_id", "node_id"]
+
+
+@admin.register(NodeProfile)
+class NodeProfileAdmin(admin.ModelAdmin):
+    list_display = ["run", "node_id", "rows", "complete", "created_at"]
+    search_fields = ["node_id"]

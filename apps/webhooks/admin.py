@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Delivery, DeliveryAttempt, PipelineTrigger, PushStream, Webhook
+from .models import Delivery, DeliveryAttempt, PipelineTrigger, PushRecord, PushStream, Webhook
 
 
 @admin.register(Webhook)
@@ -48,3 +48,13 @@ class PipelineTriggerAdmin(admin.ModelAdmin):
 class PushStreamAdmin(admin.ModelAdmin):
     list_display = ["id", "workspace", "name", "last_seq", "is_active"]
     exclude = ["secret_encrypted", "read_key_hash"]
+
+
+@admin.register(PushRecord)
+class PushRecordAdmin(admin.ModelAdmin):
+    list_display = ["stream", "seq", "received_at"]
+    list_select_related = ["stream"]
+    readonly_fields = ["stream", "seq", "data", "received_at"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
