@@ -3,6 +3,7 @@ import contextlib
 from auditlog.admin import LogEntryAdmin
 from auditlog.filters import ResourceTypeFilter
 from django.contrib import admin
+from django.contrib.admin.exceptions import NotRegistered
 
 from .models import Alert, AlertRule, AuditEntry, Event
 
@@ -50,6 +51,6 @@ class AuditEntryAdmin(LogEntryAdmin):
     list_select_related = ["content_type", "actor"]
 
 
-with contextlib.suppress(admin.sites.NotRegistered):
+with contextlib.suppress(NotRegistered):
     admin.site.unregister(AuditEntry)
 admin.site.register(AuditEntry, AuditEntryAdmin)
