@@ -299,3 +299,85 @@ def test_a_zip_without_csv_entries_is_a_clear_error(import_dir: Path) -> None:
     with pytest.raises(ConnectorError) as error:
         source.check(source.validate_config({"path": "docs.zip"}))
     assert (error.value.message, error.value.field) == ("docs.zip holds no .csv / .tsv / .txt entry.", "path")
+
+
+@pytest.mark.parametrize("container", ["plain", "gzip", "zip"])
+def test_a_bad_value_after_clean_blocks_rejects_exactly_its_row(
+    container: str, import_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several 1 MB blocks of clean rows are read with the stream's types (the fast path); the bad value in a
+    # later block sends the rest of the file down the text-and-cast path, which must reject exactly that row
+    # with its line, yield every other row once and in order, and still collect the short rows on both sides.
+    lines = ["id,price,flag,label"]
+    expected: list[int] = []
+    for i in range(150_000):
+        if i == 500:
+            lines.append("short,row")  # before the bad value, in the part read by the fast path
+        if i == 140_000:
+            lines.append("1,2,3,4,5")  # after it
+        price = "abc" if i == 120_000 else f"{i / 4}"
+        flag = "maybe" if i == 145_000 else str(i % 2 == 0).lower()
+        lines.append(f"{i},{price},{flag},n{i}")
+        if i not in (120_000, 145_000):
+            expected.append(i)
+    data = ("\n".join(lines) + "\n").encode()
+    if container == "plain":
+        (import_dir / "late.csv").write_bytes(data)
+        path, label = "late.csv", "late.csv"
+    elif container == "gzip":
+        (import_dir / "late.csv.gz").write_bytes(gzip.compress(data))
+        path, label = "late.csv.gz", "late.csv.gz"
+    else:
+        _zip(import_dir / "late.zip", {"late.csv": data})
+        path, label = "late.zip", "late.zip!late.csv"
+
+    read_types: list[set[str]] = []
+    original_open = CsvFileSource._open
+
+    def spy(self: CsvFileSource, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("column_types") is not None:
+            read_types.append({str(t) for t in kwargs["column_types"].values()})
+        return original_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(CsvFileSource, "_open", spy)
+    config = {"path": path, "column_types": {"price": "number", "flag": "boolean"}, "chunk_size": 40_000}
+    _, items = _read(config)
+
+    # The fast path first (numbers and booleans converted by the reader), then the text path.
+    assert read_types == [{"int64", "double", "bool", "string"}, {"string"}]
+    batches = _batches(items)
+    assert [b.num_rows for b in batches] == [40_000, 40_000, 40_000, 29_998]
+    rows = [r for b in batches for r in b.table.to_pylist()]
+    assert [r["id"] for r in rows] == expected
+    assert rows[-1] == {"id": 149_999, "price": 149_999 / 4, "flag": False, "label": "n149999"}
+    assert str(batches[-1].table.schema.field("price").type) == "double"
+    assert _rejected(items) == [
+        {
+            "line": 502,
+            "row": None,
+            "reason": "expected 4 columns, found 2",
+            "raw": "short,row",
+            "source": label,
+        },
+        {
+            "line": 140_003,
+            "row": None,
+            "reason": "expected 4 columns, found 5",
+            "raw": "1,2,3,4,5",
+            "source": label,
+        },
+        {
+            "line": 120_003,
+            "row": None,
+            "reason": "price: 'abc' is not a valid number",
+            "raw": {"id": "120000", "price": "abc", "flag": "true", "label": "n120000"},
+            "source": label,
+        },
+        {
+            "line": 145_004,
+            "row": None,
+            "reason": "flag: 'maybe' is not a valid boolean",
+            "raw": {"id": "145000", "price": "36250.0", "flag": "maybe", "label": "n145000"},
+            "source": label,
+        },
+    ]

@@ -7,6 +7,12 @@ is narrowed down to the offending rows by bisection, those rows go out as Reject
 the raw values, and the rest of the batch carries on. Rows with the wrong number of columns are rejected the
 same way. Memory stays bounded by the block and `chunk_size`, whatever the size of the file.
 
+Fast path: that text path parses every number twice, so a file is first read with its integer, number and
+boolean columns converted by the reader itself (the others as text, cast as above); any value the reader
+converts, the text path converts to the same value. If a block has a value the reader cannot convert, the
+file is read again from its start on the text path and the records already yielded are skipped (both
+passes see the same records in the same order), so the bad row is rejected exactly as before.
+
 Line numbers: pyarrow does not report them, so when a file had rejected rows it is scanned once more with
 Python's csv module after it has been read, to map each rejected record to its physical line (exact, quoted
 newlines included). Rejected rows of a file are therefore yielded after that file's batches.
@@ -301,14 +307,26 @@ def _bad_positions(arr: pa.Array, field_type: FieldType, offset: int, out: list[
     _bad_positions(arr.slice(middle), field_type, offset + middle, out, limit)
 
 
+def _column_array(table: pa.Table, name: str) -> pa.Array | None:
+    """A column as one array: its chunk when it has one (a block always does), without a copy."""
+    if name not in table.column_names:
+        return None
+    column = table.column(name)
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def cast_block(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, list[tuple[int, str]]]:
-    """Cast a text table to the schema; returns the good rows and (row index, reason) of the bad."""
+    """Cast a text table to the schema; returns the good rows and (row index, reason) of the bad. A column
+    that already has its field's arrow type is kept as it is."""
     columns: list[pa.Array] = []
     bad: dict[int, str] = {}
     for field in schema.fields:
-        arr = table.column(field.name).combine_chunks() if field.name in table.column_names else None
+        arr = _column_array(table, field.name)
         if arr is None:
             columns.append(pa.nulls(table.num_rows, arrow_type_for(field.type)))
+            continue
+        if arr.type == arrow_type_for(field.type):
+            columns.append(arr)  # converted by the CSV reader already (the fast path), or text for text
             continue
         try:
             columns.append(_cast_text(arr, field.type))
@@ -336,6 +354,17 @@ def cast_block(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, list[tu
 
 
 # --- the connector -------------------------------------------------------------------------------------
+
+
+# Field types the CSV reader converts itself on the fast path. For these, any value the reader converts is
+# converted to the same value by the text path (`_cast_text`: its cast, and its retry with surrounding spaces
+# stripped); a value it does not convert sends the rest of the file down the text path, which rejects the row.
+# Dates and datetimes (naive values taken as UTC) stay on the text path.
+_DIRECT_TYPES = frozenset({FieldType.INTEGER, FieldType.NUMBER, FieldType.BOOLEAN})
+
+
+class _DirectReadFailed(Exception):
+    """The fast path met a value the CSV reader could not convert to its column's type."""
 
 
 class CsvFileSource(ConnectorType):
@@ -463,53 +492,82 @@ class CsvFileSource(ConnectorType):
     def _read_file(
         self, member: InputMember, config: CsvFileConfig, stream: StreamSchema
     ) -> Iterator[ReadItem]:
-        with _arrow_input(member) as source:
-            yield from self._read_source(member, source, config, stream)
-
-    def _read_source(
-        self, member: InputMember, source: Any, config: CsvFileConfig, stream: StreamSchema
-    ) -> Iterator[ReadItem]:
         relative = member.label
         dialect = detect_dialect(member, config)
-        invalid_texts: list[str] = []
-        text_types = {name: pa.string() for name in stream.field_names}
+        # Without a header the columns are positional: the stream's fields in order, read as f0, f1, ...
         names = None if dialect.header else [f"f{i}" for i in range(len(stream.fields))]
-        if names is not None:
-            # Without a header the columns are positional: the stream's fields in order.
-            text_types = {f"f{i}": pa.string() for i in range(len(stream.fields))}
-        try:
-            reader = self._open(
-                source,
-                dialect,
-                config,
-                column_types=text_types,
-                column_names=names,
-                invalid_rows=invalid_texts,
-            )
-        except (pa.ArrowInvalid, *_MEMBER_ERRORS) as exc:
-            raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
+        keys = names if names is not None else list(stream.field_names)
+        text_types = {key: pa.string() for key in keys}
+        # The fast path: the reader converts the columns of _DIRECT_TYPES itself (no second parse of every
+        # number by a cast); the others are read as text and cast by cast_block as on the text path.
+        direct_types = {
+            key: arrow_type_for(f.type) if f.type in _DIRECT_TYPES else pa.string()
+            for key, f in zip(keys, stream.fields, strict=True)
+        }
 
+        invalid_texts: list[str] = []
         # Cast failures: (ordinal of the record among the good records, reason, raw values).
         cast_failures: list[tuple[int, str, dict[str, Any]]] = []
         good_seen = 0
 
-        def typed_blocks() -> Iterator[pa.Table]:
-            nonlocal good_seen
-            while True:
+        def tables(column_types: dict[str, pa.DataType], *, fast: bool) -> Iterator[pa.Table]:
+            """One pass over the input: its good records (right number of columns), block by block. A
+            conversion error of the fast path raises _DirectReadFailed; any other parse error, or one of
+            the text path, is the file's error."""
+            with _arrow_input(member) as source:
                 try:
-                    block = reader.read_next_batch()
-                except StopIteration:
-                    return
-                except (pa.ArrowInvalid, *_MEMBER_ERRORS) as exc:
+                    reader = self._open(
+                        source,
+                        dialect,
+                        config,
+                        column_types=column_types,
+                        column_names=names,
+                        invalid_rows=invalid_texts,
+                    )
+                    while True:
+                        try:
+                            block = reader.read_next_batch()
+                        except StopIteration:
+                            return
+                        table = pa.Table.from_batches([block])
+                        yield table.rename_columns(stream.field_names) if names is not None else table
+                except pa.ArrowInvalid as exc:
+                    if fast:
+                        raise _DirectReadFailed from None
                     raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
-                text = pa.Table.from_batches([block])
-                if names is not None:
-                    text = text.rename_columns(stream.field_names)
-                typed, bad = cast_block(text, stream)
-                for index, reason in bad:
-                    cast_failures.append((good_seen + index, reason, text.slice(index, 1).to_pylist()[0]))
-                good_seen += text.num_rows
-                yield typed
+                except _MEMBER_ERRORS as exc:
+                    raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
+
+        def cast(table: pa.Table) -> pa.Table:
+            nonlocal good_seen
+            typed, bad = cast_block(table, stream)
+            for index, reason in bad:
+                cast_failures.append((good_seen + index, reason, table.slice(index, 1).to_pylist()[0]))
+            good_seen += table.num_rows
+            return typed
+
+        def typed_blocks() -> Iterator[pa.Table]:
+            if direct_types != text_types:
+                try:
+                    for table in tables(direct_types, fast=True):
+                        yield cast(table)
+                    return
+                except _DirectReadFailed:
+                    pass
+            # Text path, for the whole file or, after a value the fast path could not convert, for the rest
+            # of it: the input is read again from its start as text and the `good_seen` records already
+            # yielded are skipped. Both passes see the same records in the same order (the reader drops
+            # the same rows with the wrong number of columns), so ordinals and line numbers are unchanged;
+            # those dropped rows are collected again by this pass, in order.
+            invalid_texts.clear()
+            skip = good_seen
+            for table in tables(text_types, fast=False):
+                if skip >= table.num_rows:
+                    skip -= table.num_rows
+                    continue
+                if skip:
+                    table, skip = table.slice(skip), 0
+                yield cast(table)
 
         for table in rechunk(typed_blocks(), config.chunk_size):
             yield Batch(table, stream=stream.name)
