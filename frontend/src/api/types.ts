@@ -58,3 +58,6 @@ export type Webhook = S["Webhook"];
 export type WebhookWithSecret = S["WebhookWithSecret"];
 export type Delivery = S["Delivery"];
 export type DeliveryAttempt = S["DeliveryAttempt"];
+export type StepType = S["StepType"];
+export type ConnectorStreams = S["ConnectorStreams"];
+export type PipelinePreview = S["PipelinePreviewOutput"];

@@ -1,7 +1,7 @@
 "use client";
 
 import type { ColumnDef } from "@tanstack/react-table";
-import { Plus } from "lucide-react";
+import { Plus, Workflow } from "lucide-react";
 import Link from "next/link";
 import { useId, useMemo, useState } from "react";
 
@@ -77,9 +77,14 @@ export default function PipelinesPage() {
         title="Pipelines"
         actions={
           canEdit ? (
-            <ButtonLink href="/pipelines/new" variant="primary">
-              <Plus aria-hidden className="size-4" /> New pipeline
-            </ButtonLink>
+            <>
+              <ButtonLink href="/pipelines/builder">
+                <Workflow aria-hidden className="size-4" /> Build visually
+              </ButtonLink>
+              <ButtonLink href="/pipelines/new" variant="primary">
+                <Plus aria-hidden className="size-4" /> New pipeline
+              </ButtonLink>
+            </>
           ) : null
         }
       />

@@ -1,7 +1,7 @@
 "use client";
 
 import { useQueryClient } from "@tanstack/react-query";
-import { Pause, Play, Trash2, Zap } from "lucide-react";
+import { Pause, Play, Trash2, Workflow, Zap } from "lucide-react";
 import dynamic from "next/dynamic";
 import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
@@ -14,7 +14,7 @@ import { NotFound } from "@/components/NotFound";
 import { RunsTable } from "@/components/RunsTable";
 import { Tabs } from "@/components/Tabs";
 import { Versions } from "@/components/Versions";
-import { Button, ConfirmDialog, ErrorNote, Loading, PageHeader } from "@/components/ui";
+import { Button, ButtonLink, ConfirmDialog, ErrorNote, Loading, PageHeader } from "@/components/ui";
 import { idParam, usePipeline, usePipelines } from "@/lib/queries";
 import { useCan } from "@/lib/session";
 import { toastError, useUi } from "@/lib/store";
@@ -103,6 +103,9 @@ function PipelineView({ pipeline }: { pipeline: Pipeline }) {
         actions={
           canEdit ? (
             <>
+              <ButtonLink href={`/pipelines/builder?id=${pipeline.id}`}>
+                <Workflow aria-hidden className="size-4" /> Open builder
+              </ButtonLink>
               <Button variant="primary" onClick={() => void runNow()} busy={busy === "run"}>
                 <Zap aria-hidden className="size-4" /> Run now
               </Button>
@@ -114,7 +117,11 @@ function PipelineView({ pipeline }: { pipeline: Pipeline }) {
                 <Trash2 aria-hidden className="size-4" /> Delete
               </Button>
             </>
-          ) : null
+          ) : (
+            <ButtonLink href={`/pipelines/builder?id=${pipeline.id}`}>
+              <Workflow aria-hidden className="size-4" /> View graph
+            </ButtonLink>
+          )
         }
       >
         <p className="text-sm text-slate-700 dark:text-slate-300">

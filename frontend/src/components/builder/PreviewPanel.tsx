@@ -1,0 +1,91 @@
+"use client";
+
+import type { PipelinePreview } from "@/api/types";
+import type { SchemaField } from "@/components/builder/NodePanel";
+import { count } from "@/lib/format";
+
+type Row = Record<string, unknown>;
+
+const cell = (v: unknown) => (v === null || v === undefined ? "∅" : typeof v === "object" ? JSON.stringify(v) : String(v));
+
+function Rows({ rows, caption, testId, changed }: { rows: Row[]; caption: string; testId: string; changed?: (row: number, column: string) => boolean }) {
+  const columns = [...new Set(rows.slice(0, 50).flatMap((r) => Object.keys(r)))];
+  return (
+    <div className="max-h-80 overflow-auto rounded border border-slate-200 dark:border-slate-700" tabIndex={0} role="region" aria-label={caption}>
+      <table className="min-w-full text-xs" data-testid={testId}>
+        <caption className="sr-only">{caption}</caption>
+        <thead className="sticky top-0 bg-slate-100 dark:bg-slate-700">
+          <tr>
+            {columns.map((c) => (
+              <th key={c} scope="col" className="px-2 py-1 text-left font-mono">{c}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.slice(0, 100).map((row, i) => (
+            <tr key={i} className="border-t border-slate-100 dark:border-slate-700">
+              {columns.map((c) => (
+                <td key={c} className={`px-2 py-0.5 font-mono whitespace-nowrap ${changed?.(i, c) ? "bg-amber-100 dark:bg-amber-900" : ""}`}>{cell(row[c])}</td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** A node's sample input and output side by side, its output schema, rejected rows and rule failures. */
+export function PreviewPanel({ preview }: { preview: PipelinePreview }) {
+  const inputs = Object.entries(preview.inputs);
+  const rowsIn = inputs.reduce((n, [, rows]) => n + rows.length, 0);
+  const schemaFields = (((preview.schema as { fields?: SchemaField[] } | null)?.fields) ?? []) as SchemaField[];
+  // With one input of as many rows as the output (a row-wise step), a cell that differs is marked.
+  const only = inputs.length === 1 ? inputs[0]?.[1] : undefined;
+  const aligned = only && only.length === preview.output.length;
+  const changed = aligned ? (i: number, c: string) => cell(only[i]?.[c]) !== cell(preview.output[i]?.[c]) : undefined;
+  return (
+    <section aria-label={`Preview of ${preview.node}`} data-testid="preview" className="space-y-2">
+      <p className="text-sm">
+        <span data-testid="preview-rows-in" data-count={rowsIn}>{count(rowsIn)} rows in</span> ·{" "}
+        <span data-testid="preview-rows-out" data-count={preview.output.length}>{count(preview.output.length)} rows out</span>
+        {preview.rejected.length ? ` · ${count(preview.rejected.length)} rejected` : ""}
+        {aligned ? " · changed cells are marked" : ""}
+      </p>
+      {preview.rule_failures.length ? (
+        <ul role="alert" className="rounded border border-amber-300 bg-amber-50 p-2 text-xs text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+          {preview.rule_failures.map((f, i) => (
+            <li key={i}>
+              {String(f.node)} · rule {String(f.rule)}: {String(f.status)}, {String(f.failed)} rows{f.message ? ` — ${String(f.message)}` : ""}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      <div className="grid gap-2 xl:grid-cols-2">
+        <div className="min-w-0 space-y-1">
+          <h3 className="text-sm font-semibold">Input</h3>
+          {inputs.length === 0 ? <p className="text-xs">A source has no input: its output is what it reads.</p> : null}
+          {inputs.map(([from, rows]) => (
+            <Rows key={from} rows={rows} caption={`Rows from ${from}`} testId={`preview-input-${from}`} />
+          ))}
+        </div>
+        <div className="min-w-0 space-y-1">
+          <h3 className="text-sm font-semibold">Output</h3>
+          <Rows rows={preview.output} caption={`Rows out of ${preview.node}`} testId="preview-output" changed={changed} />
+        </div>
+      </div>
+      {schemaFields.length ? (
+        <div>
+          <h3 className="text-sm font-semibold">Output schema</h3>
+          <ul className="mt-1 flex flex-wrap gap-1 text-xs" data-testid="preview-schema">
+            {schemaFields.map((f) => (
+              <li key={f.name} className="rounded bg-slate-100 px-1.5 py-0.5 font-mono dark:bg-slate-700">
+                {f.name} <span className="text-slate-700 dark:text-slate-300">{f.type}</span>
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
+    </section>
+  );
+}

@@ -1,0 +1,163 @@
+"""The visual pipeline builder in a real browser against the real server and worker: an editor drags a CSV
+source, a filter and a PostgreSQL destination onto the canvas, connects them, configures them in the side
+panel, creates the pipeline, previews the filter (fewer rows out than in), runs it from the builder and
+watches each node's counts go live on the canvas, then finds the rows in PostgreSQL. axe-core checks the
+builder screen (var/e2e-artifacts/)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apps.connectors.services import connector_create
+from apps.pipelines.models import Pipeline
+from tests.factories import DEFAULT_PASSWORD
+
+from .conftest import check_screen, sign_in
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+ROWS = 400
+DELAYS = [(i * 37) % 181 - 30 for i in range(ROWS)]  # -30 … 150 minutes, spread over the file
+CSV = "year,month,day,carrier,flight,dep_delay\n" + "".join(
+    f"2013,1,{i % 28 + 1},{'UA' if i % 2 else 'AA'},{1000 + i},{d}\n" for i, d in enumerate(DELAYS)
+)
+LATE = sum(1 for d in DELAYS if d > 60)
+PREVIEW_LATE = sum(1 for d in DELAYS[:100] if d > 60)
+
+
+def _drop(page: Any, palette_item: str, x: int, y: int) -> None:
+    page.locator(f'[data-palette="{palette_item}"]').drag_to(
+        page.get_by_test_id("canvas"), target_position={"x": x, "y": y}
+    )
+
+
+def _connect(page: Any, source: str, target: str) -> None:
+    """Drag from a node's output handle to another node's input handle, as a person does."""
+    start = page.locator(f'.react-flow__node[data-id="{source}"] .react-flow__handle.source').bounding_box()
+    end = page.locator(f'.react-flow__node[data-id="{target}"] .react-flow__handle.target').bounding_box()
+    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=12)
+    page.mouse.up()
+    # a straight edge has no height, which Playwright calls hidden
+    page.locator(f'.react-flow__edge[data-id="{source}->{target}"]').wait_for(state="attached")
+
+
+def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_canvas(
+    personas: Any,
+    new_page: Any,
+    settings: Any,
+    e2e_import_dir: Path,
+    pg_config: dict[str, Any],
+    scratch_conn: Any,
+) -> None:
+    settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
+    (e2e_import_dir / "flights.csv").write_text(CSV)
+    connector_create(workspace=personas.workspace, name="flights-csv", connector_type="csv_file",
+                     config={"path": "flights.csv"}, user=personas.owner)  # fmt: skip
+    connector_create(workspace=personas.workspace, name="warehouse-pg", connector_type="postgres",
+                     config=pg_config, user=personas.owner)  # fmt: skip
+
+    page = new_page(width=1600, height=1000)
+    sign_in(page, personas.editor.email, DEFAULT_PASSWORD, next_path="/pipelines")
+    page.get_by_role("link", name="Build visually").click()
+    page.wait_for_url("**/pipelines/builder")
+    page.get_by_test_id("canvas").wait_for()
+
+    # The palette: the CSV connector's streams (discovered here), the step library, the destinations.
+    page.get_by_role("button", name="Discover streams of flights-csv").click()
+    page.locator('[data-palette="flights"]').wait_for()
+    page.get_by_label("Search steps").fill("filter")
+    page.locator('[data-palette="Filter rows"]').wait_for()
+    assert page.locator('[data-palette="Join"]').count() == 0
+
+    _drop(page, "flights", 20, 160)
+    _drop(page, "Filter rows", 270, 160)
+    _drop(page, "warehouse-pg", 520, 160)
+    for node_id in ("flights", "filter", "warehouse_pg"):
+        page.get_by_test_id(f"canvas-node-{node_id}").wait_for()
+    page.get_by_role("button", name="Zoom to fit").click()
+
+    # Undo and redo from the keyboard (the pane has the focus, not a form field).
+    page.get_by_test_id("canvas").locator(".react-flow__pane").click(position={"x": 40, "y": 400})
+    page.keyboard.press("Control+z")
+    page.get_by_test_id("canvas-node-warehouse_pg").wait_for(state="detached")
+    page.keyboard.press("Control+Shift+z")
+    page.get_by_test_id("canvas-node-warehouse_pg").wait_for()
+
+    _connect(page, "flights", "filter")
+    _connect(page, "filter", "warehouse_pg")
+    page.get_by_role("button", name="Auto-layout").click()
+    page.get_by_role("button", name="Zoom to fit").click()
+
+    # The side panel: the step's form comes from its JSON Schema, the destination's settings are fields.
+    page.get_by_test_id("canvas-node-filter").click()
+    page.get_by_label(re.compile("^Expression")).fill("dep_delay > 60")
+    page.get_by_test_id("canvas-node-warehouse_pg").click()
+    page.get_by_label("Table", exact=True).fill("late_flights")
+
+    page.get_by_label("Name", exact=True).fill("late flights")
+    page.get_by_role("button", name="Create pipeline").click()
+    page.wait_for_url(re.compile(r".*/pipelines/builder\?id=\d+$"))
+    pipeline = Pipeline.objects.get(name="late flights")
+    assert [n["id"] for n in pipeline.definition["nodes"]] == ["flights", "filter", "warehouse_pg"]
+    assert all("position" in n for n in pipeline.definition["nodes"])
+    assert {(e["from"], e["to"]) for e in pipeline.definition["edges"]} == {
+        ("flights", "filter"), ("filter", "warehouse_pg")
+    }  # fmt: skip
+
+    # Validation as you build: the server's answer, and the fields available at each node.
+    page.locator('[data-testid="validation"][data-valid="true"]').wait_for()
+    page.get_by_test_id("canvas-node-filter").click()
+    page.get_by_test_id("node-fields").get_by_text("dep_delay").wait_for()
+
+    # A wrong column is reported at its node while editing, and fixed again.
+    page.get_by_label(re.compile("^Expression")).fill("dep_dely > 60")
+    page.locator('[data-testid="canvas-node-filter"]:not([data-errors="0"])').wait_for()
+    page.get_by_test_id("node-errors").get_by_text(re.compile("dep_dely")).wait_for()
+    page.get_by_label(re.compile("^Expression")).fill("dep_delay > 60")
+    page.locator('[data-testid="validation"][data-valid="true"]').wait_for()
+
+    # Preview the filter: its input and output side by side, fewer rows out than in.
+    page.get_by_role("button", name="Preview").click()
+    preview = page.get_by_test_id("preview")
+    preview.wait_for()
+    rows_in = int(preview.get_by_test_id("preview-rows-in").get_attribute("data-count"))
+    rows_out = int(preview.get_by_test_id("preview-rows-out").get_attribute("data-count"))
+    assert rows_in == 100
+    assert rows_out == PREVIEW_LATE < rows_in
+    check_screen(page, "20-builder-preview")
+
+    # Run from the builder (the document is saved) and watch the counts arrive on the canvas.
+    page.locator('[data-testid="live"][data-live="true"]').wait_for()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.locator('[data-testid="builder-run-status"][data-status="succeeded"]').wait_for(timeout=90_000)
+    page.locator('[data-testid="counts-warehouse_pg"][data-status="succeeded"]').wait_for()
+    counts = {
+        node: (page.get_by_test_id(f"counts-{node}").get_attribute("data-rows-in"),
+               page.get_by_test_id(f"counts-{node}").get_attribute("data-rows-out"))
+        for node in ("flights", "filter", "warehouse_pg")
+    }  # fmt: skip
+    assert counts["flights"][1] == str(ROWS)
+    assert counts["filter"] == (str(ROWS), str(LATE))
+    assert counts["warehouse_pg"][0] == str(LATE)
+    written = scratch_conn.execute(
+        f'SELECT count(*), min(dep_delay) FROM "{pg_config["schema"]}".late_flights'
+    ).fetchone()
+    assert written[0] == LATE
+    assert written[1] > 60
+    check_screen(page, "21-builder-run")
+
+    # The document view is the same state: switching there and back keeps everything, positions included.
+    page.get_by_role("button", name="Document").click()
+    text = page.get_by_test_id("builder-document").input_value()
+    assert "dep_delay > 60" in text and "position:" in text
+    check_screen(page, "22-builder-document")
+    page.get_by_role("button", name="Canvas").click()
+    for node_id in ("flights", "filter", "warehouse_pg"):
+        page.get_by_test_id(f"canvas-node-{node_id}").wait_for()
+    assert page.get_by_role("button", name="Save version").is_disabled()
