@@ -161,3 +161,17 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     for node_id in ("flights", "filter", "warehouse_pg"):
         page.get_by_test_id(f"canvas-node-{node_id}").wait_for()
     assert page.get_by_role("button", name="Save version").is_disabled()
+
+    # Versions: an unsaved change compared with version 1 is marked on its node; restoring version 1
+    # puts it back on the canvas (nothing left to save).
+    page.get_by_test_id("canvas-node-filter").click()
+    page.get_by_label(re.compile("^Expression")).fill("dep_delay > 90")
+    page.get_by_label("Compare with").select_option("1")
+    page.locator('[data-testid="canvas-node-filter"][data-change="changed"]').wait_for()
+    assert "filter: config" in page.get_by_test_id("compare-summary").inner_text()
+    assert page.locator('[data-testid="canvas-node-flights"][data-change]').count() == 0
+    check_screen(page, "23-builder-compare")
+    page.get_by_role("button", name="Restore version 1").click()
+    page.get_by_test_id("canvas-node-filter").click()
+    assert page.get_by_label(re.compile("^Expression")).input_value() == "dep_delay > 60"
+    assert page.get_by_role("button", name="Save version").is_disabled()

@@ -166,3 +166,24 @@ describe("stableKey", () => {
     expect(stableKey({ a: [1, 2] })).not.toBe(stableKey({ a: [2, 1] }));
   });
 });
+
+describe("diffDocs (comparing a saved version with the canvas)", () => {
+  it("names added, removed and changed nodes and edges; a move is not a change", async () => {
+    const { diffDocs } = await import("@/lib/builderGraph");
+    const current = {
+      nodes: [
+        { ...FLIGHTS.nodes[0], position: { x: 99, y: 99 } },
+        { ...FLIGHTS.nodes[1], config: { expression: "dep_delay > 90" } },
+        { id: "wide", kind: "destination", connector: "warehouse-pg", table: "all" },
+      ],
+      edges: [{ from: "flights", to: "late" }, { from: "late", to: "wide" }],
+    };
+    expect(diffDocs(FLIGHTS as never, current as never)).toEqual({
+      added: ["wide"],
+      removed: ["warehouse"],
+      changed: { late: ["config"] },
+      addedEdges: ["late->wide"],
+      removedEdges: ["late->warehouse"],
+    });
+  });
+});

@@ -256,3 +256,36 @@ export function stableKey(value: unknown): string {
   };
   return JSON.stringify(sort(value));
 }
+
+export interface DocDiff {
+  added: string[];
+  removed: string[];
+  /** node id -> the keys whose values differ (`position` is not a change) */
+  changed: Record<string, string[]>;
+  addedEdges: string[];
+  removedEdges: string[];
+}
+
+/** What changed from `base` (a saved version) to `current` (the canvas), node by node. */
+export function diffDocs(base: PipelineDocument, current: PipelineDocument): DocDiff {
+  const index = (doc: PipelineDocument) => new Map((doc.nodes ?? []).map((n) => [String(n.id), n]));
+  const edges = (doc: PipelineDocument) => new Set((doc.edges ?? []).map((e) => edgeId(String(e.from), String(e.to))));
+  const before = index(base);
+  const after = index(current);
+  const changed: Record<string, string[]> = {};
+  for (const [id, node] of after) {
+    const old = before.get(id);
+    if (!old) continue;
+    const keys = [...new Set([...Object.keys(old), ...Object.keys(node)])].filter((k) => k !== "position" && stableKey(old[k]) !== stableKey(node[k]));
+    if (keys.length) changed[id] = keys.sort();
+  }
+  const edgesBefore = edges(base);
+  const edgesAfter = edges(current);
+  return {
+    added: [...after.keys()].filter((id) => !before.has(id)),
+    removed: [...before.keys()].filter((id) => !after.has(id)),
+    changed,
+    addedEdges: [...edgesAfter].filter((e) => !edgesBefore.has(e)),
+    removedEdges: [...edgesBefore].filter((e) => !edgesAfter.has(e)),
+  };
+}

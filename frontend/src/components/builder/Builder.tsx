@@ -20,7 +20,7 @@ import { useRouter } from "next/navigation";
 import { useCallback, useEffect, useId, useMemo, useReducer, useRef, useState, type DragEvent } from "react";
 
 import { ApiError, get, patch, post } from "@/api/client";
-import type { Connector, Page, Pipeline, PipelinePreview, Run, RunDetail, StepType, ValidateOutput } from "@/api/types";
+import type { Connector, Page, Pipeline, PipelinePreview, PipelineVersion, Run, RunDetail, StepType, ValidateOutput } from "@/api/types";
 import { NodePanel, fieldsOfNode, type SchemaField } from "@/components/builder/NodePanel";
 import { Palette, DRAG_TYPE, type NodeTemplate } from "@/components/builder/Palette";
 import { PipelineNode, nodeHandles, type PipelineFlowNode } from "@/components/builder/PipelineNode";
@@ -30,6 +30,7 @@ import {
   addNode,
   connect,
   connectProblem,
+  diffDocs,
   docToGraph,
   edgeErrors,
   emptyGraph,
@@ -155,6 +156,16 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
   );
   useLiveEvents("run", runId, onRunEvent);
   const counts = useMemo(() => new Map((run.data?.nodes ?? []).map((n) => [n.node_id, n])), [run.data]);
+
+  // --- versions: compare the canvas with a saved version, restore one ----------------------------------
+  const versions = useQuery({
+    queryKey: ["versions", pipeline?.id],
+    queryFn: ({ signal }) => get<Page<PipelineVersion>>(`pipelines/${pipeline?.id}/versions/`, { limit: 100 }, signal),
+    enabled: Boolean(pipeline),
+  });
+  const [compareWith, setCompareWith] = useState<number | "">("");
+  const compared = versions.data?.results.find((v) => v.version === compareWith);
+  const diff = useMemo(() => (compared ? diffDocs(compared.definition as PipelineDocument, document) : null), [compared, document]);
 
   // --- preview -----------------------------------------------------------------------------------------
   const [preview, setPreview] = useState<PipelinePreview | null>(null);
@@ -396,10 +407,11 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
             errors: sorted.nodes[n.id] ?? [],
             fieldCount: schemas[n.id]?.length ?? null,
             counts: live ? { status: live.status, rows_in: live.rows_in, rows_out: live.rows_out, rows_rejected: live.rows_rejected } : null,
+            change: diff?.added.includes(n.id) ? "added" : diff?.changed[n.id] ? "changed" : null,
           },
         };
       }),
-    [graph, counts, selected, sorted, schemas],
+    [graph, counts, selected, sorted, schemas, diff],
   );
   const edges: Edge[] = useMemo(
     () =>
@@ -412,10 +424,11 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
           selected: selectedEdges.has(e.id),
           animated: run.data?.status === "running",
           ariaLabel: `Edge from ${e.source} to ${e.target}`,
+          ...(diff?.addedEdges.includes(e.id) ? { style: { stroke: "#15803d", strokeWidth: 2 } } : {}),
           ...(problems ? { label: problems.join(" "), style: { stroke: "#b91c1c", strokeWidth: 2 }, labelStyle: { fill: "#7f1d1d" } } : {}),
         };
       }),
-    [graph, byEdge, selectedEdges, run.data?.status],
+    [graph, byEdge, selectedEdges, run.data?.status, diff],
   );
 
   const nodeErrorCount = Object.values(sorted.nodes).flat().length + Object.values(byEdge).flat().length + generalErrors.length;
@@ -494,6 +507,38 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
           </span>
         ) : null}
       </p>
+      {pipeline && versions.data?.results.length ? (
+        <div className="flex flex-wrap items-center gap-2 text-sm" data-testid="compare">
+          <label htmlFor={`${ids}-compare`}>Compare with</label>
+          <select id={`${ids}-compare`} value={compareWith} onChange={(e) => setCompareWith(e.target.value ? Number(e.target.value) : "")} className="rounded-md border border-slate-400 bg-white px-2 py-1 dark:bg-slate-900">
+            <option value="">no version</option>
+            {versions.data.results.map((v) => (
+              <option key={v.version} value={v.version}>
+                version {v.version}{v.message ? ` — ${v.message}` : ""}
+              </option>
+            ))}
+          </select>
+          {diff && compared ? (
+            <>
+              <span data-testid="compare-summary">
+                {diff.added.length} added, {Object.keys(diff.changed).length} changed ({Object.entries(diff.changed).map(([id, keys]) => `${id}: ${keys.join(", ")}`).join("; ") || "none"}), {diff.removed.length} removed
+                {diff.removed.length ? ` (${diff.removed.join(", ")})` : ""}; edges +{diff.addedEdges.length} −{diff.removedEdges.length}
+              </span>
+              {canEdit ? (
+                <Button
+                  onClick={() => {
+                    apply(docToGraph(compared.definition as PipelineDocument));
+                    setCompareWith("");
+                    toast("success", `Version ${compared.version} is on the canvas: save to make it the latest.`);
+                  }}
+                >
+                  Restore version {compared.version}
+                </Button>
+              ) : null}
+            </>
+          ) : null}
+        </div>
+      ) : null}
       {generalErrors.length ? (
         <ul role="alert" data-testid="graph-errors" className="list-disc rounded-md border border-red-300 bg-red-50 p-2 pl-6 text-sm text-red-900 dark:border-red-700 dark:bg-red-950 dark:text-red-100">
           {generalErrors.map((m, i) => (

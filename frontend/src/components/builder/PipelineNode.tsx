@@ -20,6 +20,8 @@ export type PipelineNodeData = {
   errors: string[];
   fieldCount: number | null;
   counts: NodeCounts | null;
+  /** Against the version being compared with. */
+  change: "added" | "changed" | null;
 };
 
 export type PipelineFlowNode = Node<PipelineNodeData, "pipeline">;
@@ -49,18 +51,18 @@ export function nodeSummary(doc: DocNode): string {
 }
 
 function PipelineNodeView({ id, data, selected }: NodeProps<PipelineFlowNode>) {
-  const { doc, errors, fieldCount, counts } = data;
+  const { doc, errors, fieldCount, counts, change } = data;
   const Icon = doc.kind === "source" ? Database : doc.kind === "destination" ? HardDriveDownload : Filter;
   return (
-    <div data-testid={`canvas-node-${id}`} data-errors={errors.length} style={{ width: NODE_WIDTH, height: NODE_HEIGHT }} className="relative">
+    <div data-testid={`canvas-node-${id}`} data-errors={errors.length} data-change={change ?? undefined} style={{ width: NODE_WIDTH, height: NODE_HEIGHT }} className="relative">
       {doc.kind !== "source" ? <Handle type="target" position={Position.Left} className="!size-3 !bg-slate-600" /> : null}
     <div
-      className={`h-full overflow-hidden rounded-md border border-l-4 bg-white p-2 text-left text-xs shadow-sm dark:bg-slate-800 ${KIND_STYLE[String(doc.kind)] ?? "border-l-slate-500"} ${errors.length ? "border-red-600 dark:border-red-500" : "border-slate-300 dark:border-slate-600"} ${selected ? "ring-2 ring-indigo-600" : ""}`}
+      className={`h-full overflow-hidden rounded-md border border-l-4 bg-white p-2 text-left text-xs shadow-sm dark:bg-slate-800 ${KIND_STYLE[String(doc.kind)] ?? "border-l-slate-500"} ${errors.length ? "border-red-600 dark:border-red-500" : "border-slate-300 dark:border-slate-600"} ${selected ? "ring-2 ring-indigo-600" : change === "added" ? "ring-2 ring-green-600" : change === "changed" ? "ring-2 ring-amber-500" : ""}`}
     >
       <p className="flex items-center gap-1.5 font-semibold text-slate-900 dark:text-slate-50">
         <Icon aria-hidden className="size-3.5 shrink-0" />
         <span className="truncate font-mono">{id}</span>
-        <span className="ml-auto rounded bg-slate-100 px-1 text-[10px] font-normal text-slate-800 dark:bg-slate-700 dark:text-slate-100">{String(doc.kind ?? "?")}</span>
+        <span className="ml-auto rounded bg-slate-100 px-1 text-[10px] font-normal text-slate-800 dark:bg-slate-700 dark:text-slate-100">{change ?? String(doc.kind ?? "?")}</span>
       </p>
       <p className="mt-0.5 truncate text-slate-700 dark:text-slate-300">{nodeSummary(doc)}</p>
       {fieldCount !== null ? <p className="text-slate-700 dark:text-slate-300">{fieldCount} fields</p> : null}
