@@ -115,6 +115,11 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     page.get_by_test_id("canvas-node-filter").click()
     page.get_by_test_id("node-fields").get_by_text("dep_delay").wait_for()
 
+    # Column names complete from the fields arriving at the node.
+    page.get_by_label(re.compile("^Expression")).fill("dep_d")
+    page.get_by_role("button", name="Insert column dep_delay").click()
+    assert page.get_by_label(re.compile("^Expression")).input_value() == "dep_delay"
+
     # A wrong column is reported at its node while editing, and fixed again.
     page.get_by_label(re.compile("^Expression")).fill("dep_dely > 60")
     page.locator('[data-testid="canvas-node-filter"]:not([data-errors="0"])').wait_for()

@@ -138,6 +138,13 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
   const sorted = useMemo(() => sortErrors(errorFields, nodeIds), [errorFields, nodeIds]);
   const byEdge = useMemo(() => edgeErrors(errorFields, graph), [errorFields, graph]);
   const schemas = (validation?.result.schemas ?? {}) as Record<string, SchemaField[]>;
+  // The last fields known at each node: a document with a mistake answers no schemas, and that is just
+  // when completing a column name helps.
+  const [knownSchemas, setKnownSchemas] = useState<Record<string, SchemaField[]>>({});
+  useEffect(() => {
+    const next = validation?.result.schemas as Record<string, SchemaField[]> | undefined;
+    if (next && Object.keys(next).length) setKnownSchemas((old) => ({ ...old, ...next }));
+  }, [validation]);
   const generalErrors = sorted.general.filter((m) => !/^edges\./.test(m));
   const isValid = validation?.key === docKey && validation.result.valid && !saveErrors;
 
@@ -593,6 +600,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
                 destinations={destinations}
                 errors={fieldsOfNode(errorFields, selectedNode.id)}
                 fields={schemas[selectedNode.id] ?? null}
+                upstreamFields={graph.edges.filter((e) => e.target === selectedNode.id).flatMap((e) => knownSchemas[e.source] ?? [])}
                 readOnly={!canEdit}
                 onChange={(p, key) => apply((g) => updateNode(g, selectedNode.id, p), key)}
                 onConfigChange={(config) => apply((g) => updateNode(g, selectedNode.id, { config }), `${selectedNode.id}:config`)}

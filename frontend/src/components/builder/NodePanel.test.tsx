@@ -114,3 +114,25 @@ describe("the node preview", () => {
     expect(cells[1]?.className).toMatch(/bg-amber/);
   });
 });
+
+describe("expression fields", () => {
+  it("complete column names from the fields arriving at the node", async () => {
+    const { wordBefore } = await import("./ExpressionWidget");
+    expect(wordBefore("dep_delay > 6 and car", 21)).toBe("car");
+    expect(wordBefore("x > ", 4)).toBe("");
+    const props = panel({
+      doc: { id: "late", kind: "transform", step: "filter", config: {} },
+      upstreamFields: [
+        { name: "dep_delay", type: "integer" },
+        { name: "dep_time", type: "integer" },
+        { name: "carrier", type: "string" },
+      ],
+    });
+    const input = screen.getByLabelText(/^Expression/);
+    fireEvent.change(input, { target: { value: "carrier = 'UA' and dep_d", selectionStart: 24 } });
+    expect(screen.queryByRole("button", { name: "Insert column dep_time" })).not.toBeInTheDocument();
+    fireEvent.click(screen.getByRole("button", { name: "Insert column dep_delay" }));
+    expect(props.onConfigChange).toHaveBeenLastCalledWith({ expression: "carrier = 'UA' and dep_delay" });
+    expect(screen.getByText(/Columns here:/)).toHaveTextContent("dep_delay, dep_time, carrier");
+  });
+});

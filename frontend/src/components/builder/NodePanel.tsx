@@ -9,6 +9,7 @@ import { useMemo } from "react";
 
 import { get } from "@/api/client";
 import type { Connector, ConnectorStreams, StepType } from "@/api/types";
+import { ExpressionWidget } from "@/components/builder/ExpressionWidget";
 import { Button, Field, inputClass } from "@/components/ui";
 import { simplifySchema, toExtraErrors, type JsonSchema } from "@/lib/configSchema";
 import type { DocNode } from "@/lib/pipelineDoc";
@@ -34,10 +35,18 @@ export function fieldsOfNode(fields: Record<string, string[]>, nodeId: string): 
   return out;
 }
 
-function StepConfigForm({ step, config, onChange, readOnly, errors }: { step: StepType; config: Record<string, unknown>; onChange: (c: Record<string, unknown>) => void; readOnly: boolean; errors: Record<string, string[]> }) {
+function StepConfigForm({ step, config, onChange, readOnly, errors, columns }: { step: StepType; config: Record<string, unknown>; onChange: (c: Record<string, unknown>) => void; readOnly: boolean; errors: Record<string, string[]>; columns: string[] }) {
   const schema = useMemo(() => ({ ...simplifySchema(step.config_schema as JsonSchema), title: `${step.title} settings` }) as RJSFSchema, [step]);
   const extraErrors = useMemo(() => (toExtraErrors(errors, "config").config ?? {}) as never, [errors]);
-  const uiSchema: UiSchema = { "ui:submitButtonOptions": { norender: true } };
+  const uiSchema = useMemo(() => {
+    // Top-level string fields named like an expression complete column names from the node's input.
+    const ui: UiSchema = { "ui:submitButtonOptions": { norender: true } };
+    const props = (schema as JsonSchema).properties ?? {};
+    for (const [key, prop] of Object.entries(props)) {
+      if (prop.type === "string" && /expression|condition|predicate/i.test(key)) ui[key] = { "ui:widget": ExpressionWidget, "ui:options": { columns } };
+    }
+    return ui;
+  }, [schema, columns]);
   return (
     <Form
       className="rjsf space-y-3 text-sm"
@@ -85,6 +94,7 @@ export function NodePanel({
   destinations,
   errors,
   fields,
+  upstreamFields = [],
   readOnly,
   onChange,
   onConfigChange,
@@ -99,6 +109,8 @@ export function NodePanel({
   destinations: Connector[];
   errors: Record<string, string[]>;
   fields: SchemaField[] | null;
+  /** The fields arriving at the node (its inputs' outputs), for completing column names. */
+  upstreamFields?: SchemaField[];
   readOnly: boolean;
   onChange: (patch: Record<string, unknown>, key?: string) => void;
   onConfigChange: (config: Record<string, unknown>) => void;
@@ -199,7 +211,7 @@ export function NodePanel({
       ) : null}
       {doc.kind === "transform" ? (
         step ? (
-          <StepConfigForm step={step} config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} readOnly={readOnly} errors={errors} />
+          <StepConfigForm step={step} config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} readOnly={readOnly} errors={errors} columns={[...new Set(upstreamFields.map((f) => f.name))]} />
         ) : (
           <p className="text-sm">Unknown step {String(doc.step)}.</p>
         )
