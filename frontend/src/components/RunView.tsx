@@ -5,7 +5,7 @@ import { ArrowRight } from "lucide-react";
 import Link from "next/link";
 import { useEffect, useId, useRef, useState } from "react";
 
-import { get } from "@/api/client";
+import { get, withQuery } from "@/api/client";
 import type { Page, RejectedRecord, RunDetail, RunLog } from "@/api/types";
 import { Card, Empty, ErrorNote, Loading, Pager, StatusBadge } from "@/components/ui";
 import { bytes, count, duration, when } from "@/lib/format";
@@ -164,14 +164,44 @@ export function RunLogs({ runId, active }: { runId: number; active: boolean }) {
   );
 }
 
-export function RejectedRows({ runId }: { runId: number }) {
+export function RejectedRows({ runId, nodes = [] }: { runId: number; nodes?: string[] }) {
   const [offset, setOffset] = useState(0);
+  const [node, setNode] = useState("");
   const rejected = useQuery({
-    queryKey: ["rejected", runId, offset],
-    queryFn: ({ signal }) => get<Page<RejectedRecord>>(`runs/${runId}/rejected/`, { limit: 50, offset }, signal),
+    queryKey: ["rejected", runId, offset, node],
+    queryFn: ({ signal }) => get<Page<RejectedRecord>>(`runs/${runId}/rejected/`, { limit: 50, offset, node: node || undefined }, signal),
   });
+  const csv = withQuery(`/api/v1/runs/${runId}/rejected.csv`, { node: node || undefined });
   return (
-    <Card title="Rejected rows">
+    <Card
+      title="Rejected rows"
+      actions={
+        <div className="flex flex-wrap items-center gap-2 text-sm">
+          {nodes.length > 1 ? (
+            <>
+              <label htmlFor={`rejected-node-${runId}`}>Node</label>
+              <select
+                id={`rejected-node-${runId}`}
+                value={node}
+                onChange={(e) => {
+                  setNode(e.target.value);
+                  setOffset(0);
+                }}
+                className="rounded-md border border-slate-400 bg-white px-2 py-1 dark:bg-slate-900"
+              >
+                <option value="">all nodes</option>
+                {nodes.map((n) => (
+                  <option key={n} value={n}>{n}</option>
+                ))}
+              </select>
+            </>
+          ) : null}
+          <a href={csv} download data-testid="rejected-csv" className="text-indigo-700 hover:underline dark:text-indigo-300">
+            Download CSV
+          </a>
+        </div>
+      }
+    >
       {rejected.isPending ? (
         <Loading />
       ) : rejected.isError ? (

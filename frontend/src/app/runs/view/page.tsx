@@ -99,7 +99,7 @@ function RunScreen({ run, live }: { run: RunDetail; live: boolean }) {
       <div className="space-y-4">
         <RunSummary run={run} live={live} />
         <RunLogs runId={run.id} active={active} />
-        <RejectedRows key={run.status} runId={run.id} />
+        <RejectedRows key={run.status} runId={run.id} nodes={run.nodes.map((n) => n.node_id)} />
       </div>
       <ConfirmDialog
         open={confirmCancel}
