@@ -180,3 +180,32 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     page.get_by_test_id("canvas-node-filter").click()
     assert page.get_by_label(re.compile("^Expression")).input_value() == "dep_delay > 60"
     assert page.get_by_role("button", name="Save version").is_disabled()
+
+
+def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
+    personas: Any, new_page: Any, settings: Any, e2e_import_dir: Path
+) -> None:
+    from apps.schemas.models import SchemaChange
+    from apps.schemas.services import schema_discover, stream_contract_set
+
+    settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
+    (e2e_import_dir / "drift.csv").write_text("id,name\n1,a\n")
+    connector = connector_create(workspace=personas.workspace, name="drift-csv", connector_type="csv_file",
+                                 config={"path": "drift.csv"}, user=personas.owner)  # fmt: skip
+    stream_contract_set(connector=connector, stream="", user=None, new_columns="freeze")
+    schema_discover(connector=connector)
+    (e2e_import_dir / "drift.csv").write_text("id,name,tailnum\n1,a,N1\n")
+    schema_discover(connector=connector)
+    change = SchemaChange.objects.get(connector=connector)
+
+    page = new_page()
+    sign_in(page, personas.editor.email, DEFAULT_PASSWORD, next_path="/")
+    page.get_by_role("link", name="Schemas").click()
+    item = page.locator(f'[data-change-id="{change.id}"]')
+    item.get_by_text("+ tailnum").wait_for()
+    page.get_by_label("Versions of drift").get_by_text("v2").wait_for()
+    check_screen(page, "24-schemas-pending-drift")
+    page.get_by_role("button", name=f"Approve change #{change.id}").click()
+    page.get_by_text("No drift waits for a decision.").wait_for()
+    change.refresh_from_db()
+    assert change.status == "approved"

@@ -61,3 +61,6 @@ export type DeliveryAttempt = S["DeliveryAttempt"];
 export type StepType = S["StepType"];
 export type ConnectorStreams = S["ConnectorStreams"];
 export type PipelinePreview = S["PipelinePreviewOutput"];
+export type SchemaChange = S["SchemaChange"];
+export type StreamSummary = S["StreamSummary"];
+export type StreamSchemaVersion = S["StreamSchemaVersion"];

@@ -1,7 +1,7 @@
 "use client";
 
 import { useQueryClient } from "@tanstack/react-query";
-import { Activity, Database, GitBranch, LayoutDashboard, LogOut, Moon, Sun, Users, Webhook } from "lucide-react";
+import { Activity, Database, GitBranch, LayoutDashboard, LogOut, Moon, Sun, Table2, Users, Webhook } from "lucide-react";
 import Link from "next/link";
 import { usePathname } from "next/navigation";
 import { useId, type ReactNode } from "react";
@@ -15,6 +15,7 @@ const nav = [
   { href: "/", label: "Dashboard", Icon: LayoutDashboard },
   { href: "/pipelines", label: "Pipelines", Icon: GitBranch },
   { href: "/connectors", label: "Connectors", Icon: Database },
+  { href: "/schemas", label: "Schemas", Icon: Table2 },
   { href: "/monitoring", label: "Monitoring", Icon: Activity },
   { href: "/webhooks", label: "Webhooks", Icon: Webhook },
   { href: "/team", label: "Team", Icon: Users },

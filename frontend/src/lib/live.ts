@@ -150,6 +150,9 @@ export function useWorkspaceLive(workspaceId: number) {
         void client.invalidateQueries({ queryKey: ["dashboard"] });
       } else if (kind === "connector") {
         void client.invalidateQueries({ queryKey: ["connectors"] });
+      } else if (kind === "schema") {
+        void client.invalidateQueries({ queryKey: ["schema-changes"] });
+        void client.invalidateQueries({ queryKey: ["connector-streams"] });
       }
     });
     const unsubscribe = live.subscribe("workspace", workspaceId);

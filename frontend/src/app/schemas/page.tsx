@@ -1,0 +1,177 @@
+"use client";
+
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { Check, X } from "lucide-react";
+import { useId, useState } from "react";
+
+import { get, post } from "@/api/client";
+import type { ConnectorStreams, Page, SchemaChange, StreamSummary } from "@/api/types";
+import { AppShell } from "@/components/AppShell";
+import { Button, Card, Empty, ErrorNote, Loading, PageHeader } from "@/components/ui";
+import { ago } from "@/lib/format";
+import { useConnectors } from "@/lib/queries";
+import { useCan, useWorkspace } from "@/lib/session";
+import { toastError, useUi } from "@/lib/store";
+
+interface Diff {
+  added_fields?: string[];
+  removed_fields?: string[];
+  type_changes?: Record<string, { from?: unknown; to?: unknown }>;
+  nullability_changes?: Record<string, { from?: unknown; to?: unknown }>;
+  key_changes?: Record<string, { from?: unknown; to?: unknown }>;
+}
+
+/** A schema diff in words: "+ tailnum; − origin; dep_delay integer → string". */
+function describeDiff(diff: unknown): string {
+  const d = (diff ?? {}) as Diff;
+  const parts: string[] = [];
+  if (d.added_fields?.length) parts.push(`+ ${d.added_fields.join(", ")}`);
+  if (d.removed_fields?.length) parts.push(`− ${d.removed_fields.join(", ")}`);
+  for (const [field, change] of Object.entries(d.type_changes ?? {})) parts.push(`${field} ${String(change.from)} → ${String(change.to)}`);
+  for (const [field, change] of Object.entries(d.nullability_changes ?? {})) parts.push(`${field} ${change.to ? "nullable" : "not null"}`);
+  for (const [key, change] of Object.entries(d.key_changes ?? {})) parts.push(`${key} ${JSON.stringify(change.from)} → ${JSON.stringify(change.to)}`);
+  return parts.join("; ") || "no field changes";
+}
+
+/** The contract settings that refused a change: a list of setting names, or settings with their values. */
+function frozenText(frozen: unknown): string {
+  if (Array.isArray(frozen)) return frozen.map(String).join(", ");
+  if (frozen && typeof frozen === "object") return Object.entries(frozen as Record<string, unknown>).map(([k, v]) => `${k}: ${String(v)}`).join(", ");
+  return String(frozen ?? "");
+}
+
+function PendingChanges({ workspaceId, canDecide, names }: { workspaceId: number | null; canDecide: boolean; names: Map<number, string> }) {
+  const client = useQueryClient();
+  const toast = useUi((s) => s.toast);
+  const [busy, setBusy] = useState<string | null>(null);
+  const changes = useQuery({
+    queryKey: ["schema-changes", "pending"],
+    queryFn: ({ signal }) => get<Page<SchemaChange>>("schemas/changes/", { status: "pending", limit: 200 }, signal),
+  });
+  const decide = async (change: SchemaChange, action: "approve" | "reject") => {
+    setBusy(`${action}-${change.id}`);
+    try {
+      await post(`schemas/changes/${change.id}/${action}/`);
+      toast("success", `Change #${change.id} ${action === "approve" ? "approved" : "rejected"}.`);
+      void client.invalidateQueries({ queryKey: ["schema-changes"] });
+      void client.invalidateQueries({ queryKey: ["connector-streams"] });
+    } catch (error) {
+      toastError(error);
+    } finally {
+      setBusy(null);
+    }
+  };
+  const list = (changes.data?.results ?? []).filter((c) => c.workspace === workspaceId);
+  return (
+    <Card title="Pending drift changes">
+      {changes.isPending ? (
+        <Loading />
+      ) : changes.isError ? (
+        <ErrorNote error={changes.error} />
+      ) : list.length === 0 ? (
+        <Empty>No drift waits for a decision.</Empty>
+      ) : (
+        <ul className="space-y-2" data-testid="pending-changes">
+          {list.map((c) => (
+            <li key={c.id} data-change-id={c.id} className="rounded-md border border-amber-300 bg-amber-50 p-2 text-sm dark:border-amber-700 dark:bg-amber-950">
+              <p className="font-semibold">
+                #{c.id} · {names.get(c.connector) ?? `connector ${c.connector}`} · stream <span className="font-mono">{c.stream}</span> · version {c.from_version ?? "—"} → {c.to_version}
+              </p>
+              <p className="font-mono text-xs">{describeDiff(c.changes)}</p>
+              <p className="text-xs text-slate-700 dark:text-slate-300">
+                Refused by the contract (frozen: {frozenText(c.frozen)}), {ago(c.created_at)}. Runs reading this stream fail until it is decided.
+              </p>
+              {canDecide ? (
+                <div className="mt-1 flex gap-2">
+                  <Button variant="primary" busy={busy === `approve-${c.id}`} onClick={() => void decide(c, "approve")} aria-label={`Approve change #${c.id}`}>
+                    <Check aria-hidden className="size-4" /> Approve
+                  </Button>
+                  <Button busy={busy === `reject-${c.id}`} onClick={() => void decide(c, "reject")} aria-label={`Reject change #${c.id}`}>
+                    <X aria-hidden className="size-4" /> Reject
+                  </Button>
+                </div>
+              ) : null}
+            </li>
+          ))}
+        </ul>
+      )}
+    </Card>
+  );
+}
+
+function StreamCard({ stream }: { stream: StreamSummary }) {
+  return (
+    <li className="rounded-md border border-slate-200 p-2 text-sm dark:border-slate-700">
+      <p className="font-semibold">
+        <span className="font-mono">{stream.stream}</span>
+        {stream.is_removed ? " (removed)" : ""} · latest version {stream.latest_version} · accepted {stream.accepted_version ?? "none"}
+      </p>
+      <p className="text-xs text-slate-700 dark:text-slate-300">
+        Contract: new columns {stream.contract.new_columns}, type changes {stream.contract.type_changes}, new tables {stream.contract.new_tables}
+      </p>
+      <ol className="mt-1 space-y-0.5 text-xs" aria-label={`Versions of ${stream.stream}`}>
+        {stream.versions.map((v) => (
+          <li key={v.version}>
+            v{v.version} · {ago(v.discovered_at)} · {v.is_accepted ? "accepted" : "not accepted"}
+            {v.is_removed ? " · removed" : ""} · <span className="font-mono">{describeDiff(v.changes)}</span>
+          </li>
+        ))}
+      </ol>
+    </li>
+  );
+}
+
+function ConnectorSchemas({ connectorId }: { connectorId: number }) {
+  const streams = useQuery({
+    queryKey: ["connector-streams", connectorId],
+    queryFn: ({ signal }) => get<ConnectorStreams>(`schemas/connectors/${connectorId}/streams/`, undefined, signal),
+  });
+  if (streams.isPending) return <Loading />;
+  if (streams.isError) return <ErrorNote error={streams.error} />;
+  if (!streams.data.streams.length) return <Empty>No streams discovered yet.</Empty>;
+  return (
+    <ul className="space-y-2">
+      {streams.data.streams.map((s) => (
+        <StreamCard key={s.stream} stream={s} />
+      ))}
+    </ul>
+  );
+}
+
+export default function SchemasPage() {
+  const workspace = useWorkspace();
+  const canDecide = useCan("editor");
+  const connectors = useConnectors();
+  const [chosen, setChosen] = useState<number | "">("");
+  const selectId = useId();
+  const list = connectors.data?.results ?? [];
+  const names = new Map(list.map((c) => [c.id, c.name]));
+  const current = chosen === "" ? list[0]?.id : chosen;
+  return (
+    <AppShell>
+      <PageHeader title="Schemas">
+        <p className="text-sm text-slate-700 dark:text-slate-300">Streams of each connector with their versions and contracts; drift a contract froze, to approve or reject.</p>
+      </PageHeader>
+      <div className="grid gap-4 lg:grid-cols-2">
+        <PendingChanges workspaceId={workspace.id} canDecide={canDecide} names={names} />
+        <Card
+          title="Streams and versions"
+          actions={
+            list.length ? (
+              <span className="flex items-center gap-2 text-sm">
+                <label htmlFor={selectId}>Connector</label>
+                <select id={selectId} value={current ?? ""} onChange={(e) => setChosen(Number(e.target.value))} className="rounded-md border border-slate-400 bg-white px-2 py-1 dark:bg-slate-900">
+                  {list.map((c) => (
+                    <option key={c.id} value={c.id}>{c.name}</option>
+                  ))}
+                </select>
+              </span>
+            ) : null
+          }
+        >
+          {connectors.isPending ? <Loading /> : current ? <ConnectorSchemas connectorId={current} /> : <Empty>No connectors yet.</Empty>}
+        </Card>
+      </div>
+    </AppShell>
+  );
+}
