@@ -157,11 +157,20 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     assert written[1] > 60
     check_screen(page, "21-builder-run")
 
+    # Lineage: where each column of the destination comes from, traced on the canvas.
+    page.get_by_test_id("canvas-node-warehouse_pg").click()
+    row = page.get_by_test_id("lineage").locator('[data-column="dep_delay"]')
+    row.get_by_text("flights.dep_delay").wait_for()
+    row.get_by_role("button", name="Trace dep_delay").click()
+    for node_id in ("flights", "filter", "warehouse_pg"):
+        page.locator(f'[data-testid="canvas-node-{node_id}"][data-traced="true"]').wait_for()
+    check_screen(page, "22-builder-lineage")
+
     # The document view is the same state: switching there and back keeps everything, positions included.
     page.get_by_role("button", name="Document").click()
     text = page.get_by_test_id("builder-document").input_value()
     assert "dep_delay > 60" in text and "position:" in text
-    check_screen(page, "22-builder-document")
+    check_screen(page, "22-builder-document-view")
     page.get_by_role("button", name="Canvas").click()
     for node_id in ("flights", "filter", "warehouse_pg"):
         page.get_by_test_id(f"canvas-node-{node_id}").wait_for()

@@ -54,6 +54,9 @@ import { applyProgress, type ProgressPayload } from "@/lib/runProgress";
 import { toastError, useUi } from "@/lib/store";
 
 const nodeTypes = { pipeline: PipelineNode };
+
+/** `GET /pipelines/{id}/lineage/`: per destination, column -> source columns; `paths`: the nodes on the way. */
+type Lineage = Record<string, unknown> & { paths?: Record<string, Record<string, string[]>> };
 const VALIDATE_DELAY_MS = 600;
 
 const isTyping = (target: EventTarget | null) => {
@@ -173,6 +176,9 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
   const [compareWith, setCompareWith] = useState<number | "">("");
   const compared = versions.data?.results.find((v) => v.version === compareWith);
   const diff = useMemo(() => (compared ? diffDocs(compared.definition as PipelineDocument, document) : null), [compared, document]);
+
+  // --- lineage of the selected destination (saved version) ---------------------------------------------
+  const [traced, setTraced] = useState<{ node: string; column: string } | null>(null);
 
   // --- preview -----------------------------------------------------------------------------------------
   const [preview, setPreview] = useState<PipelinePreview | null>(null);
@@ -377,6 +383,12 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
 
   const selectedId = selected.size === 1 ? [...selected][0] : undefined;
   const selectedNode = graph.nodes.find((n) => n.id === selectedId);
+  const lineage = useQuery({
+    queryKey: ["lineage", pipeline?.id, pipeline?.version],
+    queryFn: ({ signal }) => get<Lineage>(`pipelines/${pipeline?.id}/lineage/`, undefined, signal),
+    enabled: Boolean(pipeline) && selectedNode?.doc.kind === "destination",
+  });
+  const tracedPath = useMemo(() => (traced ? (lineage.data?.paths?.[traced.node]?.[traced.column] ?? []) : []), [traced, lineage.data]);
 
   const runPreview = async () => {
     if (!pipeline || !selectedNode) return;
@@ -415,10 +427,11 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
             fieldCount: schemas[n.id]?.length ?? null,
             counts: live ? { status: live.status, rows_in: live.rows_in, rows_out: live.rows_out, rows_rejected: live.rows_rejected } : null,
             change: diff?.added.includes(n.id) ? "added" : diff?.changed[n.id] ? "changed" : null,
+            traced: tracedPath.includes(n.id),
           },
         };
       }),
-    [graph, counts, selected, sorted, schemas, diff],
+    [graph, counts, selected, sorted, schemas, diff, tracedPath],
   );
   const edges: Edge[] = useMemo(
     () =>
@@ -432,10 +445,11 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
           animated: run.data?.status === "running",
           ariaLabel: `Edge from ${e.source} to ${e.target}`,
           ...(diff?.addedEdges.includes(e.id) ? { style: { stroke: "#15803d", strokeWidth: 2 } } : {}),
+          ...(tracedPath.includes(e.source) && tracedPath.includes(e.target) ? { style: { stroke: "#0284c7", strokeWidth: 3 } } : {}),
           ...(problems ? { label: problems.join(" "), style: { stroke: "#b91c1c", strokeWidth: 2 }, labelStyle: { fill: "#7f1d1d" } } : {}),
         };
       }),
-    [graph, byEdge, selectedEdges, run.data?.status, diff],
+    [graph, byEdge, selectedEdges, run.data?.status, diff, tracedPath],
   );
 
   const nodeErrorCount = Object.values(sorted.nodes).flat().length + Object.values(byEdge).flat().length + generalErrors.length;
@@ -607,6 +621,9 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
                 onDelete={() => remove([selectedNode.id], [])}
                 onPreview={() => void runPreview()}
                 canPreview={Boolean(pipeline)}
+                lineage={selectedNode.doc.kind === "destination" ? ((lineage.data?.[selectedNode.id] as Record<string, { node: string; column: string }[]> | undefined) ?? null) : null}
+                traced={traced?.node === selectedNode.id ? traced.column : null}
+                onTrace={(column) => setTraced(column ? { node: selectedNode.id, column } : null)}
               />
             ) : (
               <p className="text-sm text-slate-700 dark:text-slate-300">

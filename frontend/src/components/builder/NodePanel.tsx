@@ -101,6 +101,9 @@ export function NodePanel({
   onDelete,
   onPreview,
   canPreview,
+  lineage,
+  traced,
+  onTrace,
 }: {
   doc: DocNode;
   steps: StepType[];
@@ -117,6 +120,10 @@ export function NodePanel({
   onDelete: () => void;
   onPreview: () => void;
   canPreview: boolean;
+  /** A destination's column lineage (saved version): column -> the source columns it comes from. */
+  lineage?: Record<string, { node: string; column: string }[]> | null;
+  traced?: string | null;
+  onTrace?: (column: string | null) => void;
 }) {
   const step = steps.find((s) => s.slug === doc.step);
   const connector = connectors.find((c) => c.name === doc.connector || String(c.id) === String(doc.connector));
@@ -215,6 +222,41 @@ export function NodePanel({
         ) : (
           <p className="text-sm">Unknown step {String(doc.step)}.</p>
         )
+      ) : null}
+      {lineage ? (
+        <section aria-label={`Lineage of ${doc.id}`} data-testid="lineage">
+          <h3 className="text-sm font-semibold">Where each column comes from</h3>
+          <p className="text-xs text-slate-700 dark:text-slate-300">Of the saved version. Trace a column to see its path on the canvas.</p>
+          <table className="mt-1 w-full text-xs">
+            <caption className="sr-only">Column lineage of {doc.id}</caption>
+            <thead>
+              <tr className="text-left">
+                <th scope="col" className="py-0.5 pr-2">Column</th>
+                <th scope="col" className="py-0.5 pr-2">From</th>
+                <th scope="col" className="py-0.5"><span className="sr-only">Trace</span></th>
+              </tr>
+            </thead>
+            <tbody>
+              {Object.entries(lineage).map(([column, from]) => (
+                <tr key={column} data-column={column} className={`border-t border-slate-100 dark:border-slate-700 ${traced === column ? "bg-sky-50 dark:bg-sky-950" : ""}`}>
+                  <td className="py-0.5 pr-2 font-mono">{column}</td>
+                  <td className="py-0.5 pr-2 font-mono">{from.map((f) => `${f.node}.${f.column}`).join(", ") || "—"}</td>
+                  <td className="py-0.5 text-right">
+                    <button
+                      type="button"
+                      aria-pressed={traced === column}
+                      aria-label={`Trace ${column}`}
+                      onClick={() => onTrace?.(traced === column ? null : column)}
+                      className="rounded px-1.5 text-indigo-700 underline dark:text-indigo-300"
+                    >
+                      trace
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
       ) : null}
       <section aria-label={`Fields at ${doc.id}`}>
         <h3 className="text-sm font-semibold">Fields at this node</h3>

@@ -22,6 +22,8 @@ export type PipelineNodeData = {
   counts: NodeCounts | null;
   /** Against the version being compared with. */
   change: "added" | "changed" | null;
+  /** On the path of the column being traced. */
+  traced: boolean;
 };
 
 export type PipelineFlowNode = Node<PipelineNodeData, "pipeline">;
@@ -51,13 +53,13 @@ export function nodeSummary(doc: DocNode): string {
 }
 
 function PipelineNodeView({ id, data, selected }: NodeProps<PipelineFlowNode>) {
-  const { doc, errors, fieldCount, counts, change } = data;
+  const { doc, errors, fieldCount, counts, change, traced } = data;
   const Icon = doc.kind === "source" ? Database : doc.kind === "destination" ? HardDriveDownload : Filter;
   return (
-    <div data-testid={`canvas-node-${id}`} data-errors={errors.length} data-change={change ?? undefined} style={{ width: NODE_WIDTH, height: NODE_HEIGHT }} className="relative">
+    <div data-testid={`canvas-node-${id}`} data-errors={errors.length} data-change={change ?? undefined} data-traced={traced || undefined} style={{ width: NODE_WIDTH, height: NODE_HEIGHT }} className="relative">
       {doc.kind !== "source" ? <Handle type="target" position={Position.Left} className="!size-3 !bg-slate-600" /> : null}
     <div
-      className={`h-full overflow-hidden rounded-md border border-l-4 bg-white p-2 text-left text-xs shadow-sm dark:bg-slate-800 ${KIND_STYLE[String(doc.kind)] ?? "border-l-slate-500"} ${errors.length ? "border-red-600 dark:border-red-500" : "border-slate-300 dark:border-slate-600"} ${selected ? "ring-2 ring-indigo-600" : change === "added" ? "ring-2 ring-green-600" : change === "changed" ? "ring-2 ring-amber-500" : ""}`}
+      className={`h-full overflow-hidden rounded-md border border-l-4 bg-white p-2 text-left text-xs shadow-sm dark:bg-slate-800 ${KIND_STYLE[String(doc.kind)] ?? "border-l-slate-500"} ${errors.length ? "border-red-600 dark:border-red-500" : "border-slate-300 dark:border-slate-600"} ${selected ? "ring-2 ring-indigo-600" : traced ? "ring-2 ring-sky-500" : change === "added" ? "ring-2 ring-green-600" : change === "changed" ? "ring-2 ring-amber-500" : ""}`}
     >
       <p className="flex items-center gap-1.5 font-semibold text-slate-900 dark:text-slate-50">
         <Icon aria-hidden className="size-3.5 shrink-0" />
