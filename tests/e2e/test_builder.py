@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from apps.connectors.services import connector_create
-from apps.pipelines.models import Pipeline
+from apps.pipelines.models import Pipeline, Run
 from tests.factories import DEFAULT_PASSWORD
 
 from .conftest import check_screen, sign_in
@@ -156,6 +156,16 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     assert written[0] == LATE
     assert written[1] > 60
     check_screen(page, "21-builder-run")
+
+    # The run's page: no rule ran; the source was profiled, with a histogram per numeric column.
+    run_id = Run.objects.filter(pipeline=pipeline).latest("id").id
+    builder_url = page.url
+    page.goto(f"/runs/view?id={run_id}")
+    page.get_by_text("No validation rules ran.").wait_for()
+    page.get_by_test_id("profile-flights").get_by_test_id("histogram-dep_delay").wait_for()
+    check_screen(page, "21-run-quality")
+    page.goto(builder_url)
+    page.get_by_test_id("canvas-node-warehouse_pg").wait_for()
 
     # Lineage: where each column of the destination comes from, traced on the canvas.
     page.get_by_test_id("canvas-node-warehouse_pg").click()

@@ -64,3 +64,5 @@ export type PipelinePreview = S["PipelinePreviewOutput"];
 export type SchemaChange = S["SchemaChange"];
 export type StreamSummary = S["StreamSummary"];
 export type StreamSchemaVersion = S["StreamSchemaVersion"];
+export type QualityReport = S["QualityReport"];
+export type NodeProfile = S["NodeProfile"];
