@@ -204,7 +204,7 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
 def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
     personas: Any, new_page: Any, settings: Any, e2e_import_dir: Path
 ) -> None:
-    from apps.schemas.models import SchemaChange
+    from apps.schemas.models import SchemaChange, StreamContract
     from apps.schemas.services import schema_discover, stream_contract_set
 
     settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
@@ -228,3 +228,11 @@ def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
     page.get_by_text("No drift waits for a decision.").wait_for()
     change.refresh_from_db()
     assert change.status == "approved"
+
+    # The stream's contract policy: new columns evolve from now on.
+    contract = page.get_by_test_id("contract-drift")
+    contract.get_by_label("New columns").select_option("evolve")
+    contract.get_by_role("button", name="Save the contract of drift").click()
+    page.get_by_text("Contract of drift saved.").wait_for()
+    assert StreamContract.objects.get(connector=connector, stream="drift").new_columns == "evolve"
+    check_screen(page, "25-schemas-contract")

@@ -99,7 +99,58 @@ function PendingChanges({ workspaceId, canDecide, names }: { workspaceId: number
   );
 }
 
-function StreamCard({ stream }: { stream: StreamSummary }) {
+const POLICIES = ["evolve", "freeze", "discard_value", "discard_row"] as const;
+const SETTINGS = [
+  ["new_columns", "New columns"],
+  ["type_changes", "Type changes"],
+  ["new_tables", "New streams"],
+] as const;
+
+/** The stream's contract policy, set by editors (POST schemas/contracts/ creates or replaces it). */
+function ContractForm({ connectorId, stream }: { connectorId: number; stream: StreamSummary }) {
+  const client = useQueryClient();
+  const toast = useUi((s) => s.toast);
+  const base = useId();
+  const [values, setValues] = useState({ ...stream.contract });
+  const [busy, setBusy] = useState(false);
+  const changed = SETTINGS.some(([key]) => values[key] !== stream.contract[key]);
+  const save = async () => {
+    setBusy(true);
+    try {
+      await post("schemas/contracts/", { connector: connectorId, stream: stream.stream, ...values });
+      toast("success", `Contract of ${stream.stream} saved.`);
+      void client.invalidateQueries({ queryKey: ["connector-streams", connectorId] });
+    } catch (error) {
+      toastError(error);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="mt-1 flex flex-wrap items-end gap-2 text-xs" data-testid={`contract-${stream.stream}`}>
+      {SETTINGS.map(([key, label]) => (
+        <span key={key} className="flex flex-col">
+          <label htmlFor={`${base}-${key}`}>{label}</label>
+          <select
+            id={`${base}-${key}`}
+            value={values[key]}
+            onChange={(e) => setValues((v) => ({ ...v, [key]: e.target.value }))}
+            className="rounded-md border border-slate-400 bg-white px-1 py-0.5 dark:bg-slate-900"
+          >
+            {POLICIES.map((p) => (
+              <option key={p} value={p}>{p.replace("_", " ")}</option>
+            ))}
+          </select>
+        </span>
+      ))}
+      <Button onClick={() => void save()} busy={busy} disabled={!changed} aria-label={`Save the contract of ${stream.stream}`}>
+        Save contract
+      </Button>
+    </div>
+  );
+}
+
+function StreamCard({ stream, connectorId, canEdit }: { stream: StreamSummary; connectorId: number; canEdit: boolean }) {
   return (
     <li className="rounded-md border border-slate-200 p-2 text-sm dark:border-slate-700">
       <p className="font-semibold">
@@ -109,6 +160,7 @@ function StreamCard({ stream }: { stream: StreamSummary }) {
       <p className="text-xs text-slate-700 dark:text-slate-300">
         Contract: new columns {stream.contract.new_columns}, type changes {stream.contract.type_changes}, new tables {stream.contract.new_tables}
       </p>
+      {canEdit ? <ContractForm key={JSON.stringify(stream.contract)} connectorId={connectorId} stream={stream} /> : null}
       <ol className="mt-1 space-y-0.5 text-xs" aria-label={`Versions of ${stream.stream}`}>
         {stream.versions.map((v) => (
           <li key={v.version}>
@@ -121,7 +173,7 @@ function StreamCard({ stream }: { stream: StreamSummary }) {
   );
 }
 
-function ConnectorSchemas({ connectorId }: { connectorId: number }) {
+function ConnectorSchemas({ connectorId, canEdit }: { connectorId: number; canEdit: boolean }) {
   const streams = useQuery({
     queryKey: ["connector-streams", connectorId],
     queryFn: ({ signal }) => get<ConnectorStreams>(`schemas/connectors/${connectorId}/streams/`, undefined, signal),
@@ -132,7 +184,7 @@ function ConnectorSchemas({ connectorId }: { connectorId: number }) {
   return (
     <ul className="space-y-2">
       {streams.data.streams.map((s) => (
-        <StreamCard key={s.stream} stream={s} />
+        <StreamCard key={s.stream} stream={s} connectorId={connectorId} canEdit={canEdit} />
       ))}
     </ul>
   );
@@ -169,7 +221,7 @@ export default function SchemasPage() {
             ) : null
           }
         >
-          {connectors.isPending ? <Loading /> : current ? <ConnectorSchemas connectorId={current} /> : <Empty>No connectors yet.</Empty>}
+          {connectors.isPending ? <Loading /> : current ? <ConnectorSchemas connectorId={current} canEdit={canDecide} /> : <Empty>No connectors yet.</Empty>}
         </Card>
       </div>
     </AppShell>
