@@ -200,6 +200,15 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     assert page.get_by_label(re.compile("^Expression")).input_value() == "dep_delay > 60"
     assert page.get_by_role("button", name="Save version").is_disabled()
 
+    # A field-mapping step added by a click gets the mapper (axe-checked), and Ctrl+Z takes it away again.
+    page.get_by_label("Search steps").fill("map")
+    page.locator('[data-palette="Map fields"]').click()
+    page.get_by_test_id("field-mapper").wait_for()
+    check_screen(page, "26-builder-field-mapper")
+    page.keyboard.press("Control+z")
+    page.get_by_test_id("canvas-node-map_fields").wait_for(state="detached")
+    assert page.get_by_role("button", name="Save version").is_disabled()
+
 
 def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
     personas: Any, new_page: Any, settings: Any, e2e_import_dir: Path

@@ -10,6 +10,7 @@ import { useMemo } from "react";
 import { get } from "@/api/client";
 import type { Connector, ConnectorStreams, StepType } from "@/api/types";
 import { ExpressionWidget } from "@/components/builder/ExpressionWidget";
+import { FieldMapper } from "@/components/builder/FieldMapper";
 import { Button, Field, inputClass } from "@/components/ui";
 import { simplifySchema, toExtraErrors, type JsonSchema } from "@/lib/configSchema";
 import type { DocNode } from "@/lib/pipelineDoc";
@@ -216,7 +217,9 @@ export function NodePanel({
           ) : null}
         </>
       ) : null}
-      {doc.kind === "transform" ? (
+      {doc.kind === "transform" && doc.step === "map_fields" ? (
+        <FieldMapper config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} sourceFields={upstreamFields} readOnly={readOnly} errors={errors} />
+      ) : doc.kind === "transform" ? (
         step ? (
           <StepConfigForm step={step} config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} readOnly={readOnly} errors={errors} columns={[...new Set(upstreamFields.map((f) => f.name))]} />
         ) : (
