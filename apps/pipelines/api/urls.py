@@ -1,11 +1,12 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import lineage, views
 
 router = SimpleRouter()
 router.register("pipelines", views.PipelineViewSet, basename="pipeline")
 router.register("runs", views.RunViewSet, basename="run")
+router.register("lineage", lineage.LineageViewSet, basename="lineage")
 
 urlpatterns = [
     *router.urls,

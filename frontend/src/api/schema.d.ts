@@ -380,6 +380,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/connectors/{connector_pk}/tables/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The tables in the schema (or database) the connector writes to, by name. */
+        get: operations["connectors_tables_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/connectors/{connector_pk}/tables/{table}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description One table's columns in their order, typed as the platform's field types; 404 when the table
+         *     does not exist (the first run will create it).
+         */
+        get: operations["connectors_tables_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/connectors/{id}/": {
         parameters: {
             query?: never;
@@ -520,6 +557,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/expressions/check/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Check an expression as it is typed: its first mistake with the reason, position (line and
+         *     column) and a hint (`did you mean 'dep_delay'?`), every column it reads that is not among `columns`,
+         *     and the type it gives. Nothing is evaluated; no data is read.
+         */
+        post: operations["expressions_check_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health/": {
         parameters: {
             query?: never;
@@ -532,6 +590,44 @@ export interface paths {
          *     configuration (no hosts, no paths).
          */
         get: operations["health_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/lineage/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The destination tables written by the caller's pipelines, with the pipelines writing each. */
+        get: operations["lineage_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/lineage/table/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Where each column of a destination table comes from: source columns, the steps of every pipeline
+         *     writing the table, the table's columns, and the edges between them (each node and edge lists the
+         *     destination columns whose path it is on).
+         */
+        get: operations["lineage_table_retrieve"];
         put?: never;
         post?: never;
         delete?: never;
@@ -806,7 +902,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Check a document (or the saved one) without saving. Errors are keyed `nodes.<id>.<field>`. */
+        /**
+         * @description Check a document (or the saved one) without saving. Errors are keyed `nodes.<id>.<field>`;
+         *     `schemas` holds the fields at every node that could be planned, even when another node is broken.
+         */
         post: operations["pipelines_validate_create"];
         delete?: never;
         options?: never;
@@ -845,6 +944,46 @@ export interface paths {
         get: operations["pipelines_versions_diff_retrieve"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/preview/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Preview a node of a document that is not saved as a pipeline yet, in `workspace` (as
+         *     `pipelines/{id}/preview/` does). Nothing is written.
+         */
+        post: operations["pipelines_preview_document"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/pipelines/validate/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Check a document that is not saved as a pipeline yet, in `workspace` (the caller's only one when
+         *     absent; viewers may). The answer is the same as `pipelines/{id}/validate/`'s.
+         */
+        post: operations["pipelines_validate_document"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1890,6 +2029,49 @@ export interface components {
             id: string;
             type: string;
         };
+        ExpressionCheck: {
+            /** @description Columns read, in order. */
+            columns_used: string[];
+            error: components["schemas"]["ExpressionError"] | null;
+            /**
+             * @description What it gives per row; null when invalid or when that depends on untyped columns.
+             *
+             *     * `string` - string
+             *     * `integer` - integer
+             *     * `number` - number
+             *     * `boolean` - boolean
+             *     * `date` - date
+             *     * `datetime` - datetime
+             *     * `json` - json
+             */
+            type: (components["schemas"]["TypeEnum"] | components["schemas"]["NullEnum"]) | null;
+            /** @description Columns read that are not among `columns` (when given). */
+            unknown_columns: string[];
+            valid: boolean;
+        };
+        ExpressionCheckInputRequest: {
+            /** @description The columns arriving where the expression is used. Absent: only the syntax is checked. */
+            columns?: components["schemas"]["ExpressionColumnRequest"][] | null;
+            /** @description The text typed so far. */
+            expression: string;
+        };
+        ExpressionColumnRequest: {
+            name: string;
+            type: components["schemas"]["TypeEnum"];
+        };
+        ExpressionError: {
+            hint: string | null;
+            /** @description The whole message: reason, position and hint. */
+            message: string;
+            position: components["schemas"]["ExpressionPosition"] | null;
+            reason: string;
+        };
+        ExpressionPosition: {
+            /** @description 1-based, in characters. */
+            column: number;
+            /** @description 1-based. */
+            line: number;
+        };
         Health: {
             /** Format: date-time */
             checked_at: string;
@@ -1939,6 +2121,91 @@ export interface components {
          * @enum {string}
          */
         LevelEnum: "debug" | "info" | "warning" | "error";
+        LineageColumn: {
+            name: string;
+            /** @description Pipelines writing it. */
+            pipelines: number[];
+            /** @description The source columns its values come from. */
+            sources: components["schemas"]["LineageSourceRef"][];
+            type: string;
+        };
+        LineageConnector: {
+            connector_type: string;
+            id: number;
+            name: string;
+        };
+        LineageEdge: {
+            columns: string[];
+            id: string;
+            pipelines: number[];
+            source: string;
+            target: string;
+        };
+        LineageNode: {
+            /** @description source and column: the column's name. */
+            column?: string;
+            /** @description The destination columns whose path passes here. */
+            columns: string[];
+            /** @description source: `id` and `name`. */
+            connector?: {
+                [key: string]: unknown;
+            };
+            id: string;
+            kind: components["schemas"]["LineageNodeKindEnum"];
+            label: string;
+            /** @description step: the node id in its pipeline. */
+            node?: string;
+            /** @description step: `id` and `name` of its pipeline. */
+            pipeline?: {
+                [key: string]: unknown;
+            };
+            /** @description step: the step type (blank for a source node). */
+            step?: string;
+            /** @description source: the stream. */
+            stream?: string;
+            /** @description source and column: the column's type. */
+            type?: string;
+        };
+        /**
+         * @description * `source` - source
+         *     * `step` - step
+         *     * `column` - column
+         * @enum {string}
+         */
+        LineageNodeKindEnum: "source" | "step" | "column";
+        LineagePipeline: {
+            /** @description Why its saved document could not be traced (it is left out of the graph). */
+            error: string | null;
+            id: number;
+            name: string;
+            /** @description Its destination nodes writing it. */
+            nodes: string[];
+            version: number;
+        };
+        LineageSourceRef: {
+            column: string;
+            /** @description `id` and `name` of the source connector. */
+            connector: {
+                [key: string]: unknown;
+            };
+            stream: string;
+        };
+        LineageTable: {
+            connector: components["schemas"]["LineageConnector"];
+            pipelines: components["schemas"]["LineageWriter"][];
+            table: string;
+            workspace: number;
+        };
+        LineageTableList: {
+            count: number;
+            results: components["schemas"]["LineageTable"][];
+        };
+        LineageWriter: {
+            id: number;
+            name: string;
+            /** @description The destination node that writes the table. */
+            node: string;
+        };
         LoginInputRequest: {
             /** Format: email */
             email: string;
@@ -1993,6 +2260,8 @@ export interface components {
             readonly started_at: string | null;
             readonly status: components["schemas"]["RunStatusEnum"];
         };
+        /** @enum {unknown} */
+        NullEnum: null;
         /**
          * @description * `succeeded` - Succeeded
          *     * `failed` - Failed
@@ -2530,6 +2799,19 @@ export interface components {
             time_limit_s?: number;
             workspace?: number;
         };
+        PreviewDocumentInputRequest: {
+            /** @description The document to preview. */
+            definition: unknown;
+            /**
+             * @description Rows read from each source.
+             * @default 100
+             */
+            limit: number;
+            /** @description The node whose input and output to show. */
+            node: string;
+            /** @description The workspace whose connectors the document names (your only one when absent). */
+            workspace?: number;
+        };
         PreviewOutput: {
             limit: number;
             rejected: components["schemas"]["RejectedRow"][];
@@ -3018,6 +3300,50 @@ export interface components {
             /** Format: date-time */
             until: string;
         };
+        Table: {
+            columns: components["schemas"]["TableColumn"][];
+            connector: number;
+            name: string;
+            primary_key: string[];
+            schema: string;
+        };
+        TableColumn: {
+            /** @description The column's type as the database names it. */
+            db_type: string;
+            has_default: boolean;
+            name: string;
+            nullable: boolean;
+            primary_key: boolean;
+            /** @description NOT NULL and nothing the database fills by itself (default, identity, generated): a mapping must give it a value. */
+            required: boolean;
+            /**
+             * @description The platform's field type the column holds.
+             *
+             *     * `string` - string
+             *     * `integer` - integer
+             *     * `number` - number
+             *     * `boolean` - boolean
+             *     * `date` - date
+             *     * `datetime` - datetime
+             *     * `json` - json
+             */
+            type: components["schemas"]["TypeEnum"];
+        };
+        TableLineage: {
+            columns: components["schemas"]["LineageColumn"][];
+            connector: components["schemas"]["LineageConnector"];
+            edges: components["schemas"]["LineageEdge"][];
+            nodes: components["schemas"]["LineageNode"][];
+            pipelines: components["schemas"]["LineagePipeline"][];
+            table: string;
+            workspace: number;
+        };
+        TableList: {
+            connector: number;
+            /** @description The schema (MySQL: database) the connector writes to. */
+            schema: string;
+            tables: string[];
+        };
         TokenBlacklistRequest: {
             refresh: string;
         };
@@ -3041,6 +3367,17 @@ export interface components {
          * @enum {string}
          */
         TriggerEnum: "manual" | "schedule" | "dependency" | "cli" | "webhook";
+        /**
+         * @description * `string` - string
+         *     * `integer` - integer
+         *     * `number` - number
+         *     * `boolean` - boolean
+         *     * `date` - date
+         *     * `datetime` - datetime
+         *     * `json` - json
+         * @enum {string}
+         */
+        TypeEnum: "string" | "integer" | "number" | "boolean" | "date" | "datetime" | "json";
         UploadInputRequest: {
             /**
              * Format: binary
@@ -3059,6 +3396,12 @@ export interface components {
             readonly id: number;
             /** @description May sign in to the Django admin. */
             readonly is_staff: boolean;
+        };
+        ValidateDocumentInputRequest: {
+            /** @description The document to check. */
+            definition: unknown;
+            /** @description The workspace whose connectors the document names (your only one when absent). */
+            workspace?: number;
         };
         ValidateInputRequest: {
             /** @description A document to check; the saved one when absent. */
@@ -3848,6 +4191,49 @@ export interface operations {
             };
         };
     };
+    connectors_tables_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                connector_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableList"][];
+                };
+            };
+        };
+    };
+    connectors_tables_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                connector_pk: number;
+                table: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Table"];
+                };
+            };
+        };
+    };
     connectors_retrieve: {
         parameters: {
             query?: never;
@@ -4095,6 +4481,31 @@ export interface operations {
             };
         };
     };
+    expressions_check_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExpressionCheckInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ExpressionCheckInputRequest"];
+                "multipart/form-data": components["schemas"]["ExpressionCheckInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExpressionCheck"];
+                };
+            };
+        };
+    };
     health_list: {
         parameters: {
             query?: never;
@@ -4110,6 +4521,53 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"][];
+                };
+            };
+        };
+    };
+    lineage_list: {
+        parameters: {
+            query?: {
+                /** @description Only this workspace's tables. */
+                workspace?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LineageTableList"][];
+                };
+            };
+        };
+    };
+    lineage_table_retrieve: {
+        parameters: {
+            query: {
+                /** @description The destination connector. */
+                connector: number;
+                table: string;
+                /** @description Must be the connector's workspace if given. */
+                workspace?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableLineage"];
                 };
             };
         };
@@ -4702,6 +5160,56 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["VersionDiff"];
+                };
+            };
+        };
+    };
+    pipelines_preview_document: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PreviewDocumentInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PreviewDocumentInputRequest"];
+                "multipart/form-data": components["schemas"]["PreviewDocumentInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelinePreviewOutput"];
+                };
+            };
+        };
+    };
+    pipelines_validate_document: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ValidateDocumentInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ValidateDocumentInputRequest"];
+                "multipart/form-data": components["schemas"]["ValidateDocumentInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidateOutput"];
                 };
             };
         };
