@@ -52,9 +52,13 @@ class Problem:
 
 
 class PipelineInvalid(Exception):
-    def __init__(self, problems: list[Problem]) -> None:
+    """Every problem of a document, and the output schema of each node that could still be planned (its
+    inputs known and its own config sound), so an editor can show fields beside a mistake elsewhere."""
+
+    def __init__(self, problems: list[Problem], schemas: dict[str, StreamSchema] | None = None) -> None:
         super().__init__(problems[0].message if problems else "invalid pipeline")
         self.problems = problems
+        self.schemas = schemas or {}
 
     def as_fields(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -286,7 +290,8 @@ def validate_definition(
     if not any(n["kind"] == "destination" for n in nodes.values()) and nodes:
         problems.append(Problem("A pipeline needs at least one destination.", field="nodes"))
     if problems:
-        raise PipelineInvalid(problems)
+        # Planning went on past each problem wherever a node's inputs were known: keep what it found.
+        raise PipelineInvalid(problems, schemas=plan.schemas)
     return plan
 
 

@@ -4,6 +4,7 @@ out after it commits."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -55,6 +56,37 @@ def _stream_lookup(ref: ConnectorRef, stream: str) -> StreamSchema | None:
         known = latest_stream_schemas(connector_id=ref.id)
     schema = known.get(stream)
     return StreamSchema.from_dict(schema) if schema else None
+
+
+@dataclass(frozen=True)
+class PipelineCheck:
+    """A document's validation as editors see it: every error by path (`nodes.<id>.<field>`, `edges.<n>`,
+    `definition`), and the fields at each node that could be planned, even when another node is broken."""
+
+    errors: dict[str, list[str]]
+    schemas: dict[str, StreamSchema]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "errors": self.errors,
+            "schemas": {node_id: schema.to_dict()["fields"] for node_id, schema in self.schemas.items()},
+        }
+
+
+def pipeline_check(*, workspace_id: int, definition: Any) -> PipelineCheck:
+    """Validate a document in a workspace without raising: its errors and the schemas known despite them."""
+    try:
+        plan = validate_definition(
+            definition, connector_lookup=_connector_lookup(workspace_id), stream_lookup=_stream_lookup
+        )
+    except PipelineInvalid as exc:
+        return PipelineCheck(errors=exc.as_fields(), schemas=exc.schemas)
+    return PipelineCheck(errors={}, schemas=plan.schemas)
 
 
 def pipeline_plan(*, workspace_id: int, definition: Any) -> Plan:

@@ -89,6 +89,14 @@ class ValidateInputSerializer(serializers.Serializer):
     )
 
 
+class ValidateDocumentInputSerializer(serializers.Serializer):
+    workspace = serializers.IntegerField(
+        required=False,
+        help_text="The workspace whose connectors the document names (your only one when absent).",
+    )
+    definition = serializers.JSONField(help_text="The document to check.")
+
+
 class ValidationProblemSerializer(serializers.Serializer):
     node = serializers.CharField(allow_null=True)
     edge = serializers.IntegerField(allow_null=True)
@@ -272,6 +280,14 @@ class PipelinePreviewInputSerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, default=100, min_value=1, max_value=1000, help_text="Rows read from each source."
     )
+
+
+class PreviewDocumentInputSerializer(PipelinePreviewInputSerializer):
+    workspace = serializers.IntegerField(
+        required=False,
+        help_text="The workspace whose connectors the document names (your only one when absent).",
+    )
+    definition = serializers.JSONField(help_text="The document to preview.")
 
 
 class PipelinePreviewOutputSerializer(serializers.Serializer):

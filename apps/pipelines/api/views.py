@@ -27,16 +27,32 @@ from .serializers import (
     PipelineSerializer,
     PipelineVersionSerializer,
     PipelineWriteSerializer,
+    PreviewDocumentInputSerializer,
     QualityReportSerializer,
     RejectedRecordSerializer,
     RunDetailSerializer,
     RunLogSerializer,
     RunSerializer,
     RunStartSerializer,
+    ValidateDocumentInputSerializer,
     ValidateInputSerializer,
     ValidateOutputSerializer,
     VersionDiffSerializer,
 )
+
+
+def _validate(*, workspace_id: int, definition: Any) -> Response:
+    """The body of both validate routes: a saved pipeline's and an unsaved document's."""
+    return Response(services.pipeline_check(workspace_id=workspace_id, definition=definition).to_dict())
+
+
+def _preview(*, workspace_id: int, definition: Any, node: str, limit: int) -> Response:
+    """The body of both preview routes. Connectors resolve in `workspace_id` only, so a document naming
+    another workspace's connector is refused at that node before anything is read."""
+    from apps.pipelines.preview import pipeline_preview
+
+    plan = services.pipeline_plan(workspace_id=workspace_id, definition=definition)
+    return Response(pipeline_preview(plan=plan, node_id=node, limit=limit))
 
 
 def _write_kwargs(data: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +70,8 @@ class PipelineViewSet(WorkspaceScopedModelViewSet):
     serializer_class = PipelineSerializer
     action_roles = {"validate": Role.VIEWER, "versions": Role.VIEWER, "version_diff": Role.VIEWER}
     action_roles |= {"preview": Role.VIEWER, "lineage": Role.VIEWER}
+    # Unsaved documents: the workspace in the body is checked for the viewer role (workspace_for_create).
+    action_roles |= {"validate_document": Role.VIEWER, "preview_document": Role.VIEWER}
 
     def scoped_queryset(self) -> QuerySet[Pipeline]:
         return selectors.pipeline_list_for_user(user=self.request.user)
@@ -121,35 +139,63 @@ class PipelineViewSet(WorkspaceScopedModelViewSet):
     @extend_schema(request=ValidateInputSerializer, responses={200: ValidateOutputSerializer})
     @action(detail=True, methods=["post"])
     def validate(self, request: Request, pk: str | None = None) -> Response:
-        """Check a document (or the saved one) without saving. Errors are keyed `nodes.<id>.<field>`."""
+        """Check a document (or the saved one) without saving. Errors are keyed `nodes.<id>.<field>`;
+        `schemas` holds the fields at every node that could be planned, even when another node is broken."""
         pipeline = self.get_object()
         data = ValidateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         definition = data.validated_data.get("definition", pipeline.definition)
-        from django.core.exceptions import ValidationError
+        return _validate(workspace_id=pipeline.workspace_id, definition=definition)
 
-        try:
-            plan = services.pipeline_plan(workspace_id=pipeline.workspace_id, definition=definition)
-        except ValidationError as exc:
-            return Response({"valid": False, "errors": exc.message_dict, "schemas": {}})
-        schemas = {node_id: schema.to_dict()["fields"] for node_id, schema in plan.schemas.items()}
-        return Response({"valid": True, "errors": {}, "schemas": schemas})
+    @extend_schema(
+        request=ValidateDocumentInputSerializer,
+        responses={200: ValidateOutputSerializer},
+        operation_id="pipelines_validate_document",
+    )
+    @action(detail=False, methods=["post"], url_path="validate", url_name="validate-document")
+    def validate_document(self, request: Request) -> Response:
+        """Check a document that is not saved as a pipeline yet, in `workspace` (the caller's only one when
+        absent; viewers may). The answer is the same as `pipelines/{id}/validate/`'s."""
+        workspace = self.workspace_for_create(request, role=Role.VIEWER)
+        data = ValidateDocumentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _validate(workspace_id=workspace.id, definition=data.validated_data["definition"])
 
     @extend_schema(request=PipelinePreviewInputSerializer, responses={200: PipelinePreviewOutputSerializer})
     @action(detail=True, methods=["post"])
     def preview(self, request: Request, pk: str | None = None) -> Response:
         """Run the upstream subgraph of `node` on the first `limit` rows of each source (the saved document
         or an unsaved `definition`) and show the node's input and output rows. Nothing is written."""
-        from apps.pipelines.preview import pipeline_preview
-
         pipeline = self.get_object()
         data = PipelinePreviewInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        plan = services.pipeline_plan(
-            workspace_id=pipeline.workspace_id, definition=values.get("definition", pipeline.definition)
+        return _preview(
+            workspace_id=pipeline.workspace_id,
+            definition=values.get("definition", pipeline.definition),
+            node=values["node"],
+            limit=values["limit"],
         )
-        return Response(pipeline_preview(plan=plan, node_id=values["node"], limit=values["limit"]))
+
+    @extend_schema(
+        request=PreviewDocumentInputSerializer,
+        responses={200: PipelinePreviewOutputSerializer},
+        operation_id="pipelines_preview_document",
+    )
+    @action(detail=False, methods=["post"], url_path="preview", url_name="preview-document")
+    def preview_document(self, request: Request) -> Response:
+        """Preview a node of a document that is not saved as a pipeline yet, in `workspace` (as
+        `pipelines/{id}/preview/` does). Nothing is written."""
+        workspace = self.workspace_for_create(request, role=Role.VIEWER)
+        data = PreviewDocumentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        return _preview(
+            workspace_id=workspace.id,
+            definition=values["definition"],
+            node=values["node"],
+            limit=values["limit"],
+        )
 
     @extend_schema(
         responses={200: OpenApiTypes.OBJECT},
