@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import datetime as dt
 import difflib
 import enum
@@ -771,6 +772,41 @@ def typecheck(node: Node, schema: StreamSchema) -> FieldType:
         raise ExpressionError("the expression is always null", node.pos)
     assert isinstance(t, FieldType)
     return t
+
+
+def columns_used(node: Node) -> list[str]:
+    """The columns an expression reads, in order of first use."""
+    found: dict[str, None] = {}
+    stack: list[object] = [node]
+    while stack:  # iterative, and in source order: children are pushed reversed
+        item = stack.pop()
+        if isinstance(item, Column):
+            found.setdefault(item.name, None)
+        elif isinstance(item, Node):
+            stack.extend(reversed([getattr(item, f.name) for f in dataclasses.fields(item)]))
+        elif isinstance(item, tuple):
+            stack.extend(reversed(item))
+    return list(found)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An expression that parses and type-checks: its tree, the columns it reads, and the type it gives
+    (None when that depends on columns whose types were not given)."""
+
+    node: Node
+    columns: list[str]
+    type: FieldType | None
+
+
+def check(node: Node, schema: StreamSchema | None = None) -> Checked:
+    """Type-check a parsed expression as a step would, for an editor checking as one types. Without a
+    schema any column is accepted and only the literals' types are judged. Raises ExpressionError (with
+    the position) at the first mistake."""
+    _, t = _check_tree(node, schema)
+    if t is _Special.NULL:
+        raise ExpressionError("the expression is always null", node.pos)
+    return Checked(node=node, columns=columns_used(node), type=t if isinstance(t, FieldType) else None)
 
 
 # --- compilation ---------------------------------------------------------------------------------------
