@@ -163,3 +163,47 @@ class PreviewOutputSerializer(serializers.Serializer):
     rows = serializers.ListField(child=serializers.DictField())
     rejected = RejectedRowSerializer(many=True)
     limit = serializers.IntegerField()
+
+
+class StreamProfileInputSerializer(serializers.Serializer):
+    stream = serializers.CharField()
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=100_000, default=10_000, help_text="Rows to read and profile."
+    )
+
+
+class HistogramSerializer(serializers.Serializer):
+    edges = serializers.ListField(child=serializers.FloatField(), help_text="One more than `counts`.")
+    counts = serializers.ListField(child=serializers.IntegerField())
+
+
+class TopValueSerializer(serializers.Serializer):
+    value = serializers.JSONField()
+    count = serializers.IntegerField()
+
+
+class ColumnProfileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    rows = serializers.IntegerField()
+    nulls = serializers.IntegerField()
+    null_share = serializers.FloatField(allow_null=True)
+    distinct = serializers.IntegerField()
+    distinct_exact = serializers.BooleanField()
+    top_values = TopValueSerializer(many=True)
+    top_exact = serializers.BooleanField()
+    min = serializers.JSONField(required=False, help_text="Numbers, dates and datetimes.")
+    max = serializers.JSONField(required=False)
+    mean = serializers.JSONField(required=False)
+    stddev = serializers.FloatField(required=False, allow_null=True)
+    stddev_unit = serializers.CharField(required=False, allow_null=True)
+    histogram = HistogramSerializer(required=False, allow_null=True, help_text="Numbers only.")
+
+
+class StreamProfileOutputSerializer(serializers.Serializer):
+    connector = serializers.IntegerField()
+    stream = serializers.CharField()
+    limit = serializers.IntegerField()
+    rows = serializers.IntegerField(help_text="Rows profiled: the stream's first rows, at most `limit`.")
+    rejected = serializers.IntegerField(help_text="Rows the source could not read on the way.")
+    columns = ColumnProfileSerializer(many=True)

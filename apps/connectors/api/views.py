@@ -26,6 +26,8 @@ from .serializers import (
     DiscoverOutputSerializer,
     PreviewOutputSerializer,
     PreviewQuerySerializer,
+    StreamProfileInputSerializer,
+    StreamProfileOutputSerializer,
     connector_type_data,
 )
 
@@ -75,7 +77,12 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
     queryset = Connector.objects.none()  # the model, for schema generation; rows come from scoped_queryset()
     serializer_class = ConnectorSerializer
     filterset_fields = ["connector_type"]
-    action_roles = {"check": Role.EDITOR, "discover": Role.EDITOR, "preview": Role.VIEWER}
+    action_roles = {
+        "check": Role.EDITOR,
+        "discover": Role.EDITOR,
+        "preview": Role.VIEWER,
+        "stream_profile": Role.VIEWER,
+    }
 
     def scoped_queryset(self) -> QuerySet[Connector]:
         return selectors.connector_list_for_user(user=self.request.user)
@@ -160,5 +167,19 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
         query.is_valid(raise_exception=True)
         body = services.connector_preview(
             connector=connector, stream=query.validated_data["stream"], limit=query.validated_data["limit"]
+        )
+        return Response(body)
+
+    @extend_schema(request=StreamProfileInputSerializer, responses={200: StreamProfileOutputSerializer})
+    @action(detail=True, methods=["post"], url_path="stream-profile")
+    def stream_profile(self, request: Request, pk: str) -> Response:
+        """Profile a stream's first rows (`limit`, default 10,000, at most 100,000) without a run: per column
+        nulls, distinct count, min/max/mean/stddev, top values and a histogram of numbers. Nothing is
+        stored. A POST because it reads the source (as long as that takes), not because it changes data."""
+        connector = self.get_object()
+        data = StreamProfileInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = services.connector_profile(
+            connector=connector, stream=data.validated_data["stream"], limit=data.validated_data["limit"]
         )
         return Response(body)

@@ -523,6 +523,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/connectors/{id}/stream-profile/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Profile a stream's first rows (`limit`, default 10,000, at most 100,000) without a run: per column
+         *     nulls, distinct count, min/max/mean/stddev, top values and a histogram of numbers. Nothing is
+         *     stored. A POST because it reads the source (as long as that takes), not because it changes data.
+         */
+        post: operations["connectors_stream_profile_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events/": {
         parameters: {
             query?: never;
@@ -1882,6 +1903,27 @@ export interface components {
          * @enum {string}
          */
         CheckStatusEnum: "never" | "succeeded" | "failed";
+        ColumnProfile: {
+            distinct: number;
+            distinct_exact: boolean;
+            /** @description Numbers only. */
+            histogram?: components["schemas"]["Histogram"] | null;
+            max?: unknown;
+            mean?: unknown;
+            /** @description Numbers, dates and datetimes. */
+            min?: unknown;
+            name: string;
+            /** Format: double */
+            null_share: number | null;
+            nulls: number;
+            rows: number;
+            /** Format: double */
+            stddev?: number | null;
+            stddev_unit?: string | null;
+            top_exact: boolean;
+            top_values: components["schemas"]["TopValue"][];
+            type: string;
+        };
         /**
          * @description * `skip` - Skip the tick while a run is going
          *     * `queue` - Queue the run behind the one going
@@ -2093,6 +2135,11 @@ export interface components {
          * @enum {string}
          */
         HealthStatusEnum: "ok" | "degraded";
+        Histogram: {
+            counts: number[];
+            /** @description One more than `counts`. */
+            edges: number[];
+        };
         Invitation: {
             /** Format: date-time */
             readonly accepted_at: string | null;
@@ -3258,6 +3305,24 @@ export interface components {
             rows: number;
             stream: string;
         };
+        StreamProfileInputRequest: {
+            /**
+             * @description Rows to read and profile.
+             * @default 10000
+             */
+            limit: number;
+            stream: string;
+        };
+        StreamProfileOutput: {
+            columns: components["schemas"]["ColumnProfile"][];
+            connector: number;
+            limit: number;
+            /** @description Rows the source could not read on the way. */
+            rejected: number;
+            /** @description Rows profiled: the stream's first rows, at most `limit`. */
+            rows: number;
+            stream: string;
+        };
         StreamSchemaVersion: {
             /** @description What changed since the previous version. */
             readonly changes: unknown;
@@ -3357,6 +3422,10 @@ export interface components {
         };
         TokenRefreshRequest: {
             refresh: string;
+        };
+        TopValue: {
+            count: number;
+            value: unknown;
         };
         /**
          * @description * `manual` - Manual
@@ -4425,6 +4494,34 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StreamProfile"];
+                };
+            };
+        };
+    };
+    connectors_stream_profile_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique integer value identifying this connector. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamProfileInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["StreamProfileInputRequest"];
+                "multipart/form-data": components["schemas"]["StreamProfileInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamProfileOutput"];
                 };
             };
         };
