@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic import Field as PydanticField
 from pydantic import ValidationError as PydanticValidationError
 
-from aggregator.dataplane import Batch, ReadItem, StreamSchema, WriteMode, WriteResult
+from aggregator.dataplane import Batch, FieldType, ReadItem, StreamSchema, WriteMode, WriteResult
 from aggregator.logging import get_logger
 
 logger = get_logger(__name__)
@@ -72,6 +72,54 @@ class CheckResult:
     ok: bool
     message: str
     duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TableColumn:
+    """One column of an existing destination table, as the platform types it.
+
+    `required` is what a mapping must fill: NOT NULL and nothing the database supplies by itself (a default,
+    an identity or auto-increment, a generated value)."""
+
+    name: str
+    type: FieldType
+    nullable: bool
+    has_default: bool = False
+    primary_key: bool = False
+    db_type: str = ""
+
+    @property
+    def required(self) -> bool:
+        return not self.nullable and not self.has_default
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": str(self.type),
+            "nullable": self.nullable,
+            "required": self.required,
+            "has_default": self.has_default,
+            "primary_key": self.primary_key,
+            "db_type": self.db_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TableDescription:
+    """An existing table of a destination: its columns in their order and its primary key."""
+
+    schema: str
+    name: str
+    columns: tuple[TableColumn, ...]
+    primary_key: tuple[str, ...] = ()  # in the key's order, which may differ from the columns'
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "name": self.name,
+            "columns": [c.to_dict() for c in self.columns],
+            "primary_key": list(self.primary_key),
+        }
 
 
 def pydantic_errors(exc: PydanticValidationError) -> dict[str, list[str]]:
@@ -150,6 +198,19 @@ class ConnectorType:
         table: str | None = None,
     ) -> WriteResult:
         raise ConnectorError(f"{self.slug} is not a destination.")
+
+    # Destinations that can describe their existing tables (for mapping fields onto them) set this and
+    # implement `list_tables` and `describe_table`.
+    describes_tables: ClassVar[bool] = False
+
+    def list_tables(self, config: Any) -> list[str]:
+        """The names of the tables in the configured schema (or database), sorted."""
+        raise ConnectorError(f"{self.slug} has no tables to list.", field="connector")
+
+    def describe_table(self, config: Any, table: str) -> TableDescription | None:
+        """One table of the configured schema, or None when it does not exist (yet). The name is looked up
+        with bind parameters, never spliced into SQL; an invalid name is a ConnectorError on `table`."""
+        raise ConnectorError(f"{self.slug} has no tables to describe.", field="connector")
 
     def remove_run_rows(self, config: Any, table: str, run_id: str) -> int | None:
         """Delete the rows (or files) a run wrote to `table`, so a retry of an append run does not load them

@@ -53,7 +53,15 @@ from aggregator.dataplane import (
     utc_now,
 )
 from aggregator.logging import get_logger
-from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.base import (
+    CheckResult,
+    ConnectorConfig,
+    ConnectorError,
+    ConnectorKind,
+    ConnectorType,
+    TableColumn,
+    TableDescription,
+)
 
 logger = get_logger(__name__)
 
@@ -327,6 +335,85 @@ class DuckDbDestination(ConnectorType):
         )
         return removed
 
+    # --- existing tables (for mapping fields onto them) --------------------------------------------------
+
+    describes_tables = True
+
+    def _open_existing(self, config: DuckDbConfig) -> duckdb.DuckDBPyConnection | None:
+        """A read-only connection to the database file, or None when the file does not exist (looking at
+        tables never creates it)."""
+        path = resolve_under_data_dir(config.database, field="database", make_parent=False)
+        if not path.exists():
+            return None
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            message = _first_line(exc).replace(str(data_root()), "<data dir>")
+            raise ConnectorError(f"Cannot open {config.database}: {message}", field="database") from None
+
+    def list_tables(self, config: DuckDbConfig) -> list[str]:
+        schema_name = identifier_ok(config.db_schema, "schema")
+        con = self._open_existing(config)
+        if con is None:
+            return []
+        try:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+                "AND table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
+                [schema_name],
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise ConnectorError(
+                f"Listing the tables of {config.database} failed: {_first_line(exc)}"
+            ) from None
+        finally:
+            con.close()
+        return [row[0] for row in rows]
+
+    def describe_table(self, config: DuckDbConfig, table: str) -> TableDescription | None:
+        schema_name = identifier_ok(config.db_schema, "schema")
+        table_name = identifier_ok(table, "table")
+        con = self._open_existing(config)
+        if con is None:
+            return None
+        try:
+            rows = con.execute(
+                "SELECT c.column_name, c.data_type, c.is_nullable = 'YES', c.column_default IS NOT NULL "
+                "FROM information_schema.columns c JOIN information_schema.tables t "
+                "ON t.table_catalog = c.table_catalog AND t.table_schema = c.table_schema "
+                "AND t.table_name = c.table_name "
+                "WHERE c.table_catalog = current_database() AND c.table_schema = ? AND c.table_name = ? "
+                "AND t.table_type = 'BASE TABLE' ORDER BY c.ordinal_position",
+                [schema_name, table_name],
+            ).fetchall()
+            keys = con.execute(
+                "SELECT constraint_column_names FROM duckdb_constraints() "
+                "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? "
+                "AND constraint_type = 'PRIMARY KEY'",
+                [schema_name, table_name],
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise ConnectorError(
+                f"Describing {schema_name}.{table_name} failed: {_first_line(exc)}", field="table"
+            ) from None
+        finally:
+            con.close()
+        if not rows:
+            return None
+        key = tuple(keys[0][0]) if keys else ()
+        columns = tuple(
+            TableColumn(
+                name=name,
+                type=duckdb_field_type(data_type),
+                nullable=bool(nullable),
+                has_default=bool(has_default),
+                primary_key=name in key,
+                db_type=data_type,
+            )
+            for name, data_type, nullable, has_default in rows
+        )
+        return TableDescription(schema=schema_name, name=table_name, columns=columns, primary_key=key)
+
     @staticmethod
     def _columns(con: duckdb.DuckDBPyConnection, schema_name: str, table_name: str) -> dict[str, str] | None:
         rows = con.execute(
@@ -417,6 +504,32 @@ def _column_defs(stream_schema: StreamSchema, primary_key: list[str] | None = No
 
 
 _WIDER = {("BIGINT", "DOUBLE"), ("INTEGER", "DOUBLE"), ("INTEGER", "BIGINT")}
+
+
+_INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
+    | {"UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+)
+_NUMBER_TYPES = frozenset({"FLOAT", "REAL", "DOUBLE"})
+
+
+def duckdb_field_type(data_type: str) -> FieldType:
+    """The platform type of a DuckDB column type (`information_schema.columns.data_type`); lists, structs,
+    UUIDs, times, intervals and the rest travel as text."""
+    data_type = data_type.upper()
+    if data_type in _INTEGER_TYPES:
+        return FieldType.INTEGER
+    if data_type in _NUMBER_TYPES or data_type.startswith("DECIMAL"):
+        return FieldType.NUMBER
+    if data_type == "BOOLEAN":
+        return FieldType.BOOLEAN
+    if data_type == "DATE":
+        return FieldType.DATE
+    if data_type.startswith("TIMESTAMP"):
+        return FieldType.DATETIME
+    if data_type == "JSON":
+        return FieldType.JSON
+    return FieldType.STRING
 
 
 def _widens(current: str, wanted: str) -> bool:

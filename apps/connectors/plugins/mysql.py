@@ -79,6 +79,8 @@ from apps.connectors.base import (
     ConnectorError,
     ConnectorKind,
     ConnectorType,
+    TableColumn,
+    TableDescription,
     secret_field,
     secret_value,
 )
@@ -96,6 +98,8 @@ MAX_STATEMENT_BYTES = 8 * 1024 * 1024
 # default). A reader pauses while the engine writes the previous batch downstream, which can take longer.
 READ_NET_WRITE_TIMEOUT_S = 3600
 MAX_IDENTIFIER_LENGTH = 64
+# Connect and answer timeout of catalogue reads made for a person waiting on an API request.
+CATALOGUE_TIMEOUT_S = 10.0
 # Errors meaning "LOAD DATA LOCAL is not allowed here": fall back to INSERTs. 1148: not allowed (MariaDB,
 # old MySQL); 3948: local data disabled (MySQL 8).
 _LOAD_DATA_REFUSED = frozenset({1148, 3948})
@@ -333,6 +337,11 @@ def _execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> int:
 
 
 # --- types -----------------------------------------------------------------------------------------------
+
+
+def _is_json_check(name: str, clause: str) -> bool:
+    """Whether a CHECK constraint is MariaDB's mark of a JSON column (`json_valid(`col`)`, named after it)."""
+    return clause.replace(" ", "").lower() == f"json_valid(`{name.replace('`', '``')}`)".lower()
 
 
 def field_type_for(data_type: str, column_type: str, *, json_column: bool = False) -> FieldType:
@@ -723,7 +732,7 @@ class MySqlConnector(ConnectorType):
                 databases,
             )
             for schema, table, name, clause in cur.fetchall():
-                if clause.replace(" ", "").lower() == f"json_valid(`{name.replace('`', '``')}`)".lower():
+                if _is_json_check(name, clause):
                     json_columns.add((schema, table, name))
 
         grouped: dict[tuple[str, str], list[Field]] = {}
@@ -960,6 +969,93 @@ class MySqlConnector(ConnectorType):
             conn.close()
         logger.info("mysql_run_rows_removed", table=table, run_id=run_id, rows=removed)
         return removed
+
+    # --- existing tables (for mapping fields onto them) --------------------------------------------------
+
+    describes_tables = True
+
+    def _catalogue_connect(self, config: MySqlConfig) -> Any:
+        # Catalogue reads take milliseconds: a silent server must not hold an API request for the
+        # connector's query timeout (minutes).
+        timeout = min(config.connect_timeout_s, CATALOGUE_TIMEOUT_S)
+        return self._connect(
+            config.model_copy(update={"connect_timeout_s": timeout}), read_timeout=CATALOGUE_TIMEOUT_S
+        )
+
+    def list_tables(self, config: MySqlConfig) -> list[str]:
+        conn = self._catalogue_connect(config)
+        try:
+            with conn.cursor() as cur:
+                _execute(
+                    cur,
+                    # Tables a destination can write: MariaDB's system-versioned ones too, not views.
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                    "AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME",
+                    (config.database,),
+                )
+                return [row[0] for row in cur.fetchall()]
+        except pymysql.MySQLError as exc:
+            raise _translate(exc, config, doing="listing tables") from None
+        finally:
+            conn.close()
+
+    def describe_table(self, config: MySqlConfig, table: str) -> TableDescription | None:
+        _check_table_name(table)
+        conn = self._catalogue_connect(config)
+        try:
+            with conn.cursor() as cur:
+                _execute(
+                    cur,
+                    "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, "
+                    "c.EXTRA FROM information_schema.COLUMNS c JOIN information_schema.TABLES t "
+                    "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+                    "WHERE c.TABLE_SCHEMA = %s AND c.TABLE_NAME = %s "
+                    "AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY c.ORDINAL_POSITION",
+                    (config.database, table),
+                )
+                rows = cur.fetchall()
+                if not rows:
+                    return None
+                _execute(
+                    cur,
+                    "SELECT COLUMN_NAME FROM information_schema.STATISTICS "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' "
+                    "ORDER BY SEQ_IN_INDEX",
+                    (config.database, table),
+                )
+                key = tuple(row[0] for row in cur.fetchall())
+                json_columns: set[str] = set()
+                if "mariadb" in conn.get_server_info().lower():
+                    _execute(
+                        cur,
+                        "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                        "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                        (config.database, table),
+                    )
+                    json_columns = {name for name, clause in cur.fetchall() if _is_json_check(name, clause)}
+        except pymysql.MySQLError as exc:
+            raise _translate(exc, config, doing=f"describing table {table!r}") from None
+        finally:
+            conn.close()
+        columns = []
+        for name, data_type, column_type, nullable, default, extra in rows:
+            extra = (extra or "").lower()
+            # MariaDB reports "no default" of a nullable column as the text NULL; a NOT NULL column without
+            # a default has none at all. Auto-increment and generated values come from the server.
+            has_default = (default is not None and default != "NULL") or any(
+                word in extra for word in ("auto_increment", "generated")
+            )
+            columns.append(
+                TableColumn(
+                    name=name,
+                    type=field_type_for(data_type, column_type, json_column=name in json_columns),
+                    nullable=nullable == "YES",
+                    has_default=has_default,
+                    primary_key=name in key,
+                    db_type=column_type,
+                )
+            )
+        return TableDescription(schema=config.database, name=table, columns=tuple(columns), primary_key=key)
 
 
 class _Writer:

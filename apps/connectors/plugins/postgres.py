@@ -39,6 +39,7 @@ double precision, anything to text, date to timestamptz) when the incoming data 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -87,6 +88,8 @@ from apps.connectors.base import (
     ConnectorError,
     ConnectorKind,
     ConnectorType,
+    TableColumn,
+    TableDescription,
     secret_field,
     secret_value,
 )
@@ -253,6 +256,28 @@ def _connect(config: PostgresConfig) -> psycopg.Connection[Any]:
         raise ConnectorError(
             f"Cannot connect to {config.host}:{config.port}: {message}", field=field
         ) from None
+
+
+# Catalogue reads take milliseconds; a server that stops answering must not hold an API request longer.
+CATALOGUE_TIMEOUT_MS = 10_000
+
+
+@contextlib.contextmanager
+def _catalogue(config: PostgresConfig) -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor in a READ ONLY transaction with a statement timeout, for reading the catalogue. Driver
+    errors become ConnectorErrors with the password scrubbed."""
+    password = secret_value(config.password)
+    conn = _connect(config)
+    try:
+        conn.read_only = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(CATALOGUE_TIMEOUT_MS),))
+            yield cur
+    except psycopg.Error as exc:
+        message, _ = _libpq_reason(exc, password)
+        raise ConnectorError(f"Reading the tables of {config.host}:{config.port} failed: {message}") from None
+    finally:
+        conn.close()
 
 
 def _table_columns(cur: psycopg.Cursor[Any], schema: str, table: str) -> dict[str, str] | None:
@@ -536,6 +561,59 @@ class PostgresDestination(ConnectorType):
             "postgres_run_rows_removed", table=f"{schema_name}.{table_name}", run_id=run_id, rows=removed
         )
         return removed
+
+    # --- existing tables (for mapping fields onto them) --------------------------------------------------
+
+    describes_tables = True
+
+    def list_tables(self, config: PostgresConfig) -> list[str]:
+        schema_name = _identifier_ok(config.db_schema, "schema")
+        with _catalogue(config) as cur:
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+                (schema_name,),
+            )
+            return [row[0] for row in cur.fetchall()]
+
+    def describe_table(self, config: PostgresConfig, table: str) -> TableDescription | None:
+        schema_name = _identifier_ok(config.db_schema, "schema")
+        table_name = _identifier_ok(table, "table")
+        with _catalogue(config) as cur:
+            # Identity, serial (a nextval default) and generated columns are filled by the server.
+            cur.execute(
+                "SELECT c.column_name, c.data_type, c.udt_name, c.is_nullable = 'YES', "
+                "  c.column_default IS NOT NULL OR c.is_identity = 'YES' OR c.is_generated = 'ALWAYS' "
+                "FROM information_schema.columns c JOIN information_schema.tables t "
+                "  ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+                "WHERE c.table_schema = %s AND c.table_name = %s AND t.table_type = 'BASE TABLE' "
+                "ORDER BY c.ordinal_position",
+                (schema_name, table_name),
+            )
+            rows = cur.fetchall()
+            if not rows:
+                return None
+            cur.execute(
+                "SELECT a.attname::text FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, pos) "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+                "WHERE i.indisprimary AND n.nspname = %s AND c.relname = %s ORDER BY k.pos",
+                (schema_name, table_name),
+            )
+            key = tuple(row[0] for row in cur.fetchall())
+        columns = tuple(
+            TableColumn(
+                name=name,
+                type=_field_type(data_type),
+                nullable=bool(nullable),
+                has_default=bool(has_default),
+                primary_key=name in key,
+                db_type=udt_name if data_type in ("USER-DEFINED", "ARRAY") else data_type,
+            )
+            for name, data_type, udt_name, nullable, has_default in rows
+        )
+        return TableDescription(schema=schema_name, name=table_name, columns=columns, primary_key=key)
 
     # --- steps (all inside the write's transaction) ----------------------------------------------------
 
