@@ -110,15 +110,22 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
   const destinations = connectors.filter((c: Connector) => kindOf.get(c.connector_type) !== "source");
 
   // --- validation as you build (debounced, the unsaved document) -----------------------------------------
+  // A pipeline not created yet is checked in its workspace by the collection routes (`pipelines/validate/`,
+  // `pipelines/preview/`), a saved one by its own: the answers are the same.
+  const postDocument = useCallback(
+    <T,>(action: "validate" | "preview", body: Record<string, unknown>) =>
+      pipeline ? post<T>(`pipelines/${pipeline.id}/${action}/`, body) : post<T>(`pipelines/${action}/`, { ...body, ...(workspaceId ? { workspace: workspaceId } : {}) }),
+    [pipeline, workspaceId],
+  );
   const [validation, setValidation] = useState<{ key: string; result: ValidateOutput } | null>(null);
   const [validating, setValidating] = useState(false);
   useEffect(() => {
-    if (!pipeline || document.nodes.length === 0) return;
+    if (document.nodes.length === 0) return;
     let cancelled = false;
     const timer = setTimeout(async () => {
       setValidating(true);
       try {
-        const result = await post<ValidateOutput>(`pipelines/${pipeline.id}/validate/`, { definition: document });
+        const result = await postDocument<ValidateOutput>("validate", { definition: document });
         if (!cancelled) setValidation({ key: docKey, result });
       } catch (error) {
         if (!cancelled && error instanceof ApiError && Object.keys(error.fields).length) {
@@ -134,15 +141,15 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
     };
     // docKey stands for the document
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [docKey, pipeline]);
+  }, [docKey, postDocument]);
   const [saveErrors, setSaveErrors] = useState<Record<string, string[]> | null>(null);
   const errorFields = useMemo(() => saveErrors ?? validation?.result.errors ?? {}, [saveErrors, validation]);
   const nodeIds = useMemo(() => graph.nodes.map((n) => n.id), [graph]);
   const sorted = useMemo(() => sortErrors(errorFields, nodeIds), [errorFields, nodeIds]);
   const byEdge = useMemo(() => edgeErrors(errorFields, graph), [errorFields, graph]);
   const schemas = (validation?.result.schemas ?? {}) as Record<string, SchemaField[]>;
-  // The last fields known at each node: a document with a mistake answers no schemas, and that is just
-  // when completing a column name helps.
+  // The last fields known at each node: a document with a mistake answers the fields of the nodes that
+  // could still be planned, but not below the mistake, and that is just where completing a column helps.
   const [knownSchemas, setKnownSchemas] = useState<Record<string, SchemaField[]>>({});
   useEffect(() => {
     const next = validation?.result.schemas as Record<string, SchemaField[]> | undefined;
@@ -391,11 +398,11 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
   const tracedPath = useMemo(() => (traced ? (lineage.data?.paths?.[traced.node]?.[traced.column] ?? []) : []), [traced, lineage.data]);
 
   const runPreview = async () => {
-    if (!pipeline || !selectedNode) return;
+    if (!selectedNode) return;
     setBusy("preview");
     setPreviewError(null);
     try {
-      setPreview(await post<PipelinePreview>(`pipelines/${pipeline.id}/preview/`, { node: selectedNode.id, definition: document, limit: 100 }));
+      setPreview(await postDocument<PipelinePreview>("preview", { node: selectedNode.id, definition: document, limit: 100 }));
     } catch (error) {
       setPreview(null);
       setPreviewError(error);
@@ -509,8 +516,8 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
       </div>
 
       <p role="status" data-testid="validation" data-valid={isValid ? "true" : "false"} className="text-sm">
-        {!pipeline ? (
-          <span className="text-slate-700 dark:text-slate-300">Checked by the server once the pipeline is created.</span>
+        {graph.nodes.length === 0 ? (
+          <span className="text-slate-700 dark:text-slate-300">Drag sources, steps and destinations from the palette; the server checks the pipeline as you build it.</span>
         ) : validating ? (
           <span className="text-slate-700 dark:text-slate-300">Checking…</span>
         ) : isValid ? (
@@ -620,7 +627,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
                 onConfigChange={(config) => apply((g) => updateNode(g, selectedNode.id, { config }), `${selectedNode.id}:config`)}
                 onDelete={() => remove([selectedNode.id], [])}
                 onPreview={() => void runPreview()}
-                canPreview={Boolean(pipeline)}
+                canPreview={busy !== "preview"}
                 lineage={selectedNode.doc.kind === "destination" ? ((lineage.data?.[selectedNode.id] as Record<string, { node: string; column: string }[]> | undefined) ?? null) : null}
                 traced={traced?.node === selectedNode.id ? traced.column : null}
                 onTrace={(column) => setTraced(column ? { node: selectedNode.id, column } : null)}

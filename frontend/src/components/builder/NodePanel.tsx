@@ -36,18 +36,29 @@ export function fieldsOfNode(fields: Record<string, string[]>, nodeId: string): 
   return out;
 }
 
-function StepConfigForm({ step, config, onChange, readOnly, errors, columns }: { step: StepType; config: Record<string, unknown>; onChange: (c: Record<string, unknown>) => void; readOnly: boolean; errors: Record<string, string[]>; columns: string[] }) {
+/** One field per name (a step with several inputs gets the first input's), for completion and checks. */
+function uniqueFields(fields: SchemaField[]): SchemaField[] {
+  const seen = new Map<string, SchemaField>();
+  for (const f of fields) if (!seen.has(f.name)) seen.set(f.name, f);
+  return [...seen.values()];
+}
+
+function StepConfigForm({ step, config, onChange, readOnly, errors, fields }: { step: StepType; config: Record<string, unknown>; onChange: (c: Record<string, unknown>) => void; readOnly: boolean; errors: Record<string, string[]>; fields: SchemaField[] }) {
   const schema = useMemo(() => ({ ...simplifySchema(step.config_schema as JsonSchema), title: `${step.title} settings` }) as RJSFSchema, [step]);
   const extraErrors = useMemo(() => (toExtraErrors(errors, "config").config ?? {}) as never, [errors]);
   const uiSchema = useMemo(() => {
-    // Top-level string fields named like an expression complete column names from the node's input.
+    // Top-level string fields named like an expression complete column names from the node's input and
+    // are checked by the server as they are typed; the widget shows the field's errors itself.
     const ui: UiSchema = { "ui:submitButtonOptions": { norender: true } };
     const props = (schema as JsonSchema).properties ?? {};
+    const expressionFields = fields.map(({ name, type }) => ({ name, type }));
     for (const [key, prop] of Object.entries(props)) {
-      if (prop.type === "string" && /expression|condition|predicate/i.test(key)) ui[key] = { "ui:widget": ExpressionWidget, "ui:options": { columns } };
+      if (prop.type === "string" && /expression|condition|predicate/i.test(key)) {
+        ui[key] = { "ui:widget": ExpressionWidget, "ui:options": { fields: expressionFields }, "ui:hideError": true };
+      }
     }
     return ui;
-  }, [schema, columns]);
+  }, [schema, fields]);
   return (
     <Form
       className="rjsf space-y-3 text-sm"
@@ -155,7 +166,7 @@ export function NodePanel({
           <span className="font-mono">{doc.id}</span> <span className="text-sm font-normal text-slate-700 dark:text-slate-300">{String(doc.kind)}</span>
         </h2>
         <div className="flex gap-1">
-          <Button onClick={onPreview} disabled={!canPreview} title={canPreview ? undefined : "Save the pipeline first"}>
+          <Button onClick={onPreview} disabled={!canPreview}>
             <Eye aria-hidden className="size-4" /> Preview
           </Button>
           {!readOnly ? (
@@ -221,7 +232,7 @@ export function NodePanel({
         <FieldMapper config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} sourceFields={upstreamFields} readOnly={readOnly} errors={errors} />
       ) : doc.kind === "transform" ? (
         step ? (
-          <StepConfigForm step={step} config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} readOnly={readOnly} errors={errors} columns={[...new Set(upstreamFields.map((f) => f.name))]} />
+          <StepConfigForm step={step} config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} readOnly={readOnly} errors={errors} fields={uniqueFields(upstreamFields)} />
         ) : (
           <p className="text-sm">Unknown step {String(doc.step)}.</p>
         )
