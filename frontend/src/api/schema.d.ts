@@ -5686,6 +5686,8 @@ export interface operations {
                  */
                 status?: ("approved" | "pending" | "rejected" | "superseded")[];
                 stream?: string;
+                /** @description Only this workspace's rows (a workspace you are not in gives an empty list). */
+                workspace?: number;
             };
             header?: never;
             path?: never;
@@ -5828,6 +5830,8 @@ export interface operations {
                 /** @description The initial index from which to return the results. */
                 offset?: number;
                 stream?: string;
+                /** @description Only this workspace's rows (a workspace you are not in gives an empty list). */
+                workspace?: number;
             };
             header?: never;
             path?: never;
