@@ -7,7 +7,9 @@ import { useState } from "react";
 import { get, post } from "@/api/client";
 import type { Page, Webhook, WebhookWithSecret } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
+import { PipelineTriggers, PushStreams } from "@/components/IncomingHooks";
 import { SecretOnce } from "@/components/SecretOnce";
+import { Tabs } from "@/components/Tabs";
 import { Button, Card, Empty, ErrorNote, Field, inputClass, Loading, PageHeader, StatusBadge } from "@/components/ui";
 import { ago } from "@/lib/format";
 import { useCan, useWorkspace } from "@/lib/session";
@@ -62,8 +64,11 @@ function CreateWebhook({ workspaceId, onCreated }: { workspaceId: number; onCrea
   );
 }
 
+type Tab = "outgoing" | "triggers" | "push";
+
 function Webhooks() {
   const { id } = useWorkspace();
+  const [tab, setTab] = useState<Tab>("outgoing");
   const canEdit = useCan("editor");
   const client = useQueryClient();
   const [created, setCreated] = useState<WebhookWithSecret | null>(null);
@@ -73,11 +78,8 @@ function Webhooks() {
     enabled: id !== null,
   });
   if (id === null) return <Empty>You are not a member of any workspace.</Empty>;
-  return (
+  const outgoing = (
     <>
-      <PageHeader title="Webhooks">
-        <p className="text-sm text-slate-700 dark:text-slate-300">Events of this workspace, POSTed to your endpoints and signed (Standard Webhooks).</p>
-      </PageHeader>
       {created ? <SecretOnce label={`Signing secret of ${created.url}`} value={created.signing_secret} onDone={() => setCreated(null)} /> : null}
       <div className="grid gap-4 lg:grid-cols-[2fr_1fr]">
         <Card title="Endpoints">
@@ -115,6 +117,33 @@ function Webhooks() {
           </Card>
         ) : null}
       </div>
+    </>
+  );
+  return (
+    <>
+      <PageHeader title="Webhooks">
+        <p className="text-sm text-slate-700 dark:text-slate-300">
+          Outgoing: events of this workspace, POSTed to your endpoints. Incoming: signed URLs that start a pipeline or take records. All signed (Standard Webhooks).
+        </p>
+      </PageHeader>
+      <Tabs<Tab>
+        label="Webhook kinds"
+        active={tab}
+        onChange={setTab}
+        tabs={[
+          { id: "outgoing", label: "Outgoing" },
+          { id: "triggers", label: "Pipeline triggers" },
+          { id: "push", label: "Push streams" },
+        ]}
+      >
+        {tab === "triggers" ? (
+          <PipelineTriggers workspaceId={id} canEdit={canEdit} />
+        ) : tab === "push" ? (
+          <PushStreams workspaceId={id} canEdit={canEdit} />
+        ) : (
+          outgoing
+        )}
+      </Tabs>
     </>
   );
 }
