@@ -124,6 +124,7 @@ def test_an_editor_makes_a_push_stream_and_a_trigger_and_pushed_records_reach_po
         time.sleep(0.5)
         run.refresh_from_db()
     assert run.status == "succeeded", run.error
+    assert run.trigger == "webhook"
     rows = scratch_conn.execute(
         f'SELECT _push_seq, id, amount FROM "{pg_schema}".orders ORDER BY _push_seq'
     ).fetchall()
