@@ -30,12 +30,19 @@ _NODE_KEYS = {
 }
 
 
+# Problems that only say a document is unfinished downstream: they do not keep a node above them from
+# being previewed (see `problems_blocking`).
+UNFINISHED = "unfinished"
+CYCLE = "cycle"
+
+
 @dataclass
 class Problem:
     message: str
     node: str | None = None
     edge: int | None = None
     field: str | None = None
+    code: str | None = None
 
     @property
     def path(self) -> str:
@@ -55,10 +62,16 @@ class PipelineInvalid(Exception):
     """Every problem of a document, and the output schema of each node that could still be planned (its
     inputs known and its own config sound), so an editor can show fields beside a mistake elsewhere."""
 
-    def __init__(self, problems: list[Problem], schemas: dict[str, StreamSchema] | None = None) -> None:
+    def __init__(self, problems: list[Problem], plan: Plan | None = None) -> None:
         super().__init__(problems[0].message if problems else "invalid pipeline")
         self.problems = problems
-        self.schemas = schemas or {}
+        # What planning found despite the problems: every node whose inputs were known has its schema,
+        # every sound source and destination is resolved.
+        self.plan = plan
+
+    @property
+    def schemas(self) -> dict[str, StreamSchema]:
+        return self.plan.schemas if self.plan is not None else {}
 
     def as_fields(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -112,6 +125,25 @@ class Plan:
 
     def upstream(self, node_id: str) -> list[str]:
         return list(self.graph.predecessors(node_id))
+
+
+def problems_blocking(problems: list[Problem], nodes: set[str]) -> list[Problem]:
+    """The problems that keep the sub-plan made of `nodes` (a node and everything above it) from running:
+    those of its nodes, a cycle anywhere, and the document-wide ones, except that the document is
+    unfinished downstream (a node that feeds nothing yet, no destination yet). Another node's problem, or
+    an edge's (a dropped edge into one of `nodes` shows as that node's arity), does not block."""
+    blocking = []
+    for problem in problems:
+        if problem.code == CYCLE:
+            blocking.append(problem)
+        elif problem.code == UNFINISHED:
+            continue
+        elif problem.node is not None:
+            if problem.node in nodes:
+                blocking.append(problem)
+        elif problem.edge is None:
+            blocking.append(problem)
+    return blocking
 
 
 # How validation finds things outside the document: connectors by reference, and a stream's schema.
@@ -209,7 +241,7 @@ def build_graph(definition: Any) -> tuple[nx.DiGraph, dict[str, dict[str, Any]],
     if not nx.is_directed_acyclic_graph(graph):
         cycle = nx.find_cycle(graph)
         path = " → ".join([a for a, _ in cycle] + [cycle[0][0]])
-        problems.append(Problem(f"The graph has a cycle: {path}.", node=cycle[0][0]))
+        problems.append(Problem(f"The graph has a cycle: {path}.", node=cycle[0][0], code=CYCLE))
     return graph, nodes, problems
 
 
@@ -226,7 +258,9 @@ def _arity(
             if ins:
                 problems.append(Problem("A source has no inputs.", node=node_id))
             if not outs:
-                problems.append(Problem("A source must feed at least one node.", node=node_id))
+                problems.append(
+                    Problem("A source must feed at least one node.", node=node_id, code=UNFINISHED)
+                )
         elif kind == "destination":
             if outs:
                 problems.append(Problem("A destination has no outputs.", node=node_id))
@@ -234,7 +268,9 @@ def _arity(
                 problems.append(Problem(f"A destination takes exactly one input, not {ins}.", node=node_id))
         else:
             if not outs:
-                problems.append(Problem("A transform must feed at least one node.", node=node_id))
+                problems.append(
+                    Problem("A transform must feed at least one node.", node=node_id, code=UNFINISHED)
+                )
             step = node.get("step")
             if isinstance(step, str):
                 try:
@@ -288,10 +324,10 @@ def validate_definition(
     if not any(n["kind"] == "source" for n in nodes.values()) and nodes:
         problems.append(Problem("A pipeline needs at least one source.", field="nodes"))
     if not any(n["kind"] == "destination" for n in nodes.values()) and nodes:
-        problems.append(Problem("A pipeline needs at least one destination.", field="nodes"))
+        problems.append(Problem("A pipeline needs at least one destination.", field="nodes", code=UNFINISHED))
     if problems:
         # Planning went on past each problem wherever a node's inputs were known: keep what it found.
-        raise PipelineInvalid(problems, schemas=plan.schemas)
+        raise PipelineInvalid(problems, plan=plan)
     return plan
 
 

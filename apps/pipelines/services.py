@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import networkx as nx
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -21,7 +22,7 @@ from apps.monitoring import events
 from apps.schemas.selectors import latest_stream_schemas
 from apps.schemas.services import schema_discover
 
-from .definition import ConnectorRef, PipelineInvalid, Plan, validate_definition
+from .definition import ConnectorRef, PipelineInvalid, Plan, problems_blocking, validate_definition
 from .models import FINISHED_STATUSES, Pipeline, PipelineVersion, Run, RunStatus, RunTrigger
 
 logger = get_logger(__name__)
@@ -97,6 +98,27 @@ def pipeline_plan(*, workspace_id: int, definition: Any) -> Plan:
         )
     except PipelineInvalid as exc:
         raise ValidationError({path: msgs for path, msgs in exc.as_fields().items()}) from None
+
+
+def pipeline_plan_upstream(*, workspace_id: int, definition: Any, node_id: str) -> Plan:
+    """The plan to preview `node_id`: the document need only be sound at that node and above it, so a
+    node can be previewed while the rest of the pipeline is still being built (no destination yet, a
+    step below it half-configured). Raises ValidationError naming what blocks it."""
+    try:
+        return validate_definition(
+            definition, connector_lookup=_connector_lookup(workspace_id), stream_lookup=_stream_lookup
+        )
+    except PipelineInvalid as exc:
+        plan = exc.plan
+        if plan is None:
+            raise ValidationError(exc.as_fields()) from None
+        if node_id not in plan.nodes:
+            raise ValidationError({"node": [f"No node {node_id!r} in this pipeline."]}) from None
+        needed = nx.ancestors(plan.graph, node_id) | {node_id}
+        blocking = problems_blocking(exc.problems, needed)
+        if blocking:
+            raise ValidationError(PipelineInvalid(blocking).as_fields()) from None
+        return plan
 
 
 def _check_name_free(*, workspace_id: int, name: str, exclude_id: int | None = None) -> None:

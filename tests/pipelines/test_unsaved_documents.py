@@ -302,3 +302,47 @@ def test_preview_of_an_unsaved_document_names_the_node_at_fault(
     assert list(response.json()["error"]["fields"]) == ["nodes.late.config.expression"]
     response = client.post(PREVIEW, {"node": "late"}, format="json")
     assert response.json()["error"]["fields"] == {"definition": ["This field is required."]}
+
+
+def test_a_node_is_previewed_while_the_pipeline_below_it_is_unfinished(
+    personas, client_for, csv_connector, pg_connector
+):
+    """The filter is sound; the derive below it has no config yet and the destination no table. The
+    filter can be previewed; the broken derive cannot, and the answer says why, at the derive."""
+    document = with_derive(flights_definition())
+    document["nodes"][2]["config"] = {}
+    document["nodes"][3]["table"] = ""
+    client = client_for(personas.editor)
+    response = client.post(PREVIEW, {"definition": document, "node": "late", "limit": 5}, format="json")
+    assert response.status_code == 200, response.json()
+    assert [r["flight"] for r in response.json()["output"]] == [1141, 1696]
+
+    response = client.post(PREVIEW, {"definition": document, "node": "hours"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "nodes.hours.config.column": ["config.column: Field required"]
+    }
+
+
+def test_a_lone_node_is_previewed_before_anything_is_connected_below_it(
+    personas, client_for, csv_connector, pg_connector
+):
+    document = {
+        "nodes": [
+            {"id": "flights", "kind": "source", "connector": "flights-files", "stream": "flights"},
+            {"id": "late", "kind": "transform", "step": "filter", "config": {"expression": "dep_delay > 60"}},
+            {"id": "other", "kind": "transform", "step": "filter", "config": {"expression": "nope >"}},
+        ],
+        "edges": [{"from": "flights", "to": "late"}],
+    }
+    client = client_for(personas.editor)
+    body = client.post(PREVIEW, {"definition": document, "node": "late"}, format="json").json()
+    assert [r["flight"] for r in body["output"]] == [1141, 1696, 33]
+    body = client.post(PREVIEW, {"definition": document, "node": "flights", "limit": 2}, format="json").json()
+    assert [r["flight"] for r in body["output"]] == [1545, 1714]
+    # A cycle anywhere blocks every preview: there is no order to run in.
+    document["nodes"][2]["config"]["expression"] = "dep_delay > 0"
+    document["edges"] += [{"from": "late", "to": "other"}, {"from": "other", "to": "late"}]
+    response = client.post(PREVIEW, {"definition": document, "node": "flights"}, format="json")
+    assert response.status_code == 400
+    assert any("cycle" in m for ms in response.json()["error"]["fields"].values() for m in ms)

@@ -47,11 +47,12 @@ def _validate(*, workspace_id: int, definition: Any) -> Response:
 
 
 def _preview(*, workspace_id: int, definition: Any, node: str, limit: int) -> Response:
-    """The body of both preview routes. Connectors resolve in `workspace_id` only, so a document naming
-    another workspace's connector is refused at that node before anything is read."""
+    """The body of both preview routes. The document need only be sound at `node` and above it.
+    Connectors resolve in `workspace_id` only, so a document naming another workspace's connector is
+    refused at that node before anything is read."""
     from apps.pipelines.preview import pipeline_preview
 
-    plan = services.pipeline_plan(workspace_id=workspace_id, definition=definition)
+    plan = services.pipeline_plan_upstream(workspace_id=workspace_id, definition=definition, node_id=node)
     return Response(pipeline_preview(plan=plan, node_id=node, limit=limit))
 
 
