@@ -181,6 +181,36 @@ def invitation_revoke(*, invitation: Invitation) -> None:
 
 
 @transaction.atomic
+def user_password_change(*, user: User, new_password: str) -> int:
+    """Sets a new password (checked by AUTH_PASSWORD_VALIDATORS; errors on `new_password`) and blacklists
+    every refresh token of the user still outstanding, so a stolen one stops working. Returns how many were
+    revoked. Access tokens live on until they expire (JWT_ACCESS_MINUTES): they are not looked up. Other
+    browser sessions end by themselves (their session hash no longer matches); the caller keeps its own with
+    update_session_auth_hash. API keys are separate credentials and stay.
+
+    The audit log records the change (users.User is tracked, the password field masked)."""
+    from django.contrib.auth.password_validation import validate_password
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    if user.check_password(new_password):
+        raise ValidationError({"new_password": "Choose a password different from the current one."})
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from exc
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    outstanding = OutstandingToken.objects.filter(
+        user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+    )
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+    )
+    logger.info("password_changed", user_id=user.id, refresh_tokens_revoked=len(revoked))
+    return len(revoked)
+
+
+@transaction.atomic
 def api_key_create(
     *, workspace: Workspace, user: User, name: str, scopes: list[str], expires_at: datetime | None = None
 ) -> tuple[ApiKey, str]:

@@ -12,6 +12,15 @@ class LoginInputSerializer(serializers.Serializer):
     password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
 
 
+class PasswordChangeInputSerializer(serializers.Serializer):
+    current_password = serializers.CharField(
+        write_only=True, trim_whitespace=False, style={"input_type": "password"}
+    )
+    new_password = serializers.CharField(
+        write_only=True, trim_whitespace=False, max_length=4096, style={"input_type": "password"}
+    )
+
+
 class TokenPairSerializer(serializers.Serializer):
     access = serializers.CharField()
     refresh = serializers.CharField()

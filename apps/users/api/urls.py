@@ -19,6 +19,7 @@ urlpatterns = [
     path("auth/login/", views.SessionLoginView.as_view(), name="session-login"),
     path("auth/logout/", views.SessionLogoutView.as_view(), name="session-logout"),
     path("auth/csrf/", views.CsrfView.as_view(), name="csrf"),
+    path("auth/password/", views.PasswordChangeView.as_view(), name="password-change"),
     path("auth/accept-invitation/", views.AcceptInvitationView.as_view(), name="accept-invitation"),
     path("me/", views.MeView.as_view(), name="me"),
     *router.urls,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.db.models import QuerySet
 from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
@@ -33,6 +33,7 @@ from .serializers import (
     MembershipRoleSerializer,
     MembershipSerializer,
     MeSerializer,
+    PasswordChangeInputSerializer,
     TokenPairSerializer,
     WorkspaceSerializer,
 )
@@ -183,6 +184,42 @@ class MeView(APIView):
         serializer.is_valid(raise_exception=True)
         serializer.save()
         return Response(serializer.data)
+
+
+def _check_current_password(request: Request, user: User, password: str) -> None:
+    """The signed-in user's current password, checked through django-axes like a sign-in: a wrong one counts
+    towards the lockout of (email, address), and a locked-out pair is refused before the comparison."""
+    from axes.handlers.proxy import AxesProxyHandler
+
+    http_request = request._request
+    credentials = {"email": user.email}
+    if AxesProxyHandler.is_locked(http_request, credentials):
+        raise LockedOut()
+    checked = authenticate(http_request, email=user.email, password=password)
+    if checked is None or checked.pk != user.pk:
+        if AxesProxyHandler.is_locked(http_request, credentials):
+            raise LockedOut()
+        raise exceptions.ValidationError({"current_password": ["Your current password is not this one."]})
+
+
+class PasswordChangeView(APIView):
+    """The signed-in user changes their password. Their refresh tokens are revoked; the session making the
+    request stays signed in, the user's other sessions end. API keys cannot do this."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=PasswordChangeInputSerializer, responses={204: None}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiKey):
+            raise exceptions.PermissionDenied("API keys cannot change the user's password.")
+        data = PasswordChangeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = cast("User", request.user)
+        _check_current_password(request, user, data.validated_data["current_password"])
+        services.user_password_change(user=user, new_password=data.validated_data["new_password"])
+        if _auth_type(request) == "session":
+            update_session_auth_hash(request._request, user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class WorkspaceViewSet(WorkspaceScopedModelViewSet):

@@ -265,6 +265,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/password/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description The signed-in user changes their password. Their refresh tokens are revoked; the session making the
+         *     request stays signed in, the user's other sessions end. API keys cannot do this.
+         */
+        post: operations["auth_password_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/token/": {
         parameters: {
             query?: never;
@@ -2660,6 +2680,10 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Workspace"][];
         };
+        PasswordChangeInputRequest: {
+            current_password: string;
+            new_password: string;
+        };
         PatchedAlertRuleWriteRequest: {
             email_recipients?: string[];
             is_enabled?: boolean;
@@ -4080,6 +4104,30 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    auth_password_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChangeInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PasswordChangeInputRequest"];
+                "multipart/form-data": components["schemas"]["PasswordChangeInputRequest"];
+            };
+        };
         responses: {
             /** @description No response body */
             204: {
