@@ -1,7 +1,7 @@
 "use client";
 
 import { useQueryClient } from "@tanstack/react-query";
-import { Activity, Database, GitBranch, LayoutDashboard, LogOut, Moon, Sun, Table2, Users, Webhook } from "lucide-react";
+import { Activity, Database, GitBranch, LayoutDashboard, LogOut, Moon, Network, Sun, Table2, Users, Webhook } from "lucide-react";
 import Link from "next/link";
 import { usePathname } from "next/navigation";
 import { useId, type ReactNode } from "react";
@@ -16,6 +16,7 @@ const nav = [
   { href: "/pipelines", label: "Pipelines", Icon: GitBranch },
   { href: "/connectors", label: "Connectors", Icon: Database },
   { href: "/schemas", label: "Schemas", Icon: Table2 },
+  { href: "/lineage", label: "Lineage", Icon: Network },
   { href: "/monitoring", label: "Monitoring", Icon: Activity },
   { href: "/webhooks", label: "Webhooks", Icon: Webhook },
   { href: "/team", label: "Team", Icon: Users },
@@ -29,7 +30,8 @@ function WorkspaceSwitcher() {
   if (workspaces.length === 0) return null;
   return (
     <div className="flex items-center gap-2">
-      <label htmlFor={id} className="sr-only sm:not-sr-only sm:text-sm sm:text-slate-300">
+      {/* Visible while the navigation has a line of its own (sm–lg); from xl everything shares one line. */}
+      <label htmlFor={id} className="sr-only sm:not-sr-only sm:text-sm sm:text-slate-300 xl:sr-only">
         Workspace
       </label>
       <select
@@ -40,7 +42,8 @@ function WorkspaceSwitcher() {
           // Lists are per workspace: drop what was loaded for the other one.
           void client.invalidateQueries({ predicate: (q) => q.queryKey[0] !== "me" });
         }}
-        className="max-w-[11rem] rounded-md border border-slate-600 bg-slate-800 px-2 py-1 text-sm text-white"
+        title="Workspace"
+        className="max-w-[9rem] rounded-md border border-slate-600 bg-slate-800 px-2 py-1 text-sm text-white"
       >
         {workspaces.map((w) => (
           <option key={w.id} value={w.id}>
@@ -75,7 +78,7 @@ function LiveSubscriber({ workspaceId }: { workspaceId: number }) {
   return (
     <span data-testid="live" data-live={connected} className="flex items-center gap-1.5 text-xs text-slate-300" title={connected ? "Updates arrive live" : "Not connected: refreshing periodically"}>
       <span aria-hidden className={`size-2 rounded-full ${connected ? "bg-green-400" : "bg-slate-500"}`} />
-      {connected ? "Live" : "Offline"}
+      <span className="xl:sr-only">{connected ? "Live" : "Offline"}</span>
     </span>
   );
 }
@@ -93,12 +96,14 @@ export function AppShell({ children }: { children: ReactNode }) {
         Skip to content
       </a>
       <header className="bg-slate-900 text-white">
-        <div className="mx-auto flex max-w-7xl flex-wrap items-center gap-x-4 gap-y-2 px-3 py-2 sm:px-6">
+        {/* One line from xl (1280 px) up: the nav's labels stay, the controls on the right turn to icons
+            (their names stay for screen readers); below, the nav takes a line of its own. */}
+        <div className="mx-auto flex max-w-7xl flex-wrap items-center gap-x-4 gap-y-2 px-3 py-2 sm:px-6 xl:flex-nowrap xl:gap-x-3" data-testid="app-header">
           <Link href="/" className="text-lg font-bold tracking-tight">
             Aggregator
           </Link>
           <nav aria-label="Main" className="order-last w-full sm:order-none sm:w-auto">
-            <ul className="flex flex-wrap gap-1">
+            <ul className="flex flex-wrap gap-1 xl:flex-nowrap xl:gap-0.5">
               {nav.map(({ href, label, Icon }) => {
                 const active = href === "/" ? pathname === "/" : pathname.startsWith(href);
                 return (
@@ -106,7 +111,7 @@ export function AppShell({ children }: { children: ReactNode }) {
                     <Link
                       href={href}
                       aria-current={active ? "page" : undefined}
-                      className={`flex items-center gap-1.5 rounded-md px-2.5 py-1.5 text-sm whitespace-nowrap ${active ? "bg-slate-700 font-semibold" : "text-slate-200 hover:bg-slate-800"}`}
+                      className={`flex items-center gap-1.5 rounded-md px-2.5 py-1.5 text-sm whitespace-nowrap xl:gap-1 xl:px-2 ${active ? "bg-slate-700 font-semibold" : "text-slate-200 hover:bg-slate-800"}`}
                     >
                       <Icon aria-hidden className="size-4" />
                       {label}
@@ -116,7 +121,7 @@ export function AppShell({ children }: { children: ReactNode }) {
               })}
             </ul>
           </nav>
-          <div className="ml-auto flex items-center gap-2">
+          <div className="ml-auto flex shrink-0 items-center gap-2">
             {workspaceId ? <LiveSubscriber workspaceId={workspaceId} /> : null}
             <WorkspaceSwitcher />
             <ThemeToggle />
@@ -128,7 +133,7 @@ export function AppShell({ children }: { children: ReactNode }) {
                 title={me.data.email}
               >
                 <LogOut aria-hidden className="size-4" />
-                Sign out
+                <span className="xl:sr-only">Sign out</span>
               </button>
             ) : null}
           </div>

@@ -1,14 +1,17 @@
 "use client";
 
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery } from "@tanstack/react-query";
 import type { ColumnDef } from "@tanstack/react-table";
-import { KeyRound } from "lucide-react";
+import { BarChart3, KeyRound } from "lucide-react";
 import { useId, useMemo, useState } from "react";
 
 import { get, post } from "@/api/client";
-import type { DiscoverOutput, PreviewOutput, Stream } from "@/api/types";
+import type { components } from "@/api/schema";
+import type { ConnectorStreams, DiscoverOutput, PreviewOutput, Stream } from "@/api/types";
 import { DataTable } from "@/components/DataTable";
+import { ColumnProfiles, type ColumnProfile } from "@/components/RunQuality";
 import { Button, Card, Empty, ErrorNote, Loading } from "@/components/ui";
+import { count } from "@/lib/format";
 
 /** Discover: the streams a source offers now, each with its fields, types, primary key and cursor. */
 export function DiscoverPanel({ connectorId, canDiscover, onStreams }: { connectorId: number; canDiscover: boolean; onStreams: (s: Stream[]) => void }) {
@@ -150,6 +153,72 @@ export function PreviewPanel({ connectorId, streams }: { connectorId: number; st
             </Card>
           ) : null}
         </>
+      ) : null}
+    </div>
+  );
+}
+
+type StreamProfile = components["schemas"]["StreamProfileOutput"];
+
+/** Profile: a stream's first rows (10,000 by default, at most 100,000) profiled without a run — nulls,
+ * distinct values, min/max/mean and a histogram per column (`POST connectors/{id}/stream-profile/`). */
+export function ProfilePanel({ connectorId, streams }: { connectorId: number; streams: Stream[] }) {
+  const recorded = useQuery({
+    queryKey: ["connector-streams", connectorId],
+    queryFn: ({ signal }) => get<ConnectorStreams>(`schemas/connectors/${connectorId}/streams/`, undefined, signal),
+  });
+  const names = useMemo(
+    () => [...new Set([...streams.map((s) => s.name), ...(recorded.data?.streams ?? []).filter((s) => !s.is_removed).map((s) => s.stream)])].sort(),
+    [streams, recorded.data],
+  );
+  const [limit, setLimit] = useState(10_000);
+  const limitId = useId();
+  const profile = useMutation({
+    mutationFn: (stream: string) => post<StreamProfile>(`connectors/${connectorId}/stream-profile/`, { stream, limit }),
+  });
+  return (
+    <div className="space-y-3">
+      <div>
+        <label htmlFor={limitId} className="block text-sm font-medium">
+          Rows to profile
+        </label>
+        <input
+          id={limitId}
+          type="number"
+          min={1}
+          max={100_000}
+          value={limit}
+          onChange={(e) => setLimit(Math.max(1, Math.min(100_000, Number(e.target.value) || 1)))}
+          aria-describedby={`${limitId}-hint`}
+          className="w-36 rounded-md border border-slate-400 bg-white px-2 py-1.5 text-sm dark:bg-slate-900"
+        />
+        <p id={`${limitId}-hint`} className="text-xs text-slate-700 dark:text-slate-300">
+          The stream&apos;s first rows, at most 100,000; nothing is stored.
+        </p>
+      </div>
+      {recorded.isPending && !streams.length ? <Loading /> : null}
+      {recorded.isError ? <ErrorNote error={recorded.error} /> : null}
+      {!recorded.isPending && names.length === 0 ? <Empty>No streams recorded yet: discover them on the Streams tab.</Empty> : null}
+      <ul className="divide-y divide-slate-100 text-sm dark:divide-slate-700" data-testid="profile-streams">
+        {names.map((name) => (
+          <li key={name} className="flex items-center justify-between gap-2 py-1.5">
+            <span className="font-mono">{name}</span>
+            <Button onClick={() => profile.mutate(name)} busy={profile.isPending && profile.variables === name} aria-label={`Profile ${name}`}>
+              <BarChart3 aria-hidden className="size-4" /> Profile
+            </Button>
+          </li>
+        ))}
+      </ul>
+      {profile.isError ? <ErrorNote error={profile.error} /> : null}
+      {profile.isPending ? <Loading label={`Profiling ${profile.variables}…`} /> : null}
+      {profile.data && !profile.isPending ? (
+        <Card title={`Profile of ${profile.data.stream}`}>
+          <p className="text-sm" data-testid="profile-summary">
+            {count(profile.data.rows)} rows profiled{profile.data.rows >= profile.data.limit ? ` (the first ${count(profile.data.limit)})` : " (the whole stream)"}
+            {profile.data.rejected ? `; ${count(profile.data.rejected)} rows the source could not read` : ""}.
+          </p>
+          <ColumnProfiles columns={profile.data.columns as ColumnProfile[]} />
+        </Card>
       ) : null}
     </div>
   );

@@ -43,6 +43,32 @@ export function Histogram({ column }: { column: ColumnProfile }) {
   );
 }
 
+// Six significant digits: a mean of 20.0875333… reads 20.0875.
+const plain = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(6))) : String(v));
+
+/** Per column of a profile: nulls (and their share), distinct values, min/max/mean, a histogram of numbers or
+ * the top values of the rest. Shared by the run page and the connector page's stream profiles. */
+export function ColumnProfiles({ columns }: { columns: ColumnProfile[] }) {
+  return (
+    <ul className="mt-1 grid gap-2 sm:grid-cols-2 lg:grid-cols-3">
+      {columns.map((c) => (
+        <li key={c.name} className="rounded border border-slate-200 p-2 text-xs dark:border-slate-700" data-testid={`column-profile-${c.name}`}>
+          <p className="font-semibold"><span className="font-mono">{c.name}</span> {c.type}</p>
+          <p>
+            <span data-testid="nulls">nulls {count(c.nulls)}{c.null_share !== null ? ` (${(c.null_share * 100).toFixed(1)}%)` : ""}</span> · distinct {count(c.distinct)}
+            {c.min !== undefined ? ` · min ${plain(c.min)} · max ${plain(c.max)}` : ""}
+            {c.mean !== undefined && c.mean !== null ? ` · mean ${plain(c.mean)}` : ""}
+          </p>
+          <Histogram column={c} />
+          {!c.histogram && c.top_values?.length ? (
+            <p className="mt-1">top: {c.top_values.slice(0, 3).map((t) => `${String(t.value)} (${t.count})`).join(", ")}</p>
+          ) : null}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
 /** A run's quality report (every rule of every node) and the profiles of its node outputs. */
 export function RunQuality({ runId }: { runId: number }) {
   const report = useQuery({
@@ -109,21 +135,7 @@ export function RunQuality({ runId }: { runId: number }) {
                 <h3 className="text-sm font-semibold">
                   <span className="font-mono">{p.node}</span> · {count(p.rows)} rows{p.complete ? "" : ` (first ${count(p.row_cap ?? p.rows)})`}
                 </h3>
-                <ul className="mt-1 grid gap-2 sm:grid-cols-2 lg:grid-cols-3">
-                  {((p.columns ?? []) as ColumnProfile[]).map((c) => (
-                    <li key={c.name} className="rounded border border-slate-200 p-2 text-xs dark:border-slate-700">
-                      <p className="font-semibold"><span className="font-mono">{c.name}</span> {c.type}</p>
-                      <p>
-                        nulls {count(c.nulls)}{c.null_share !== null ? ` (${(c.null_share * 100).toFixed(1)}%)` : ""} · distinct {count(c.distinct)}
-                        {c.min !== undefined ? ` · min ${String(c.min)} · max ${String(c.max)}` : ""}
-                      </p>
-                      <Histogram column={c} />
-                      {!c.histogram && c.top_values?.length ? (
-                        <p className="mt-1">top: {c.top_values.slice(0, 3).map((t) => `${String(t.value)} (${t.count})`).join(", ")}</p>
-                      ) : null}
-                    </li>
-                  ))}
-                </ul>
+                <ColumnProfiles columns={(p.columns ?? []) as ColumnProfile[]} />
               </section>
             ))}
           </div>

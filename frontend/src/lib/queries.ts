@@ -5,6 +5,7 @@ import { useQuery } from "@tanstack/react-query";
 import { get } from "@/api/client";
 import type { Connector, ConnectorType, Page, Pipeline, Run, RunDetail } from "@/api/types";
 import { useLive } from "@/lib/live";
+import type { LineageTableList, TableLineage } from "@/lib/lineageGraph";
 import { useWorkspace } from "@/lib/session";
 
 // Query keys start with the resource, so a live event or a mutation can invalidate a whole family.
@@ -73,4 +74,23 @@ export function idParam(params: URLSearchParams | null): number | null {
   const raw = params?.get("id");
   if (!raw || !/^\d+$/.test(raw)) return null;
   return Number(raw);
+}
+
+/** The destination tables the workspace's pipelines write (`lineage/`), for the lineage screen. */
+export function useLineageTables() {
+  const { id } = useWorkspace();
+  return useQuery({
+    queryKey: ["lineage", id],
+    queryFn: ({ signal }) => get<LineageTableList>("lineage/", { workspace: id }, signal),
+    enabled: id !== null,
+  });
+}
+
+/** Where each column of one destination table comes from (`lineage/table/`). */
+export function useTableLineage(table: { connector: number; table: string } | null) {
+  return useQuery({
+    queryKey: ["lineage", "table", table?.connector, table?.table],
+    queryFn: ({ signal }) => get<TableLineage>("lineage/table/", { connector: table!.connector, table: table!.table }, signal),
+    enabled: table !== null,
+  });
 }

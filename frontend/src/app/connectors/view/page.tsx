@@ -9,7 +9,7 @@ import { Suspense, useState } from "react";
 import { ApiError, del, get, patch, post } from "@/api/client";
 import type { CheckOutput, Connector, Stream } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
-import { DiscoverPanel, PreviewPanel } from "@/components/ConnectorStreams";
+import { DiscoverPanel, PreviewPanel, ProfilePanel } from "@/components/ConnectorStreams";
 import { NotFound } from "@/components/NotFound";
 import { UploadField } from "@/components/UploadField";
 import { Tabs } from "@/components/Tabs";
@@ -26,7 +26,7 @@ const ConnectorForm = dynamic(() => import("@/components/ConnectorForm").then((m
   loading: () => <Loading label="Loading the form…" />,
 });
 
-type Tab = "settings" | "streams" | "preview";
+type Tab = "settings" | "streams" | "preview" | "profile";
 type LastCheck = { status: string; message: string; at: string | null };
 
 function ConnectorDetail() {
@@ -119,6 +119,7 @@ function ConnectorView({ connector }: { connector: Connector }) {
           { id: "settings", label: "Settings" },
           { id: "streams", label: "Streams" },
           { id: "preview", label: "Preview" },
+          { id: "profile", label: "Profile" },
         ]}
       >
         {tab === "settings" ? (
@@ -148,6 +149,7 @@ function ConnectorView({ connector }: { connector: Connector }) {
         ) : null}
         {tab === "streams" ? <DiscoverPanel connectorId={connector.id} canDiscover={canEdit} onStreams={setStreams} /> : null}
         {tab === "preview" ? <PreviewPanel connectorId={connector.id} streams={streams} /> : null}
+        {tab === "profile" ? <ProfilePanel connectorId={connector.id} streams={streams} /> : null}
       </Tabs>
       <ConfirmDialog open={confirmDelete} title={`Delete ${connector.name}?`} confirmLabel="Delete connector" busy={deleting} onCancel={() => setConfirmDelete(false)} onConfirm={() => void remove()}>
         Pipelines that use it will fail validation until they point at another connector.
