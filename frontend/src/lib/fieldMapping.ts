@@ -1,4 +1,10 @@
 // The `map_fields` step's config (docs/schemas.md "Field mapping") as the builder's mapper edits it.
+import type { components } from "@/api/schema";
+
+/** A column of an existing destination table (`GET connectors/{id}/tables/{table}/`). */
+export type TableColumn = components["schemas"]["TableColumn"];
+/** An existing destination table with its columns. */
+export type DestinationTable = components["schemas"]["Table"];
 
 export interface Mapping {
   from: string;
@@ -45,10 +51,57 @@ export function removeMapping(config: MapFieldsConfig, index: number): MapFields
   return { ...config, mappings: (config.mappings ?? []).filter((_, i) => i !== index) };
 }
 
-/** Destination fields that must be filled (not nullable) and no mapping gives. */
-export function unmappedRequired(config: MapFieldsConfig): string[] {
+/** Destination fields that must be filled (not nullable) and no mapping gives: of `fields` when given (the
+ * destination table's), else of the step's `destination_schema`. */
+export function unmappedRequired(config: MapFieldsConfig, fields?: DestinationField[]): string[] {
   const mapped = new Set((config.mappings ?? []).map((m) => m.to));
-  return (config.destination_schema ?? []).filter((f) => f.nullable === false && !mapped.has(f.name)).map((f) => f.name);
+  return (fields ?? config.destination_schema ?? []).filter((f) => f.nullable === false && !mapped.has(f.name)).map((f) => f.name);
+}
+
+/** Columns every destination adds to every row itself (`_ag_run_id`, `_ag_loaded_at`): never mapped. */
+export const RUN_COLUMNS = new Set(["_ag_run_id", "_ag_loaded_at"]);
+
+/** A table's columns as destination fields. `nullable` here means "may be left unmapped", as in the step's
+ * `destination_schema`: a NOT NULL column with a default (or an identity) is not required. */
+export function tableFields(columns: readonly TableColumn[]): DestinationField[] {
+  return columns.filter((c) => !RUN_COLUMNS.has(c.name)).map((c) => ({ name: c.name, type: c.type, nullable: !c.required }));
+}
+
+/** The destination fields the mapper shows: the table's columns when the table exists, then the fields of
+ * `destination_schema` it lacks (new columns the load will add); without a table, `destination_schema`. */
+export function destinationFields(config: MapFieldsConfig, columns: readonly TableColumn[] | null): DestinationField[] {
+  const own = config.destination_schema ?? [];
+  if (!columns) return own;
+  const fromTable = tableFields(columns);
+  const names = new Set(fromTable.map((f) => f.name));
+  return [...fromTable, ...own.filter((f) => !names.has(f.name))];
+}
+
+/** Whether `destination_schema` already says what the table says (so the server validates against it). */
+export function schemaMatchesTable(config: MapFieldsConfig, columns: readonly TableColumn[]): boolean {
+  const own = new Map((config.destination_schema ?? []).map((f) => [f.name, f]));
+  return tableFields(columns).every((f) => {
+    const mine = own.get(f.name);
+    return mine !== undefined && (mine.type ?? "string") === f.type && (mine.nullable ?? true) === f.nullable;
+  });
+}
+
+interface GraphNodeLike {
+  id: string;
+  data?: { doc?: { kind?: unknown; connector?: unknown; table?: unknown } };
+}
+
+/** The destination a node feeds directly (connector reference and table, both set), or null. */
+export function downstreamDestination(nodes: readonly GraphNodeLike[], edges: readonly { source: string; target: string }[], nodeId: string): { connector: string; table: string } | null {
+  for (const edge of edges) {
+    if (edge.source !== nodeId) continue;
+    const doc = nodes.find((n) => n.id === edge.target)?.data?.doc;
+    if (doc?.kind !== "destination") continue;
+    const connector = doc.connector === undefined || doc.connector === null ? "" : String(doc.connector);
+    const table = typeof doc.table === "string" ? doc.table.trim() : "";
+    if (connector && table) return { connector, table };
+  }
+  return null;
 }
 
 /** A default as typed: JSON when it parses (0, true, "x"), else the text itself. */

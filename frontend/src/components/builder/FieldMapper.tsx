@@ -1,39 +1,108 @@
 "use client";
 
+import { useQuery } from "@tanstack/react-query";
+import { useStore } from "@xyflow/react";
 import { AlertTriangle, ArrowRight, Plus, Trash2 } from "lucide-react";
-import { useId, useState, type DragEvent } from "react";
+import { useCallback, useId, useState, type DragEvent } from "react";
 
+import { ApiError, get } from "@/api/client";
+import type { Connector } from "@/api/types";
 import type { SchemaField } from "@/components/builder/NodePanel";
 import { Button, inputClass } from "@/components/ui";
-import { parseDefault, removeMapping, setMapping, unmappedRequired, updateMapping, type MapFieldsConfig } from "@/lib/fieldMapping";
+import {
+  destinationFields,
+  downstreamDestination,
+  parseDefault,
+  removeMapping,
+  schemaMatchesTable,
+  setMapping,
+  tableFields,
+  unmappedRequired,
+  updateMapping,
+  type DestinationTable,
+  type MapFieldsConfig,
+} from "@/lib/fieldMapping";
 
 const TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "json"];
 const DRAG = "application/x-aggregator-field";
+
+/** What the mapper knows of the destination table the node feeds (connector + table of the next node). */
+export type TableState =
+  | { status: "loading"; name: string }
+  | { status: "found"; name: string; table: DestinationTable }
+  | { status: "missing"; name: string }
+  | { status: "error"; name: string; message: string };
+
+interface MapperProps {
+  config: MapFieldsConfig;
+  onChange: (config: MapFieldsConfig) => void;
+  sourceFields: SchemaField[];
+  readOnly: boolean;
+  errors: Record<string, string[]>;
+}
 
 /**
  * The `map_fields` step as two columns: the fields arriving at the node on the left, the destination's
  * fields on the right. Drag a source field onto a destination field (or onto "new column") to map it, or
  * choose it in the destination field's list; each mapping has a cast and a default. Required destination
  * fields nothing maps are flagged.
+ *
+ * When the node feeds a destination node whose connector and table are set, and that table exists, its
+ * columns are the destination fields (`GET connectors/{id}/tables/{table}/`; required = NOT NULL without a
+ * default). Given `nodeId` and `connectors`, the mapper finds that node on the builder's canvas (React
+ * Flow's store); `destinationTable` gives the table directly instead. Without a table (none set, not made
+ * yet, or not readable) it works from the step's own `destination_schema`, as before.
  */
 export function FieldMapper({
-  config,
-  onChange,
-  sourceFields,
-  readOnly,
-  errors,
-}: {
-  config: MapFieldsConfig;
-  onChange: (config: MapFieldsConfig) => void;
-  sourceFields: SchemaField[];
-  readOnly: boolean;
-  errors: Record<string, string[]>;
-}) {
+  nodeId,
+  connectors,
+  destinationTable,
+  ...props
+}: MapperProps & { nodeId?: string; connectors?: Connector[]; destinationTable?: TableState | null }) {
+  if (destinationTable !== undefined || nodeId === undefined || connectors === undefined) {
+    return <Mapper {...props} table={destinationTable ?? null} />;
+  }
+  return <CanvasMapper {...props} nodeId={nodeId} connectors={connectors} />;
+}
+
+/** The mapper inside the builder: looks up the destination node this one feeds and reads its table. */
+function CanvasMapper({ nodeId, connectors, ...props }: MapperProps & { nodeId: string; connectors: Connector[] }) {
+  // A string, so the panel re-renders only when the target changes, not on every canvas move.
+  const key = useStore(
+    useCallback((s: { nodes: Parameters<typeof downstreamDestination>[0]; edges: Parameters<typeof downstreamDestination>[1] }) => {
+      const target = downstreamDestination(s.nodes, s.edges, nodeId);
+      return target ? JSON.stringify([target.connector, target.table]) : "";
+    }, [nodeId]),
+  );
+  const [ref, name] = key ? (JSON.parse(key) as [string, string]) : ["", ""];
+  const connector = connectors.find((c) => c.name === ref || String(c.id) === ref);
+  const table = useQuery({
+    queryKey: ["connector-table", connector?.id, name],
+    queryFn: ({ signal }) => get<DestinationTable>(`connectors/${connector?.id}/tables/${encodeURIComponent(name)}/`, undefined, signal),
+    enabled: Boolean(connector && name),
+    retry: false,
+    staleTime: 30_000,
+  });
+  let state: TableState | null = null;
+  if (connector && name) {
+    if (table.isPending) state = { status: "loading", name };
+    else if (table.isSuccess) state = { status: "found", name, table: table.data };
+    else if (table.error instanceof ApiError && table.error.status === 404) state = { status: "missing", name };
+    // A destination without tables (files) has nothing to show; anything else is worth saying.
+    else if (!(table.error instanceof ApiError && "connector" in table.error.fields)) state = { status: "error", name, message: table.error?.message ?? "" };
+  }
+  return <Mapper {...props} table={state} />;
+}
+
+function Mapper({ config, onChange, sourceFields, readOnly, errors, table }: MapperProps & { table: TableState | null }) {
   const ids = useId();
   const [newField, setNewField] = useState("");
   const mappings = config.mappings ?? [];
-  const destination = config.destination_schema ?? [];
-  const missing = unmappedRequired(config);
+  const columns = table?.status === "found" ? table.table.columns : null;
+  const destination = destinationFields(config, columns);
+  const fromTable = new Set(columns ? tableFields(columns).map((f) => f.name) : []);
+  const keyColumns = new Set(table?.status === "found" ? table.table.primary_key : []);
+  const missing = unmappedRequired(config, destination);
   const drop = (to: string | null) => (event: DragEvent) => {
     const from = event.dataTransfer.getData(DRAG);
     if (!from || readOnly) return;
@@ -70,6 +139,12 @@ export function FieldMapper({
         </section>
         <section aria-label="Destination fields">
           <h3 className="text-xs font-semibold uppercase">Destination fields</h3>
+          <TableNote table={table} />
+          {columns && !readOnly && !schemaMatchesTable(config, columns) ? (
+            <Button variant="ghost" className="text-xs" onClick={() => onChange({ ...config, destination_schema: destination })}>
+              Validate against these columns
+            </Button>
+          ) : null}
           <ul className="space-y-1">
             {destination.map((f, i) => {
               const index = mappings.findIndex((m) => m.to === f.name);
@@ -83,7 +158,13 @@ export function FieldMapper({
                   className={`rounded border px-1.5 py-0.5 text-xs ${missing.includes(f.name) ? "border-red-600 bg-red-50 dark:bg-red-950" : "border-slate-300 dark:border-slate-600"}`}
                 >
                   <label htmlFor={`${ids}-dest-${i}`} className="font-mono">
-                    {f.name} <span className="text-slate-700 dark:text-slate-300">{f.type ?? "string"}{required ? " required" : ""}</span>
+                    {f.name}{" "}
+                    <span className="text-slate-700 dark:text-slate-300">
+                      {f.type ?? "string"}
+                      {required ? " required" : ""}
+                      {keyColumns.has(f.name) ? " key" : ""}
+                      {columns && !fromTable.has(f.name) ? " new column" : ""}
+                    </span>
                   </label>
                   <select
                     id={`${ids}-dest-${i}`}
@@ -180,5 +261,22 @@ export function FieldMapper({
         </select>
       </span>
     </div>
+  );
+}
+
+function TableNote({ table }: { table: TableState | null }) {
+  if (!table) return null;
+  const text =
+    table.status === "loading"
+      ? `Reading table ${table.name}…`
+      : table.status === "found"
+        ? `Columns of table ${table.table.schema}.${table.table.name}`
+        : table.status === "missing"
+          ? `Table ${table.name} does not exist yet: the first run creates it from the mapped fields.`
+          : `Could not read table ${table.name}: ${table.message}`;
+  return (
+    <p className="text-xs text-slate-700 dark:text-slate-300" data-testid="destination-table" data-status={table.status} aria-live="polite">
+      {text}
+    </p>
   );
 }
