@@ -229,7 +229,7 @@ export function NodePanel({
         </>
       ) : null}
       {doc.kind === "transform" && doc.step === "map_fields" ? (
-        <FieldMapper config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} sourceFields={upstreamFields} readOnly={readOnly} errors={errors} />
+        <FieldMapper config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} sourceFields={upstreamFields} readOnly={readOnly} errors={errors} nodeId={String(doc.id)} connectors={connectors} />
       ) : doc.kind === "transform" ? (
         step ? (
           <StepConfigForm step={step} config={(doc.config as Record<string, unknown> | undefined) ?? {}} onChange={onConfigChange} readOnly={readOnly} errors={errors} fields={uniqueFields(upstreamFields)} />
