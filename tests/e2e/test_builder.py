@@ -1,8 +1,9 @@
 """The visual pipeline builder in a real browser against the real server and worker: an editor drags a CSV
-source, a filter and a PostgreSQL destination onto the canvas, connects them, configures them in the side
-panel, creates the pipeline, previews the filter (fewer rows out than in), runs it from the builder and
-watches each node's counts go live on the canvas, then finds the rows in PostgreSQL. axe-core checks the
-builder screen (var/e2e-artifacts/)."""
+source, a filter, a derive step and a PostgreSQL destination onto the canvas, connects them, configures them
+in the side panel (a mistyped expression is flagged inline as it is typed), previews the filter before the
+pipeline is first saved (fewer rows out than in), creates it, runs it from the builder and watches each
+node's counts go live on the canvas, then finds the rows in PostgreSQL with the derived column. axe-core
+checks the builder screens (var/e2e-artifacts/)."""
 
 from __future__ import annotations
 
@@ -77,8 +78,10 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
 
     _drop(page, "flights", 20, 160)
     _drop(page, "Filter rows", 270, 160)
+    page.get_by_label("Search steps").fill("derive")
+    _drop(page, "Derive a column", 270, 320)
     _drop(page, "warehouse-pg", 520, 160)
-    for node_id in ("flights", "filter", "warehouse_pg"):
+    for node_id in ("flights", "filter", "derive", "warehouse_pg"):
         page.get_by_test_id(f"canvas-node-{node_id}").wait_for()
     page.get_by_role("button", name="Zoom to fit").click()
 
@@ -90,44 +93,37 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     page.get_by_test_id("canvas-node-warehouse_pg").wait_for()
 
     _connect(page, "flights", "filter")
-    _connect(page, "filter", "warehouse_pg")
+    _connect(page, "filter", "derive")
+    _connect(page, "derive", "warehouse_pg")
     page.get_by_role("button", name="Auto-layout").click()
     page.get_by_role("button", name="Zoom to fit").click()
 
-    # The side panel: the step's form comes from its JSON Schema, the destination's settings are fields.
+    # Before the first save the server already checks the document: the derive and the destination are
+    # not configured yet, but the fields reaching the filter are known, so its column names complete.
     page.get_by_test_id("canvas-node-filter").click()
-    page.get_by_label(re.compile("^Expression")).fill("dep_delay > 60")
-    page.get_by_test_id("canvas-node-warehouse_pg").click()
-    page.get_by_label("Table", exact=True).fill("late_flights")
-
-    page.get_by_label("Name", exact=True).fill("late flights")
-    page.get_by_role("button", name="Create pipeline").click()
-    page.wait_for_url(re.compile(r".*/pipelines/builder\?id=\d+$"))
-    pipeline = Pipeline.objects.get(name="late flights")
-    assert [n["id"] for n in pipeline.definition["nodes"]] == ["flights", "filter", "warehouse_pg"]
-    assert all("position" in n for n in pipeline.definition["nodes"])
-    assert {(e["from"], e["to"]) for e in pipeline.definition["edges"]} == {
-        ("flights", "filter"), ("filter", "warehouse_pg")
-    }  # fmt: skip
-
-    # Validation as you build: the server's answer, and the fields available at each node.
-    page.locator('[data-testid="validation"][data-valid="true"]').wait_for()
-    page.get_by_test_id("canvas-node-filter").click()
-    page.get_by_test_id("node-fields").get_by_text("dep_delay").wait_for()
-
-    # Column names complete from the fields arriving at the node.
-    page.get_by_label(re.compile("^Expression")).fill("dep_d")
+    expression = page.get_by_label(re.compile("^Expression"))
+    page.locator('[data-testid="canvas-node-derive"]:not([data-errors="0"])').wait_for()
+    page.get_by_test_id("canvas-node-flights").get_by_text(re.compile("6 fields")).wait_for()
+    expression.fill("dep_d")
     page.get_by_role("button", name="Insert column dep_delay").click()
-    assert page.get_by_label(re.compile("^Expression")).input_value() == "dep_delay"
+    assert expression.input_value() == "dep_delay"
 
-    # A wrong column is reported at its node while editing, and fixed again.
-    page.get_by_label(re.compile("^Expression")).fill("dep_dely > 60")
-    page.locator('[data-testid="canvas-node-filter"]:not([data-errors="0"])').wait_for()
-    page.get_by_test_id("node-errors").get_by_text(re.compile("dep_dely")).wait_for()
-    page.get_by_label(re.compile("^Expression")).fill("dep_delay > 60")
-    page.locator('[data-testid="validation"][data-valid="true"]').wait_for()
+    # The side panel: the step's form comes from its JSON Schema. The expression is checked as it is
+    # typed: a syntax error at its column, then an unknown column with the closest name; fixed, it is clear.
+    expression.press_sequentially(" >", delay=20)
+    check = page.get_by_test_id("expression-check")
+    check.get_by_text("Column 12: unexpected end of the expression, expected a value").wait_for()
+    assert expression.get_attribute("aria-invalid") == "true"
+    assert "__check" in (expression.get_attribute("aria-describedby") or "")
+    check_screen(page, "19-builder-expression-error")
+    expression.fill("dep_dely > 60")
+    check.get_by_text("Column 1: unknown column 'dep_dely', did you mean 'dep_delay'?").wait_for()
+    expression.fill("dep_delay > 60")
+    page.locator('[data-testid="expression-check"][data-valid="true"]').wait_for(state="attached")
+    assert check.inner_text() == ""
+    assert expression.get_attribute("aria-invalid") == "false"
 
-    # Preview the filter: its input and output side by side, fewer rows out than in.
+    # Preview the filter before the pipeline exists: its input and output side by side, fewer rows out.
     page.get_by_role("button", name="Preview").click()
     preview = page.get_by_test_id("preview")
     preview.wait_for()
@@ -135,7 +131,43 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     rows_out = int(preview.get_by_test_id("preview-rows-out").get_attribute("data-count"))
     assert rows_in == 100
     assert rows_out == PREVIEW_LATE < rows_in
+    assert not Pipeline.objects.exists()
     check_screen(page, "20-builder-preview")
+
+    # The derive step: a new column from an expression, completed and checked like the filter's.
+    page.get_by_test_id("canvas-node-derive").click()
+    page.get_by_label(re.compile("^Column")).fill("delay_hours")
+    page.get_by_label(re.compile("^Expression")).fill("dep_delay / 60")
+    page.get_by_test_id("expression-type").get_by_text("Gives number values.").wait_for()
+    page.get_by_test_id("canvas-node-warehouse_pg").click()
+    page.get_by_label("Table", exact=True).fill("late_flights")
+    page.locator('[data-testid="validation"][data-valid="true"]').wait_for()
+
+    page.get_by_label("Name", exact=True).fill("late flights")
+    page.get_by_role("button", name="Create pipeline").click()
+    page.wait_for_url(re.compile(r".*/pipelines/builder\?id=\d+$"))
+    pipeline = Pipeline.objects.get(name="late flights")
+    assert [n["id"] for n in pipeline.definition["nodes"]] == ["flights", "filter", "derive", "warehouse_pg"]
+    assert all("position" in n for n in pipeline.definition["nodes"])
+    assert {(e["from"], e["to"]) for e in pipeline.definition["edges"]} == {
+        ("flights", "filter"), ("filter", "derive"), ("derive", "warehouse_pg")
+    }  # fmt: skip
+    assert pipeline.definition["nodes"][2]["config"] == {
+        "column": "delay_hours",
+        "expression": "dep_delay / 60",
+    }
+
+    # Validation as you build: the server's answer, and the fields available at each node.
+    page.locator('[data-testid="validation"][data-valid="true"]').wait_for()
+    page.get_by_test_id("canvas-node-filter").click()
+    page.get_by_test_id("node-fields").get_by_text("dep_delay").wait_for()
+
+    # A wrong column is reported at its node while editing (the document's validation), and fixed again.
+    page.get_by_label(re.compile("^Expression")).fill("dep_dely > 60")
+    page.locator('[data-testid="canvas-node-filter"]:not([data-errors="0"])').wait_for()
+    page.get_by_test_id("node-errors").get_by_text(re.compile("dep_dely")).wait_for()
+    page.get_by_label(re.compile("^Expression")).fill("dep_delay > 60")
+    page.locator('[data-testid="validation"][data-valid="true"]').wait_for()
 
     # Run from the builder (the document is saved) and watch the counts arrive on the canvas.
     page.locator('[data-testid="live"][data-live="true"]').wait_for()
@@ -145,16 +177,24 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     counts = {
         node: (page.get_by_test_id(f"counts-{node}").get_attribute("data-rows-in"),
                page.get_by_test_id(f"counts-{node}").get_attribute("data-rows-out"))
-        for node in ("flights", "filter", "warehouse_pg")
+        for node in ("flights", "filter", "derive", "warehouse_pg")
     }  # fmt: skip
     assert counts["flights"][1] == str(ROWS)
     assert counts["filter"] == (str(ROWS), str(LATE))
+    assert counts["derive"] == (str(LATE), str(LATE))
     assert counts["warehouse_pg"][0] == str(LATE)
+    table = f'"{pg_config["schema"]}".late_flights'
     written = scratch_conn.execute(
-        f'SELECT count(*), min(dep_delay) FROM "{pg_config["schema"]}".late_flights'
+        f"SELECT count(*), min(dep_delay), count(delay_hours) FROM {table}"
     ).fetchone()
-    assert written[0] == LATE
-    assert written[1] > 60
+    assert written == (LATE, min(d for d in DELAYS if d > 60), LATE)
+    # The derived column holds dep_delay / 60 for every row (as a number, not truncated to an integer).
+    rows = scratch_conn.execute(
+        f"SELECT flight, dep_delay, delay_hours FROM {table} ORDER BY flight"
+    ).fetchall()
+    expected = sorted((1000 + i, d, d / 60) for i, d in enumerate(DELAYS) if d > 60)
+    assert [(f, d) for f, d, _ in rows] == [(f, d) for f, d, _ in expected]
+    assert all(abs(h - e) < 1e-9 for (_, _, h), (_, _, e) in zip(rows, expected, strict=True))
     check_screen(page, "21-builder-run")
 
     # The run's page: no rule ran; the source was profiled, with a histogram per numeric column.
@@ -172,14 +212,14 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     row = page.get_by_test_id("lineage").locator('[data-column="dep_delay"]')
     row.get_by_text("flights.dep_delay").wait_for()
     row.get_by_role("button", name="Trace dep_delay").click()
-    for node_id in ("flights", "filter", "warehouse_pg"):
+    for node_id in ("flights", "filter", "derive", "warehouse_pg"):
         page.locator(f'[data-testid="canvas-node-{node_id}"][data-traced="true"]').wait_for()
     check_screen(page, "22-builder-lineage")
 
     # The document view is the same state: switching there and back keeps everything, positions included.
     page.get_by_role("button", name="Document").click()
     text = page.get_by_test_id("builder-document").input_value()
-    assert "dep_delay > 60" in text and "position:" in text
+    assert "dep_delay > 60" in text and "delay_hours" in text and "position:" in text
     check_screen(page, "22-builder-document-view")
     page.get_by_role("button", name="Canvas").click()
     for node_id in ("flights", "filter", "warehouse_pg"):

@@ -177,13 +177,16 @@ export function NodePanel({
         </div>
       </div>
       {all.length ? (
-        <ul role="alert" data-testid="node-errors" className="space-y-0.5 rounded-md border border-red-300 bg-red-50 p-2 text-sm text-red-900 dark:border-red-700 dark:bg-red-950 dark:text-red-100">
-          {all.map((m, i) => (
-            <li key={i} className="flex gap-1">
-              <AlertTriangle aria-hidden className="mt-0.5 size-3.5 shrink-0" /> {m}
-            </li>
-          ))}
-        </ul>
+        // The list inside the alert: a list given role=alert is no list any more, and its items dangle.
+        <div role="alert" data-testid="node-errors" className="rounded-md border border-red-300 bg-red-50 p-2 text-sm text-red-900 dark:border-red-700 dark:bg-red-950 dark:text-red-100">
+          <ul className="space-y-0.5">
+            {all.map((m, i) => (
+              <li key={i} className="flex gap-1">
+                <AlertTriangle aria-hidden className="mt-0.5 size-3.5 shrink-0" /> {m}
+              </li>
+            ))}
+          </ul>
+        </div>
       ) : null}
       {doc.kind === "source" ? (
         <>
