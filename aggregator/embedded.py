@@ -118,6 +118,9 @@ class _Server:
         self.output = output
         self.log_file = log_file
         self.port: int | None = None
+        # A restart of the same server takes the port it had when free, so clients configured with it
+        # (a connector's config, say) keep working across a stop and start.
+        self._last_port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -146,10 +149,11 @@ class _Server:
     def _launch(self, timeout: float) -> None:
         """Start on the preferred port (or a free one), retrying another port when it was taken meanwhile."""
         for attempt in range(3):
-            self.port = _free_port(self.preferred_port if attempt == 0 else None)
+            self.port = _free_port((self._last_port or self.preferred_port) if attempt == 0 else None)
             self._spawn(self._command(self.port))
             try:
                 self._wait_until_ready(timeout)
+                self._last_port = self.port
                 return
             except _ServerExited as exited:
                 tail = self.log_tail()

@@ -32,7 +32,7 @@ from aggregator.logging import get_logger
 from apps.connectors.base import ConnectorError
 from apps.connectors.selectors import connector_runtime
 from apps.monitoring import events
-from apps.schemas.services import schema_contract_check
+from apps.schemas.services import schema_contract_check, schema_refresh
 from apps.transformations.profiling import SOURCE_PROFILE_ROWS, StreamProfiler
 from apps.transformations.quality import NodeRules, RuleFailed
 from apps.transformations.steps import StepError, get_step_type
@@ -175,6 +175,8 @@ class RunExecutor:
         # Data quality (apps/transformations/quality.py, profiling.py): each node's rules and profiler.
         self.rules: dict[str, NodeRules] = {}
         self.profilers: dict[str, StreamProfiler] = {}
+        # Set once refresh_schemas has discovered the sources for this attempt: the reads skip discovery.
+        self.schemas_refreshed = False
 
     # --- logging and progress ---------------------------------------------------------------------------
 
@@ -469,6 +471,33 @@ class RunExecutor:
         rank = {node_id: i for i, node_id in enumerate(plan.order)}
         return list(nx.lexicographical_topological_sort(order, key=lambda n: rank[n]))
 
+    def refresh_schemas(self, plan: Plan) -> bool:
+        """Discover each source connector of the plan once, before anything is read, so that a change the
+        stream's contract accepts (a new column under `evolve`) is read by this run rather than the next.
+        True when a stream this plan reads changed: the caller plans again with the accepted versions."""
+        used: dict[int, tuple[Any, set[str]]] = {}
+        for source in plan.sources.values():
+            connector = source.connector.connector
+            used.setdefault(connector.id, (connector, set()))[1].add(source.stream.name)
+        changed = False
+        for connector, streams in used.values():
+            for change in schema_refresh(connector=connector):
+                if change.stream in streams and change.kind != "unchanged":
+                    changed = True
+                    parts = [f"new column(s) {', '.join(change.added_fields)}"] if change.added_fields else []
+                    if change.removed_fields:
+                        parts.append(f"column(s) gone: {', '.join(change.removed_fields)}")
+                    if change.type_changes:
+                        parts.append(f"type changed: {', '.join(change.type_changes)}")
+                    self.log(
+                        f"Stream '{change.stream}' of connector '{connector.name}' changed since it was last "
+                        f"read ({'; '.join(parts) or change.kind}), recorded as version {change.version}; "
+                        "this run reads it with the schema its contract accepts.",
+                        level=LogLevel.WARNING,
+                    )
+        self.schemas_refreshed = True
+        return changed
+
     def _read_source(
         self, plan: Plan, source_id: str, runners: dict[str, Any], sinks: dict[str, DestinationSink]
     ) -> tuple[str, dict[str, Any]] | None:
@@ -493,7 +522,9 @@ class RunExecutor:
         else:
             state = None
         # The stream's contract: discovers it now (a schema version per run) and fails on a frozen change.
-        contract = schema_contract_check(connector=source.connector.connector, stream=stream)
+        contract = schema_contract_check(
+            connector=source.connector.connector, stream=stream, discover=not self.schemas_refreshed
+        )
         if contract.message:
             self.log(contract.message, level=LogLevel.WARNING, node=source_id)
         if contract.skip:
@@ -801,12 +832,20 @@ def run_execute(*, run_id: int, attempt: int) -> str:
     logger.info("pipeline_run_started", run_id=run.id, pipeline_id=run.pipeline_id, attempt=attempt)
     executor = RunExecutor(run)
     try:
-        try:
-            plan = pipeline_plan(workspace_id=run.workspace_id, definition=run.pipeline_version.definition)
-        except ValidationError as exc:
-            raise ConfigurationError(
-                "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())
-            ) from None
+
+        def plan_run() -> Plan:
+            try:
+                return pipeline_plan(
+                    workspace_id=run.workspace_id, definition=run.pipeline_version.definition
+                )
+            except ValidationError as exc:
+                raise ConfigurationError(
+                    "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())
+                ) from None
+
+        plan = plan_run()
+        if executor.refresh_schemas(plan):
+            plan = plan_run()
         executor.log(f"Run started (attempt {attempt} of {run.max_attempts}).")
         executor.execute(plan)
     except RunCancelled:

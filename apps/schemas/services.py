@@ -300,26 +300,29 @@ def _discovers_on_run(slug: str) -> bool:
     return bool(declared) if declared is not None else slug not in NO_DISCOVERY_ON_RUN
 
 
-def schema_contract_check(*, connector: Any, stream: StreamSchema) -> ContractDecision:
-    """At the start of a run's read of `stream` (the schema the run was planned with): discover the
-    connector now (recording a version if the stream changed; cheap for files and databases, skipped for
-    the types in NO_DISCOVERY_ON_RUN), hold the stream to its contract and say how to read it. Raises
-    SchemaContractViolation, naming the stream and the pending change, when a frozen change stands in
-    the way."""
+def schema_refresh(*, connector: Any) -> list[StreamChange]:
+    """Discover the connector now and record what changed (cheap for files and databases; skipped for the
+    types in NO_DISCOVERY_ON_RUN). Returns each stream's change, or [] when skipped or when the discovery
+    failed: the read itself meets the same failure and reports (or retries) it properly, and a pending
+    change recorded before still blocks the run."""
     from apps.connectors.services import connector_discover
 
+    if not _discovers_on_run(connector.connector_type):
+        return []
     try:
-        if _discovers_on_run(connector.connector_type):
-            schema_record_discovery(connector=connector, streams=connector_discover(connector=connector))
+        return schema_record_discovery(connector=connector, streams=connector_discover(connector=connector))
     except ValidationError as exc:
-        # The read itself will meet the same failure and report (or retry) it properly; a pending change
-        # recorded before still blocks below.
-        logger.warning(
-            "schema_contract_discovery_failed",
-            connector_id=connector.id,
-            stream=stream.name,
-            error=exc.messages,
-        )
+        logger.warning("schema_refresh_failed", connector_id=connector.id, error=exc.messages)
+        return []
+
+
+def schema_contract_check(*, connector: Any, stream: StreamSchema, discover: bool = True) -> ContractDecision:
+    """At the start of a run's read of `stream` (the schema the run was planned with): unless the run has
+    just done so (`discover=False`), discover the connector (schema_refresh), hold the stream to its
+    contract and say how to read it. Raises SchemaContractViolation, naming the stream and the pending
+    change, when a frozen change stands in the way."""
+    if discover:
+        schema_refresh(connector=connector)
     latest = (
         StreamSchemaVersion.objects.filter(connector_id=connector.id, stream=stream.name)
         .order_by("-version")

@@ -10,7 +10,7 @@ import pytest
 
 from apps.monitoring.models import Event
 from apps.pipelines.executor import run_execute
-from apps.pipelines.models import RejectedRecord, Run, RunStatus
+from apps.pipelines.models import RejectedRecord, Run, RunLog, RunStatus
 from apps.pipelines.services import pipeline_create, run_start
 from apps.schemas.models import SchemaChange, SchemaChangeStatus, StreamSchemaVersion
 from apps.schemas.services import stream_contract_set
@@ -81,16 +81,15 @@ def test_every_run_records_a_version_and_evolve_accepts_new_columns(
     flights_file.write_text(WITH_TAILNUM)
     run = run_once(pipeline)
     assert run.status == RunStatus.SUCCEEDED
-    # Recorded and accepted at the start of the read; this run was planned before, so it reads the
-    # planned columns, and the next run is planned with the new version.
+    # Discovered, recorded and accepted before anything is read, so this very run is planned again and
+    # reads the new column; the destination table gains it.
     assert versions(csv_connector) == [(1, True), (2, True)]
     (drift,) = Event.objects.filter(type="schema.drift_detected")
     assert drift.payload["stream"] == "flights"
     assert drift.payload["contract"] == "accepted"
     assert drift.payload["changes"]["added_fields"] == ["tailnum"]
-
-    run = run_once(pipeline)
-    assert run.status == RunStatus.SUCCEEDED
+    (note,) = RunLog.objects.filter(run=run, message__contains="changed since it was last read")
+    assert "new column(s) tailnum" in note.message and "version 2" in note.message
     assert columns(scratch_conn, pg_schema, "flights_copy") == [
         "year",
         "month",
@@ -106,6 +105,13 @@ def test_every_run_records_a_version_and_evolve_accepts_new_columns(
         (str(run.id),),
     ).fetchall()
     assert loaded == [(1141, "N619AA"), (1545, "N14228"), (1714, None)]
+
+    # The next run finds nothing new: one discovery per run, no new version, no second drift event.
+    run = run_once(pipeline)
+    assert (run.status, run.rows_written) == (RunStatus.SUCCEEDED, 3)
+    assert versions(csv_connector) == [(1, True), (2, True)]
+    assert Event.objects.filter(type="schema.drift_detected").count() == 1
+    assert not RunLog.objects.filter(run=run, message__contains="changed since it was last read").exists()
 
 
 def test_freeze_blocks_runs_until_an_editor_approves(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.pipelines.models import NodeRun, Run, RunStatus
+from apps.pipelines.models import NodeRun, Run, RunLog, RunStatus
 from apps.pipelines.services import pipeline_create, run_cancel, run_start, runs_recover_stale
 
 from .worker import Worker, wait_for
@@ -213,7 +213,10 @@ def test_destination_database_stopping_mid_load_never_leaves_the_live_table_empt
             "OLD",
         )
 
-    assert run_execute(run_id=run.id, attempt=2) == RunStatus.SUCCEEDED
+    status = run_execute(run_id=run.id, attempt=2)
+    assert status == RunStatus.SUCCEEDED, "\n".join(
+        RunLog.objects.filter(run=run).values_list("message", flat=True)
+    )
     with psycopg.connect(separate_server.url("dest")) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT id) FROM public.big").fetchone() == (ROWS, ROWS)
         leftovers = conn.execute(
