@@ -26,8 +26,12 @@ def _submit(page: Any, current: str, new: str, repeat: str | None = None) -> Non
 
 def test_a_user_changes_their_password_and_signs_in_with_it(personas: Any, new_page: Any) -> None:
     page = new_page()
-    sign_in(page, personas.editor.email, DEFAULT_PASSWORD, next_path="/account")
+    sign_in(page, personas.editor.email, DEFAULT_PASSWORD, next_path="/")
+    # From any screen, the header's account link (an icon with its name for screen readers at this width).
+    page.get_by_role("link", name="Account").click()
+    page.wait_for_url("**/account")
     page.get_by_role("heading", name="Your account").wait_for()
+    assert page.get_by_role("link", name="Account").get_attribute("aria-current") == "page"
     page.get_by_text(f"Signed in as {personas.editor.email}").wait_for()
     check_screen(page, "account-01-form")
 

@@ -1,7 +1,7 @@
 "use client";
 
 import { useQueryClient } from "@tanstack/react-query";
-import { Activity, Database, GitBranch, LayoutDashboard, LogOut, Moon, Network, Sun, Table2, Users, Webhook } from "lucide-react";
+import { Activity, CircleUser, Database, GitBranch, LayoutDashboard, LogOut, Moon, Network, Sun, Table2, Users, Webhook } from "lucide-react";
 import Link from "next/link";
 import { usePathname } from "next/navigation";
 import { useId, type ReactNode } from "react";
@@ -125,6 +125,17 @@ export function AppShell({ children }: { children: ReactNode }) {
             {workspaceId ? <LiveSubscriber workspaceId={workspaceId} /> : null}
             <WorkspaceSwitcher />
             <ThemeToggle />
+            {me.data ? (
+              <Link
+                href="/account"
+                aria-current={pathname.startsWith("/account") ? "page" : undefined}
+                className={`flex items-center gap-1 rounded-md px-2 py-1.5 text-sm text-slate-200 hover:bg-slate-800 ${pathname.startsWith("/account") ? "bg-slate-700" : ""}`}
+                title={`Your account (${me.data.email})`}
+              >
+                <CircleUser aria-hidden className="size-4" />
+                <span className="sr-only sm:not-sr-only xl:sr-only">Account</span>
+              </Link>
+            ) : null}
             {me.data ? (
               <button
                 type="button"
