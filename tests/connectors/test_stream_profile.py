@@ -1,4 +1,4 @@
-"""`POST /api/v1/connectors/{id}/stream-profile/`: a stream's first rows profiled without a run."""
+"""`GET /api/v1/connectors/{id}/profile/?stream=…&limit=…`: a stream's first rows profiled without a run."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def measures(personas, import_dir):
 
 def test_viewer_profiles_a_stream_across_batches(personas, client_for, measures):
     connector, frame = measures
-    response = client_for(personas.viewer).post(
-        f"/api/v1/connectors/{connector.id}/stream-profile/", {"stream": "measures"}, format="json"
+    response = client_for(personas.viewer).get(
+        f"/api/v1/connectors/{connector.id}/profile/", {"stream": "measures"}
     )
     assert response.status_code == 200, response.json()
     body = response.json()
@@ -73,11 +73,7 @@ def test_the_limit_cuts_the_rows_read(personas, client_for, measures):
     connector, frame = measures
     body = (
         client_for(personas.viewer)
-        .post(
-            f"/api/v1/connectors/{connector.id}/stream-profile/",
-            {"stream": "measures", "limit": 1000},
-            format="json",
-        )
+        .get(f"/api/v1/connectors/{connector.id}/profile/", {"stream": "measures", "limit": 1000})
         .json()
     )
     assert (body["rows"], body["limit"]) == (1000, 1000)
@@ -90,16 +86,14 @@ def test_the_limit_cuts_the_rows_read(personas, client_for, measures):
 def test_limits_and_streams_are_checked(personas, client_for, measures):
     connector, _ = measures
     client = client_for(personas.viewer)
-    url = f"/api/v1/connectors/{connector.id}/stream-profile/"
-    too_many = client.post(url, {"stream": "measures", "limit": 100_001}, format="json")
+    url = f"/api/v1/connectors/{connector.id}/profile/"
+    too_many = client.get(url, {"stream": "measures", "limit": 100_001})
     assert too_many.status_code == 400
     assert list(too_many.json()["error"]["fields"]) == ["limit"]
-    unknown = client.post(url, {"stream": "nope"}, format="json")
+    unknown = client.get(url, {"stream": "nope"})
     assert unknown.status_code == 400
     assert unknown.json()["error"]["fields"] == {"stream": ["No stream 'nope'; this source has: measures."]}
-    assert client.post(url, {}, format="json").json()["error"]["fields"] == {
-        "stream": ["This field is required."]
-    }
+    assert client.get(url, {}).json()["error"]["fields"] == {"stream": ["This field is required."]}
 
 
 def test_rejected_rows_are_counted(personas, client_for, import_dir):
@@ -113,7 +107,7 @@ def test_rejected_rows_are_counted(personas, client_for, import_dir):
     )
     body = (
         client_for(personas.viewer)
-        .post(f"/api/v1/connectors/{connector.id}/stream-profile/", {"stream": "bad"}, format="json")
+        .get(f"/api/v1/connectors/{connector.id}/profile/", {"stream": "bad"})
         .json()
     )
     assert (body["rows"], body["rejected"]) == (3, 1)
@@ -121,11 +115,11 @@ def test_rejected_rows_are_counted(personas, client_for, import_dir):
 
 def test_an_outsider_gets_404_and_nothing_of_the_data(personas, client_for, measures):
     connector, _ = measures
-    response = client_for(personas.outsider).post(
-        f"/api/v1/connectors/{connector.id}/stream-profile/", {"stream": "measures"}, format="json"
+    response = client_for(personas.outsider).get(
+        f"/api/v1/connectors/{connector.id}/profile/", {"stream": "measures"}
     )
     assert response.status_code == 404
     assert b"delay" not in response.content
-    assert client_for(None).post(
-        f"/api/v1/connectors/{connector.id}/stream-profile/", {"stream": "measures"}, format="json"
+    assert client_for(None).get(
+        f"/api/v1/connectors/{connector.id}/profile/", {"stream": "measures"}
     ).status_code in (401, 403)

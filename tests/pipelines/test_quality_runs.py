@@ -461,7 +461,7 @@ def test_connector_stream_profile(personas, client_for, csv_connector, flights_f
         "connector": csv_connector.id,
         "stream": "flights",
         "rows": 7,
-        "limit": 1000,
+        "limit": 10_000,
         "rejected": 0,
     }
     frame = pd.read_csv(io.StringIO(FLIGHTS_CSV))
@@ -473,7 +473,7 @@ def test_connector_stream_profile(personas, client_for, csv_connector, flights_f
     assert capped.json()["rows"] == 3
     missing = client.get(f"/api/v1/connectors/{csv_connector.id}/profile/")
     assert missing.status_code == 400
-    assert missing.json()["error"]["fields"] == {"stream": ["Name the stream to profile."]}
+    assert missing.json()["error"]["fields"] == {"stream": ["This field is required."]}
 
 
 def test_outsider_gets_404_on_the_quality_endpoints(personas, client_for, finished_run, csv_connector):

@@ -81,7 +81,7 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
         "check": Role.EDITOR,
         "discover": Role.EDITOR,
         "preview": Role.VIEWER,
-        "stream_profile": Role.VIEWER,
+        "profile": Role.VIEWER,
     }
 
     def scoped_queryset(self) -> QuerySet[Connector]:
@@ -170,14 +170,14 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
         )
         return Response(body)
 
-    @extend_schema(request=StreamProfileInputSerializer, responses={200: StreamProfileOutputSerializer})
-    @action(detail=True, methods=["post"], url_path="stream-profile")
-    def stream_profile(self, request: Request, pk: str) -> Response:
+    @extend_schema(parameters=[StreamProfileInputSerializer], responses={200: StreamProfileOutputSerializer})
+    @action(detail=True, methods=["get"])
+    def profile(self, request: Request, pk: str) -> Response:
         """Profile a stream's first rows (`limit`, default 10,000, at most 100,000) without a run: per column
         nulls, distinct count, min/max/mean/stddev, top values and a histogram of numbers. Nothing is
-        stored. A POST because it reads the source (as long as that takes), not because it changes data."""
+        stored."""
         connector = self.get_object()
-        data = StreamProfileInputSerializer(data=request.data)
+        data = StreamProfileInputSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
         body = services.connector_profile(
             connector=connector, stream=data.validated_data["stream"], limit=data.validated_data["limit"]

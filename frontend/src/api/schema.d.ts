@@ -531,33 +531,13 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * @description The profile of a stream's first rows: per column null share, distinct count, min/max/mean/stddev,
-         *     top values and a histogram of numbers.
+         * @description Profile a stream's first rows (`limit`, default 10,000, at most 100,000) without a run: per column
+         *     nulls, distinct count, min/max/mean/stddev, top values and a histogram of numbers. Nothing is
+         *     stored.
          */
         get: operations["connectors_profile_retrieve"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/connectors/{id}/stream-profile/": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * @description Profile a stream's first rows (`limit`, default 10,000, at most 100,000) without a run: per column
-         *     nulls, distinct count, min/max/mean/stddev, top values and a histogram of numbers. Nothing is
-         *     stored. A POST because it reads the source (as long as that takes), not because it changes data.
-         */
-        post: operations["connectors_stream_profile_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3318,25 +3298,6 @@ export interface components {
             nullable: boolean;
             type: string;
         };
-        StreamProfile: {
-            /** @description Per column: null share, distinct, min/max/mean/stddev, … */
-            columns: unknown;
-            connector: number;
-            limit: number;
-            /** @description Rows the source could not read among those. */
-            rejected: number;
-            /** @description Rows profiled (the first rows of the stream). */
-            rows: number;
-            stream: string;
-        };
-        StreamProfileInputRequest: {
-            /**
-             * @description Rows to read and profile.
-             * @default 10000
-             */
-            limit: number;
-            stream: string;
-        };
         StreamProfileOutput: {
             columns: components["schemas"]["ColumnProfile"][];
             connector: number;
@@ -4523,7 +4484,7 @@ export interface operations {
     connectors_profile_retrieve: {
         parameters: {
             query: {
-                /** @description Rows to profile (default and maximum 1000). */
+                /** @description Rows to read and profile. */
                 limit?: number;
                 stream: string;
             };
@@ -4535,34 +4496,6 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["StreamProfile"];
-                };
-            };
-        };
-    };
-    connectors_stream_profile_create: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description A unique integer value identifying this connector. */
-                id: number;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["StreamProfileInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["StreamProfileInputRequest"];
-                "multipart/form-data": components["schemas"]["StreamProfileInputRequest"];
-            };
-        };
         responses: {
             200: {
                 headers: {

@@ -161,7 +161,7 @@ export function PreviewPanel({ connectorId, streams }: { connectorId: number; st
 type StreamProfile = components["schemas"]["StreamProfileOutput"];
 
 /** Profile: a stream's first rows (10,000 by default, at most 100,000) profiled without a run — nulls,
- * distinct values, min/max/mean and a histogram per column (`POST connectors/{id}/stream-profile/`). */
+ * distinct values, min/max/mean and a histogram per column (`GET connectors/{id}/profile/`). */
 export function ProfilePanel({ connectorId, streams }: { connectorId: number; streams: Stream[] }) {
   const recorded = useQuery({
     queryKey: ["connector-streams", connectorId],
@@ -174,7 +174,7 @@ export function ProfilePanel({ connectorId, streams }: { connectorId: number; st
   const [limit, setLimit] = useState(10_000);
   const limitId = useId();
   const profile = useMutation({
-    mutationFn: (stream: string) => post<StreamProfile>(`connectors/${connectorId}/stream-profile/`, { stream, limit }),
+    mutationFn: (stream: string) => get<StreamProfile>(`connectors/${connectorId}/profile/`, { stream, limit }),
   });
   return (
     <div className="space-y-3">
