@@ -79,6 +79,37 @@ def test_discover_lists_tables_views_and_queries(
     ]
 
 
+def test_materialized_views_are_streams_read_like_tables(
+    pg_config: dict[str, Any], source_table: str, pg_schema: str, scratch_conn: psycopg.Connection[Any]
+) -> None:
+    scratch_conn.execute(
+        f'CREATE MATERIALIZED VIEW "{pg_schema}".daily AS SELECT day, count(*)::int AS orders, '
+        f'sum(amount) AS total, max(at) AS last_at FROM "{pg_schema}".orders GROUP BY day'
+    )
+    config = _config(pg_config)
+    streams = {s.name: s for s in connector.discover(config)}
+    daily = streams[f"{pg_schema}.daily"]
+    assert [(f.name, f.type) for f in daily.fields] == [
+        ("day", FieldType.DATE),
+        ("orders", FieldType.INTEGER),
+        ("total", FieldType.NUMBER),
+        ("last_at", FieldType.DATETIME),
+    ]
+    assert set(streams) == {source_table, f"{pg_schema}.paid_orders", f"{pg_schema}.daily"}
+
+    rows = sorted(_rows(list(connector.read(config, daily, None))), key=lambda r: str(r["day"]))
+    assert [(r["day"], r["orders"], r["total"]) for r in rows] == [
+        (dt.date(2024, 1, 1), 1, 10.5),
+        (dt.date(2024, 1, 3), 1, 3),
+        (None, 1, None),
+    ]
+    # Incremental on a materialized view's column, as on a table's.
+    incremental = dataclasses.replace(daily, cursor_field="day")
+    items = list(connector.read(config, incremental, {"cursor": "2024-01-01"}))
+    assert [r["day"] for r in _rows(items)] == [dt.date(2024, 1, 3)]
+    assert [i.state for i in items if isinstance(i, StateCheckpoint)] == [{"cursor": "2024-01-03"}]
+
+
 def test_full_read_in_chunks_with_every_type(pg_config: dict[str, Any], source_table: str) -> None:
     config = _config(pg_config, chunk_size=2)
     stream = _stream(connector.discover(config), source_table)

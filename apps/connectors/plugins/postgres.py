@@ -1,10 +1,11 @@
 """PostgreSQL: a destination (`postgres`: bulk loads with COPY, one transaction per write) and a source
 (`postgres_source`).
 
-Source: tables and views of `schema` (plus `source_schemas`) and read-only custom queries become
-streams. A read is one `COPY (SELECT ...) TO STDOUT (FORMAT csv)` in a READ ONLY transaction (one consistent
-snapshot), streamed from the server and parsed by pyarrow's CSV reader, then cast to the stream's types;
-values that do not fit (a date of 'infinity', say) are rejected with their row number, not dropped.
+Source: tables, views and materialized views of `schema` (plus `source_schemas`) and read-only custom
+queries become streams. A read is one `COPY (SELECT ...) TO STDOUT (FORMAT csv)` in a READ ONLY
+transaction (one consistent snapshot), streamed from the server and parsed by pyarrow's CSV reader, then
+cast to the stream's types; values that do not fit (a date of 'infinity', say) are rejected with their row
+number, not dropped.
 Incremental reads take rows whose `cursor_field` is above the state's value, in cursor order, and checkpoint
 the new highest value once, at the end of the stream. Rows whose cursor is NULL are read by a full refresh
 only. Custom queries must be one SELECT; besides that check they run as a parenthesised subquery of COPY in
@@ -873,8 +874,21 @@ class PostgresSource(ConnectorType):
                     "ORDER BY c.table_schema, c.table_name, c.ordinal_position",
                     (schemas,),
                 )
+                rows = cur.fetchall()
+                # Materialized views are not in information_schema: the catalogue has them (relkind 'm'),
+                # with the same type names once the modifiers are left out.
+                cur.execute(
+                    "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, NULL), "
+                    "  CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END "
+                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+                    "WHERE c.relkind = 'm' AND n.nspname = ANY(%s) AND has_table_privilege(c.oid, 'SELECT') "
+                    "ORDER BY n.nspname, c.relname, a.attnum",
+                    (schemas,),
+                )
+                rows += cur.fetchall()
                 tables: dict[str, list[StreamField]] = {}
-                for schema_name, table_name, column, data_type, nullable in cur.fetchall():
+                for schema_name, table_name, column, data_type, nullable in rows:
                     tables.setdefault(f"{schema_name}.{table_name}", []).append(
                         StreamField(name=column, type=_field_type(data_type), nullable=nullable == "YES")
                     )
