@@ -89,6 +89,7 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     page.get_by_test_id("canvas").locator(".react-flow__pane").click(position={"x": 40, "y": 400})
     page.keyboard.press("Control+z")
     page.get_by_test_id("canvas-node-warehouse_pg").wait_for(state="detached")
+    page.locator('button[aria-label="Redo"]:not([disabled])').wait_for()
     page.keyboard.press("Control+Shift+z")
     page.get_by_test_id("canvas-node-warehouse_pg").wait_for()
 

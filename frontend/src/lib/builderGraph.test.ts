@@ -111,6 +111,26 @@ describe("the builder's graph", () => {
     expect(h.future).toEqual([]);
   });
 
+  it("keeps the redo steps when an edit or a drag changes nothing", () => {
+    const start = build();
+    let h = startHistory(start);
+    h = historyReducer(h, { type: "apply", graph: removeElements(start, ["warehouse_pg"]) });
+    h = historyReducer(h, { type: "undo" });
+    expect(h.future).toHaveLength(1);
+    // A form reporting the config it was given, and a click on a node (a drag of no distance).
+    const config = h.present.nodes.find((n) => n.id === "filter")?.doc.config;
+    h = historyReducer(h, { type: "apply", graph: (g) => updateNode(g, "filter", { config: structuredClone(config) }), key: "filter:config" });
+    h = historyReducer(h, { type: "replace", graph: (g) => moveNodes(g, { filter: { ...g.nodes[1]!.position } }) });
+    h = historyReducer(h, { type: "commit", before: structuredClone(h.present) });
+    expect(h.past).toHaveLength(0);
+    expect(h.future).toHaveLength(1);
+    h = historyReducer(h, { type: "redo" });
+    expect(h.present.nodes.map((n) => n.id)).not.toContain("warehouse_pg");
+    // A real change still is a step.
+    h = historyReducer(h, { type: "apply", graph: (g) => updateNode(g, "filter", { config: { expression: "x > 2" } }) });
+    expect(h.past).toHaveLength(2);
+  });
+
   it("makes a drag one undo step", () => {
     const start = build();
     let h = startHistory(start);

@@ -193,6 +193,15 @@ export const startHistory = (graph: BuilderGraph): History => ({ past: [], prese
 export type Update = BuilderGraph | ((present: BuilderGraph) => BuilderGraph);
 const resolve = (update: Update, present: BuilderGraph) => (typeof update === "function" ? update(present) : update);
 
+/** Same nodes (ids, positions, documents), edges and extra keys: an edit that changes nothing (a form
+ * reporting the value it was given, a click on a node that moved it by nothing) is not an undo step, and
+ * must not drop the redo steps either. */
+export function sameGraph(a: BuilderGraph, b: BuilderGraph): boolean {
+  if (a === b) return true;
+  if (a.nodes.length !== b.nodes.length || a.edges.length !== b.edges.length) return false;
+  return JSON.stringify([a.nodes, a.edges, a.extra]) === JSON.stringify([b.nodes, b.edges, b.extra]);
+}
+
 export type HistoryAction =
   | { type: "apply"; graph: Update; key?: string }
   /** Changes the present without an undo step (a drag in progress). */
@@ -207,13 +216,14 @@ export function historyReducer(state: History, action: HistoryAction): History {
   switch (action.type) {
     case "apply": {
       const graph = resolve(action.graph, state.present);
-      if (graph === state.present) return state;
+      if (sameGraph(graph, state.present)) return state;
       if (action.key && action.key === state.lastKey) return { ...state, present: graph, future: [] };
       return { past: [...state.past, state.present].slice(-LIMIT), present: graph, future: [], lastKey: action.key ?? null };
     }
     case "replace":
       return { ...state, present: resolve(action.graph, state.present) };
     case "commit":
+      if (sameGraph(action.before, state.present)) return state;
       return { past: [...state.past, action.before].slice(-LIMIT), present: state.present, future: [], lastKey: null };
     case "undo": {
       const previous = state.past[state.past.length - 1];
