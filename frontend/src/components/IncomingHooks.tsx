@@ -9,6 +9,7 @@ import type { components } from "@/api/schema";
 import type { Page, Pipeline } from "@/api/types";
 import { SecretOnce } from "@/components/SecretOnce";
 import { Button, Card, ConfirmDialog, Empty, ErrorNote, Field, inputClass, Loading } from "@/components/ui";
+import { useSubmit } from "@/lib/forms";
 import { ago } from "@/lib/format";
 import { toastError } from "@/lib/store";
 
@@ -17,10 +18,6 @@ type Trigger = S["PipelineTrigger"];
 type TriggerWithSecret = S["PipelineTriggerWithSecret"];
 type PushStream = S["PushStream"];
 type PushStreamWithSecrets = S["PushStreamWithSecrets"];
-
-function fieldErrors(error: unknown): Record<string, string[]> {
-  return (error as { fields?: Record<string, string[]> }).fields ?? {};
-}
 
 /** How a caller signs a request (Standard Webhooks), for the URL just made. */
 function SigningHint({ url }: { url: string }) {
@@ -74,8 +71,7 @@ function DeleteButton({ label, path, onDeleted }: { label: string; path: string;
 export function PipelineTriggers({ workspaceId, canEdit }: { workspaceId: number; canEdit: boolean }) {
   const client = useQueryClient();
   const [pipeline, setPipeline] = useState("");
-  const [errors, setErrors] = useState<Record<string, string[]>>({});
-  const [busy, setBusy] = useState(false);
+  const { busy, errors, submit } = useSubmit();
   const [created, setCreated] = useState<TriggerWithSecret | null>(null);
   const triggers = useQuery({
     queryKey: ["pipeline-triggers", workspaceId],
@@ -125,21 +121,13 @@ export function PipelineTriggers({ workspaceId, canEdit }: { workspaceId: number
         <Card title="Add a trigger">
           <form
             className="grid gap-3"
-            onSubmit={async (e) => {
+            onSubmit={(e) => {
               e.preventDefault();
-              setBusy(true);
-              setErrors({});
-              try {
+              void submit(async () => {
                 setCreated(await post<TriggerWithSecret>("pipeline-triggers/", { pipeline: Number(pipeline) }));
                 setPipeline("");
                 refresh();
-              } catch (error) {
-                const fields = fieldErrors(error);
-                if (Object.keys(fields).length) setErrors(fields);
-                else toastError(error);
-              } finally {
-                setBusy(false);
-              }
+              });
             }}
           >
             <Field label="Pipeline" errors={errors.pipeline}>
@@ -173,8 +161,7 @@ export function PipelineTriggers({ workspaceId, canEdit }: { workspaceId: number
 export function PushStreams({ workspaceId, canEdit }: { workspaceId: number; canEdit: boolean }) {
   const client = useQueryClient();
   const [name, setName] = useState("");
-  const [errors, setErrors] = useState<Record<string, string[]>>({});
-  const [busy, setBusy] = useState(false);
+  const { busy, errors, submit } = useSubmit();
   const [created, setCreated] = useState<PushStreamWithSecrets | null>(null);
   const [connector, setConnector] = useState<{ id: number; name: string } | null>(null);
   const streams = useQuery({
@@ -246,22 +233,14 @@ export function PushStreams({ workspaceId, canEdit }: { workspaceId: number; can
         <Card title="Add a push stream">
           <form
             className="grid gap-3"
-            onSubmit={async (e) => {
+            onSubmit={(e) => {
               e.preventDefault();
-              setBusy(true);
-              setErrors({});
               setConnector(null);
-              try {
+              void submit(async () => {
                 setCreated(await post<PushStreamWithSecrets>("push-streams/", { workspace: workspaceId, name }));
                 setName("");
                 refresh();
-              } catch (error) {
-                const fields = fieldErrors(error);
-                if (Object.keys(fields).length) setErrors(fields);
-                else toastError(error);
-              } finally {
-                setBusy(false);
-              }
+              });
             }}
           >
             <Field label="Stream name" errors={errors.name}>

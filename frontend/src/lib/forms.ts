@@ -1,3 +1,4 @@
+import { useState } from "react";
 import type { FieldValues, Path, UseFormSetError } from "react-hook-form";
 
 import { ApiError } from "@/api/client";
@@ -16,4 +17,26 @@ export function applyApiError<T extends FieldValues>(error: unknown, setError: U
     return;
   }
   toastError(error);
+}
+
+/**
+ * A small form that sends one request: `submit(action)` runs it with `busy` set; an API error's `fields`
+ * land in `errors` (shown at the fields), any other error in a toast.
+ */
+export function useSubmit() {
+  const [busy, setBusy] = useState(false);
+  const [errors, setErrors] = useState<Record<string, string[]>>({});
+  const submit = async (action: () => Promise<void>) => {
+    setBusy(true);
+    setErrors({});
+    try {
+      await action();
+    } catch (error) {
+      if (error instanceof ApiError && Object.keys(error.fields).length) setErrors(error.fields);
+      else toastError(error);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, errors, submit };
 }

@@ -11,9 +11,9 @@ import { PipelineTriggers, PushStreams } from "@/components/IncomingHooks";
 import { SecretOnce } from "@/components/SecretOnce";
 import { Tabs } from "@/components/Tabs";
 import { Button, Card, Empty, ErrorNote, Field, inputClass, Loading, PageHeader, StatusBadge } from "@/components/ui";
+import { useSubmit } from "@/lib/forms";
 import { ago } from "@/lib/format";
 import { useCan, useWorkspace } from "@/lib/session";
-import { toastError } from "@/lib/store";
 
 function eventTypesText(types: unknown): string {
   return Array.isArray(types) && types.length ? types.join(", ") : "all events";
@@ -23,27 +23,18 @@ function CreateWebhook({ workspaceId, onCreated }: { workspaceId: number; onCrea
   const [url, setUrl] = useState("");
   const [types, setTypes] = useState("run.failed, run.succeeded");
   const [description, setDescription] = useState("");
-  const [errors, setErrors] = useState<Record<string, string[]>>({});
-  const [busy, setBusy] = useState(false);
+  const { busy, errors, submit } = useSubmit();
   return (
     <form
       className="grid gap-3"
-      onSubmit={async (e) => {
+      onSubmit={(e) => {
         e.preventDefault();
-        setBusy(true);
-        setErrors({});
-        try {
+        void submit(async () => {
           const event_types = types.split(",").map((t) => t.trim()).filter(Boolean);
           onCreated(await post<WebhookWithSecret>("webhooks/", { workspace: workspaceId, url, event_types, description }));
           setUrl("");
           setDescription("");
-        } catch (error) {
-          const fields = (error as { fields?: Record<string, string[]> }).fields ?? {};
-          if (Object.keys(fields).length) setErrors(fields);
-          else toastError(error);
-        } finally {
-          setBusy(false);
-        }
+        });
       }}
     >
       <Field label="Endpoint URL" errors={errors.url}>
