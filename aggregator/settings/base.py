@@ -141,10 +141,29 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-# EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ's email_url forms).
-vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+
+def email_settings(default_url: str) -> dict[str, object]:
+    """EMAIL_* settings from EMAIL_URL (or EMAIL_URL_FILE: an SMTP URL carries a password), in
+    django-environ's forms: smtp://host:25, smtp+tls://user:password@smtp.example.com:587,
+    smtps://… (implicit TLS), consolemail://, filemail:///var/mail (a directory relative to BASE_DIR;
+    filemail:////srv/mail for an absolute one), memorymail://, dummymail://. EMAIL_BACKEND, when set, names
+    another backend class and wins over the URL's scheme."""
+    parsed = environ.Env.email_url_config(env_secret("EMAIL_URL") or default_url)
+    # What the URL leaves out (a port, a user) keeps Django's default rather than None.
+    config: dict[str, object] = {key: value for key, value in parsed.items() if value not in (None, "")}
+    if "EMAIL_FILE_PATH" in config:
+        config["EMAIL_FILE_PATH"] = BASE_DIR / str(config["EMAIL_FILE_PATH"])
+    config["EMAIL_BACKEND"] = env.str("EMAIL_BACKEND", default=str(config["EMAIL_BACKEND"]))
+    return config
+
+
+# Production must name its mail server (production.py refuses to start otherwise); this default only
+# serves a machine with a local MTA.
+vars().update(email_settings("smtp://localhost:25"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="aggregator@localhost")
+# How long a password-reset link works (Django's default_token_generator reads it). The token is also
+# spent by the password change it allows, and by a sign-in in between (both change what it hashes).
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=60 * 60)
 AGGREGATOR_BASE_URL = env.str("AGGREGATOR_BASE_URL", default="http://127.0.0.1:8000")
 AGGREGATOR_INVITATION_TTL = timedelta(days=env.int("AGGREGATOR_INVITATION_TTL_DAYS", default=7))
 
@@ -161,7 +180,12 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "aggregator.api.exceptions.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": env.str("AGGREGATOR_LOGIN_THROTTLE", default="30/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "login": env.str("AGGREGATOR_LOGIN_THROTTLE", default="30/min"),
+        # Password-reset requests: per email address asked about (whoever asks), and per client address.
+        "password_reset_email": env.str("AGGREGATOR_PASSWORD_RESET_EMAIL_THROTTLE", default="5/hour"),
+        "password_reset_ip": env.str("AGGREGATOR_PASSWORD_RESET_IP_THROTTLE", default="20/hour"),
+    },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 AGGREGATOR_API_MAX_LIMIT = 500

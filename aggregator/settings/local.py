@@ -13,7 +13,7 @@ from aggregator.embedded import load_up_env
 load_up_env(Path(__file__).resolve().parent.parent.parent / "var")
 
 from .base import *  # noqa: E402,F403
-from .base import AGGREGATOR_ENCRYPTION_KEYS, env, env_secret  # noqa: E402
+from .base import AGGREGATOR_ENCRYPTION_KEYS, email_settings, env, env_secret  # noqa: E402
 
 DEBUG = env.bool("DEBUG", default=True)
 # A fixed development key only when none is given: `up` writes a random one to var/secrets.env.
@@ -22,7 +22,9 @@ if not AGGREGATOR_ENCRYPTION_KEYS:
     AGGREGATOR_ENCRYPTION_KEYS = [
         base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
     ]
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Mail goes to the console unless EMAIL_URL says otherwise (filemail://var/mail keeps each message as a
+# file under ./var/mail instead).
+vars().update(email_settings("consolemail://"))
 LOG_FORMAT = env.str("LOG_FORMAT", default="console")
 
 from aggregator.logging import configure_logging  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import AGGREGATOR_ENCRYPTION_KEYS, SECRET_KEY, env
+from .base import AGGREGATOR_ENCRYPTION_KEYS, SECRET_KEY, env, env_secret
 
 if not SECRET_KEY or len(SECRET_KEY) < 50:
     raise ImproperlyConfigured(
@@ -17,6 +17,18 @@ if not AGGREGATOR_ENCRYPTION_KEYS:
     )
 if not env.str("DATABASE_URL", default=""):
     raise ImproperlyConfigured("DATABASE_URL must be set in production.")
+# Password-reset links, invitations and alerts go by email: a missing mail server would lose them quietly.
+if not (env_secret("EMAIL_URL") or env.str("EMAIL_BACKEND", default="")):
+    raise ImproperlyConfigured(
+        "EMAIL_URL (or EMAIL_URL_FILE) must be set in production, "
+        "e.g. smtp+tls://user:password@smtp.example.com:587."
+    )
+# The links in those emails point here; the development default (127.0.0.1) would reach nobody.
+if not env.str("AGGREGATOR_BASE_URL", default=""):
+    raise ImproperlyConfigured(
+        "AGGREGATOR_BASE_URL must be set in production to the site's public address, "
+        "e.g. https://aggregator.example.com."
+    )
 
 DEBUG = False
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

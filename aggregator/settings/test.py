@@ -17,7 +17,13 @@ DEBUG = False
 SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
 AGGREGATOR_ENCRYPTION_KEYS = ["u3Bfm1pPmFb9m5x2WYx4kq0Nq4i6c3R0B8jC9e1qV4M="]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Mail stays in django.core.mail.outbox. The browser tests' server and worker are other processes, so they
+# write each message to a file in AGGREGATOR_TEST_EMAIL_DIR instead, for the test to read.
+if env.str("AGGREGATOR_TEST_EMAIL_DIR", default=""):
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = env.str("AGGREGATOR_TEST_EMAIL_DIR")
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
