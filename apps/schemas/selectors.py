@@ -48,7 +48,7 @@ def latest_stream_schemas(*, connector_id: int) -> dict[str, dict[str, Any]]:
 
 def stream_contract_effective(*, connector_id: int, stream: str) -> dict[str, str]:
     """The settings that hold for a stream: its own contract, else the connector's default (stream ""),
-    else evolve for everything."""
+    else the platform's (DEFAULT_CONTRACT: evolve new columns and streams, discard_row on type changes)."""
     rows = {
         c.stream: c for c in StreamContract.objects.filter(connector_id=connector_id, stream__in=[stream, ""])
     }
@@ -78,31 +78,44 @@ def schema_change_list_for_user(*, user: Any) -> QuerySet[SchemaChange]:
     )
 
 
-def stream_summaries(*, connector_id: int) -> list[dict[str, Any]]:
-    """Each stream of a connector with its versions, newest first (the caller has authorised the
-    connector). Two queries whatever the number of streams and versions."""
+_SETTINGS = ("new_columns", "type_changes", "new_tables")
+
+
+def _settings(contract: StreamContract | None) -> dict[str, str]:
+    return {key: getattr(contract, key) if contract else DEFAULT_CONTRACT[key] for key in _SETTINGS}
+
+
+def stream_summaries(*, connector_id: int) -> dict[str, Any]:
+    """Each stream of a connector with its versions, newest first, and the contract in force with where it
+    comes from (`stream`: its own; `connector`: the connector's default; `platform`: DEFAULT_CONTRACT);
+    plus the connector's default (the caller has authorised the connector). Two queries whatever the
+    number of streams and versions."""
     versions = list(
         StreamSchemaVersion.objects.filter(connector_id=connector_id).order_by("stream", "-version")
     )
     contracts = {c.stream: c for c in StreamContract.objects.filter(connector_id=connector_id)}
+    default = contracts.get("")
     streams: dict[str, list[StreamSchemaVersion]] = {}
     for row in versions:
         streams.setdefault(row.stream, []).append(row)
     out = []
     for name, rows in streams.items():
         accepted = next((r for r in rows if r.is_accepted), None)
-        contract = contracts.get(name) or contracts.get("")
+        own = contracts.get(name)
         out.append(
             {
                 "stream": name,
                 "latest_version": rows[0].version,
                 "accepted_version": accepted.version if accepted else None,
                 "is_removed": rows[0].is_removed,
-                "contract": {
-                    key: getattr(contract, key) if contract else DEFAULT_CONTRACT[key]
-                    for key in ("new_columns", "type_changes", "new_tables")
-                },
+                "contract": _settings(own or default),
+                "contract_source": "stream" if own else "connector" if default else "platform",
+                "contract_id": own.id if own else None,
                 "versions": rows,
             }
         )
-    return out
+    return {
+        "streams": out,
+        "default_contract": _settings(default),
+        "default_contract_id": default.id if default else None,
+    }

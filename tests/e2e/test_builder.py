@@ -285,4 +285,20 @@ def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
     contract.get_by_role("button", name="Save the contract of drift").click()
     page.get_by_text("Contract of drift saved.").wait_for()
     assert StreamContract.objects.get(connector=connector, stream="drift").new_columns == "evolve"
+    page.get_by_test_id("contract-source-drift").get_by_text("Contract (its own)").wait_for()
     check_screen(page, "25-schemas-contract")
+
+    # The connector's default (set above to freeze new columns): type changes freeze too from now on.
+    default = page.get_by_test_id("default-contract")
+    default.get_by_text("Default contract (this connector's)").wait_for()
+    default.get_by_label("Type changes").select_option("freeze")
+    default.get_by_role("button", name="Save the contract of the connector's streams by default").click()
+    page.get_by_text("Contract of the connector's streams by default saved.").wait_for()
+    connector_default = StreamContract.objects.get(connector=connector, stream="")
+    assert (connector_default.new_columns, connector_default.type_changes) == ("freeze", "freeze")
+    # The stream drops its own contract and follows the connector's default again.
+    page.get_by_role("button", name="Use the default contract for drift").click()
+    page.get_by_test_id("contract-source-drift").get_by_text(
+        "Contract (the connector's default): new columns freeze, type changes freeze"
+    ).wait_for()
+    assert not StreamContract.objects.filter(connector=connector, stream="drift").exists()

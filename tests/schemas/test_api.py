@@ -55,12 +55,60 @@ def test_streams_of_a_connector_with_their_versions(connector, personas, client_
         "type_changes": "discard_row",
         "new_tables": "evolve",
     }
+    assert (flights_summary["contract_source"], flights_summary["contract_id"]) == ("platform", None)
+    assert body["default_contract"] == flights_summary["contract"]
+    assert body["default_contract_id"] is None
     assert [v["version"] for v in flights_summary["versions"]] == [2, 1]
     assert flights_summary["versions"][0]["changes"]["added_fields"] == ["tailnum"]
     assert flights_summary["versions"][0]["is_accepted"] is True
     # Auth, membership, the connector, its versions, its contracts: a constant whatever the streams.
     assert len(queries) <= 8
     assert client_for(personas.outsider).get(url).status_code == 404
+
+
+def test_streams_say_where_their_contract_comes_from(connector, personas, client_for):
+    schema_record_discovery(
+        connector=connector, streams=[flights(), StreamSchema(name="airports", fields=(Field("faa"),))]
+    )
+    editor = client_for(personas.editor)
+    default = editor.post(
+        "/api/v1/schemas/contracts/",
+        {"connector": connector.id, "stream": "", "new_columns": "freeze"},
+        format="json",
+    ).json()
+    own = editor.post(
+        "/api/v1/schemas/contracts/",
+        {"connector": connector.id, "stream": "airports", "type_changes": "freeze"},
+        format="json",
+    ).json()
+    body = client_for(personas.viewer).get(f"/api/v1/schemas/connectors/{connector.id}/streams/").json()
+    assert body["default_contract"] == {
+        "new_columns": "freeze",
+        "type_changes": "discard_row",
+        "new_tables": "evolve",
+    }
+    assert body["default_contract_id"] == default["id"]
+    summaries = {s["stream"]: s for s in body["streams"]}
+    assert (summaries["flights"]["contract_source"], summaries["flights"]["contract_id"]) == (
+        "connector",
+        None,
+    )
+    assert summaries["flights"]["contract"]["new_columns"] == "freeze"
+    assert (summaries["airports"]["contract_source"], summaries["airports"]["contract_id"]) == (
+        "stream",
+        own["id"],
+    )
+    # The settings the POST left out are the ones in force for the stream then (the connector's default).
+    assert summaries["airports"]["contract"] == {
+        "new_columns": "freeze",
+        "type_changes": "freeze",
+        "new_tables": "evolve",
+    }
+    # Removing the stream's own contract falls back to the connector's default.
+    assert editor.delete(f"/api/v1/schemas/contracts/{own['id']}/").status_code == 204
+    body = client_for(personas.viewer).get(f"/api/v1/schemas/connectors/{connector.id}/streams/").json()
+    airports = next(s for s in body["streams"] if s["stream"] == "airports")
+    assert (airports["contract_source"], airports["contract"]["type_changes"]) == ("connector", "discard_row")
 
 
 def test_diff_between_any_two_versions(connector, personas, client_for):

@@ -43,7 +43,14 @@ class StreamSummarySerializer(serializers.Serializer):
     accepted_version = serializers.IntegerField(allow_null=True)
     is_removed = serializers.BooleanField()
     contract = ContractSettingsSerializer(
-        help_text="The settings in force (the stream's, the connector's or evolve)."
+        help_text="The settings in force (the stream's own, else the connector's default, else the "
+        "platform's)."
+    )
+    contract_source = serializers.ChoiceField(
+        choices=["stream", "connector", "platform"], help_text="Where `contract` comes from."
+    )
+    contract_id = serializers.IntegerField(
+        allow_null=True, help_text="The stream's own contract (schemas/contracts/{id}/), if it has one."
     )
     versions = StreamSchemaVersionSerializer(many=True)
 
@@ -51,6 +58,11 @@ class StreamSummarySerializer(serializers.Serializer):
 class ConnectorStreamsSerializer(serializers.Serializer):
     connector = serializers.IntegerField()
     streams = StreamSummarySerializer(many=True)
+    default_contract = ContractSettingsSerializer(
+        help_text='The connector\'s default (stream ""), for streams without their own and new streams; '
+        "the platform's when it has none."
+    )
+    default_contract_id = serializers.IntegerField(allow_null=True)
 
 
 class SchemaDiffSerializer(serializers.Serializer):

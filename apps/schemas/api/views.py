@@ -42,9 +42,10 @@ class ConnectorSchemaViewSet(WorkspaceScopedViewSet):
     @extend_schema(responses={200: ConnectorStreamsSerializer})
     @action(detail=True, methods=["get"])
     def streams(self, request: Request, pk: str | None = None) -> Response:
-        """Every stream with its versions, newest first."""
+        """Every stream with its versions, newest first, the contract in force and where it comes from; and
+        the connector's default contract."""
         connector = self.get_object()
-        data = {"connector": connector.id, "streams": selectors.stream_summaries(connector_id=connector.id)}
+        data = {"connector": connector.id, **selectors.stream_summaries(connector_id=connector.id)}
         return Response(ConnectorStreamsSerializer(data).data)
 
     @extend_schema(
@@ -117,11 +118,11 @@ class StreamContractViewSet(WorkspaceScopedModelViewSet):
     def scoped_queryset(self) -> QuerySet[StreamContract]:
         return selectors.stream_contract_list_for_user(user=self.request.user)
 
-    def _settings(self, data: dict[str, Any], current: StreamContract | None = None) -> dict[str, Any]:
-        return {
-            key: data.get(key, getattr(current, key) if current else "evolve")
-            for key in ("new_columns", "type_changes", "new_tables")
-        }
+    @staticmethod
+    def _settings(data: dict[str, Any], current: dict[str, str]) -> dict[str, Any]:
+        """The settings given, and for those left out the ones in force now: a request changes only what
+        it names."""
+        return {key: data.get(key, current[key]) for key in ("new_columns", "type_changes", "new_tables")}
 
     @extend_schema(request=StreamContractSerializer, responses={201: StreamContractSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -136,7 +137,15 @@ class StreamContractViewSet(WorkspaceScopedModelViewSet):
         if not has_role(user=request.user, workspace_id=connector.workspace_id, role=Role.EDITOR):
             raise exceptions.PermissionDenied("Your role in this workspace does not allow this.")
         contract = services.stream_contract_set(
-            connector=connector, stream=values.get("stream", ""), user=request.user, **self._settings(values)
+            connector=connector,
+            stream=values.get("stream", ""),
+            user=request.user,
+            **self._settings(
+                values,
+                selectors.stream_contract_effective(
+                    connector_id=connector.id, stream=values.get("stream", "")
+                ),
+            ),
         )
         contract = self.scoped_queryset().get(pk=contract.pk)
         return Response(StreamContractSerializer(contract).data, status=status.HTTP_201_CREATED)
@@ -150,7 +159,10 @@ class StreamContractViewSet(WorkspaceScopedModelViewSet):
             connector=current.connector,
             stream=current.stream,
             user=request.user,
-            **self._settings(data.validated_data, current),
+            **self._settings(
+                data.validated_data,
+                {key: getattr(current, key) for key in ("new_columns", "type_changes", "new_tables")},
+            ),
         )
         return Response(StreamContractSerializer(self.scoped_queryset().get(pk=current.pk)).data)
 

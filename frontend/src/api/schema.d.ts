@@ -1325,7 +1325,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Every stream with its versions, newest first. */
+        /**
+         * @description Every stream with its versions, newest first, the contract in force and where it comes from; and
+         *     the connector's default contract.
+         */
         get: operations["schemas_connectors_streams_retrieve"];
         put?: never;
         post?: never;
@@ -1964,6 +1967,9 @@ export interface components {
         };
         ConnectorStreams: {
             connector: number;
+            /** @description The connector's default (stream ""), for streams without their own and new streams; the platform's when it has none. */
+            default_contract: components["schemas"]["ContractSettings"];
+            default_contract_id: number | null;
             streams: components["schemas"]["StreamSummary"][];
         };
         ConnectorType: {
@@ -1998,6 +2004,13 @@ export interface components {
             /** @description One of: evolve, freeze, discard_value, discard_row. */
             type_changes: string;
         };
+        /**
+         * @description * `stream` - stream
+         *     * `connector` - connector
+         *     * `platform` - platform
+         * @enum {string}
+         */
+        ContractSourceEnum: "stream" | "connector" | "platform";
         /**
          * @description * `session` - Session
          *     * `jwt` - JWT
@@ -3323,8 +3336,18 @@ export interface components {
         };
         StreamSummary: {
             accepted_version: number | null;
-            /** @description The settings in force (the stream's, the connector's or evolve). */
+            /** @description The settings in force (the stream's own, else the connector's default, else the platform's). */
             contract: components["schemas"]["ContractSettings"];
+            /** @description The stream's own contract (schemas/contracts/{id}/), if it has one. */
+            contract_id: number | null;
+            /**
+             * @description Where `contract` comes from.
+             *
+             *     * `stream` - stream
+             *     * `connector` - connector
+             *     * `platform` - platform
+             */
+            contract_source: components["schemas"]["ContractSourceEnum"];
             is_removed: boolean;
             latest_version: number;
             stream: string;

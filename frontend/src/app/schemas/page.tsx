@@ -4,7 +4,7 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Check, X } from "lucide-react";
 import { useId, useState } from "react";
 
-import { get, post } from "@/api/client";
+import { del, get, post } from "@/api/client";
 import type { ConnectorStreams, Page, SchemaChange, StreamSummary } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { Button, Card, Empty, ErrorNote, Loading, PageHeader } from "@/components/ui";
@@ -106,19 +106,29 @@ const SETTINGS = [
   ["new_tables", "New streams"],
 ] as const;
 
-/** The stream's contract policy, set by editors (POST schemas/contracts/ creates or replaces it). */
-function ContractForm({ connectorId, stream }: { connectorId: number; stream: StreamSummary }) {
+type Settings = StreamSummary["contract"];
+const SOURCE_TEXT: Record<StreamSummary["contract_source"], string> = {
+  stream: "its own",
+  connector: "the connector's default",
+  platform: "the platform's default",
+};
+
+/**
+ * A contract's three settings, set by editors: `stream` "" is the connector's default (POST
+ * schemas/contracts/ creates or replaces the row).
+ */
+function ContractForm({ connectorId, stream, contract, label }: { connectorId: number; stream: string; contract: Settings; label: string }) {
   const client = useQueryClient();
   const toast = useUi((s) => s.toast);
   const base = useId();
-  const [values, setValues] = useState({ ...stream.contract });
+  const [values, setValues] = useState({ ...contract });
   const [busy, setBusy] = useState(false);
-  const changed = SETTINGS.some(([key]) => values[key] !== stream.contract[key]);
+  const changed = SETTINGS.some(([key]) => values[key] !== contract[key]);
   const save = async () => {
     setBusy(true);
     try {
-      await post("schemas/contracts/", { connector: connectorId, stream: stream.stream, ...values });
-      toast("success", `Contract of ${stream.stream} saved.`);
+      await post("schemas/contracts/", { connector: connectorId, stream, ...values });
+      toast("success", `Contract of ${label} saved.`);
       void client.invalidateQueries({ queryKey: ["connector-streams", connectorId] });
     } catch (error) {
       toastError(error);
@@ -127,10 +137,10 @@ function ContractForm({ connectorId, stream }: { connectorId: number; stream: St
     }
   };
   return (
-    <div className="mt-1 flex flex-wrap items-end gap-2 text-xs" data-testid={`contract-${stream.stream}`}>
-      {SETTINGS.map(([key, label]) => (
+    <div className="mt-1 flex flex-wrap items-end gap-2 text-xs" data-testid={`contract-${stream || "default"}`}>
+      {SETTINGS.map(([key, setting]) => (
         <span key={key} className="flex flex-col">
-          <label htmlFor={`${base}-${key}`}>{label}</label>
+          <label htmlFor={`${base}-${key}`}>{setting}</label>
           <select
             id={`${base}-${key}`}
             value={values[key]}
@@ -143,10 +153,39 @@ function ContractForm({ connectorId, stream }: { connectorId: number; stream: St
           </select>
         </span>
       ))}
-      <Button onClick={() => void save()} busy={busy} disabled={!changed} aria-label={`Save the contract of ${stream.stream}`}>
+      <Button onClick={() => void save()} busy={busy} disabled={!changed} aria-label={`Save the contract of ${label}`}>
         Save contract
       </Button>
     </div>
+  );
+}
+
+/** Drops a stream's own contract: the connector's default (or the platform's) holds again. */
+function UseDefault({ connectorId, stream }: { connectorId: number; stream: StreamSummary }) {
+  const client = useQueryClient();
+  const toast = useUi((s) => s.toast);
+  const [busy, setBusy] = useState(false);
+  if (stream.contract_id === null) return null;
+  return (
+    <Button
+      variant="ghost"
+      busy={busy}
+      aria-label={`Use the default contract for ${stream.stream}`}
+      onClick={async () => {
+        setBusy(true);
+        try {
+          await del(`schemas/contracts/${stream.contract_id}/`);
+          toast("success", `${stream.stream} follows the default contract again.`);
+          void client.invalidateQueries({ queryKey: ["connector-streams", connectorId] });
+        } catch (error) {
+          toastError(error);
+        } finally {
+          setBusy(false);
+        }
+      }}
+    >
+      Use the default
+    </Button>
   );
 }
 
@@ -157,10 +196,11 @@ function StreamCard({ stream, connectorId, canEdit }: { stream: StreamSummary; c
         <span className="font-mono">{stream.stream}</span>
         {stream.is_removed ? " (removed)" : ""} · latest version {stream.latest_version} · accepted {stream.accepted_version ?? "none"}
       </p>
-      <p className="text-xs text-slate-700 dark:text-slate-300">
-        Contract: new columns {stream.contract.new_columns}, type changes {stream.contract.type_changes}, new tables {stream.contract.new_tables}
+      <p className="flex flex-wrap items-center gap-x-2 text-xs text-slate-700 dark:text-slate-300" data-testid={`contract-source-${stream.stream}`}>
+        Contract ({SOURCE_TEXT[stream.contract_source]}): new columns {stream.contract.new_columns}, type changes {stream.contract.type_changes}, new streams {stream.contract.new_tables}
+        {canEdit ? <UseDefault connectorId={connectorId} stream={stream} /> : null}
       </p>
-      {canEdit ? <ContractForm key={JSON.stringify(stream.contract)} connectorId={connectorId} stream={stream} /> : null}
+      {canEdit ? <ContractForm key={JSON.stringify(stream.contract)} connectorId={connectorId} stream={stream.stream} contract={stream.contract} label={stream.stream} /> : null}
       <ol className="mt-1 space-y-0.5 text-xs" aria-label={`Versions of ${stream.stream}`}>
         {stream.versions.map((v) => (
           <li key={v.version}>
@@ -180,13 +220,28 @@ function ConnectorSchemas({ connectorId, canEdit }: { connectorId: number; canEd
   });
   if (streams.isPending) return <Loading />;
   if (streams.isError) return <ErrorNote error={streams.error} />;
-  if (!streams.data.streams.length) return <Empty>No streams discovered yet.</Empty>;
+  const data = streams.data;
   return (
-    <ul className="space-y-2">
-      {streams.data.streams.map((s) => (
-        <StreamCard key={s.stream} stream={s} connectorId={connectorId} canEdit={canEdit} />
-      ))}
-    </ul>
+    <>
+      <section aria-labelledby={`default-contract-${connectorId}`} className="mb-3 rounded-md bg-slate-50 p-2 text-sm dark:bg-slate-800" data-testid="default-contract">
+        <h3 id={`default-contract-${connectorId}`} className="font-semibold">
+          Default contract {data.default_contract_id === null ? "(the platform's)" : "(this connector's)"}
+        </h3>
+        <p className="text-xs text-slate-700 dark:text-slate-300">
+          For streams without a contract of their own, and for new streams: new columns {data.default_contract.new_columns}, type changes {data.default_contract.type_changes}, new streams {data.default_contract.new_tables}.
+        </p>
+        {canEdit ? <ContractForm key={JSON.stringify(data.default_contract)} connectorId={connectorId} stream="" contract={data.default_contract} label="the connector's streams by default" /> : null}
+      </section>
+      {data.streams.length ? (
+        <ul className="space-y-2">
+          {data.streams.map((s) => (
+            <StreamCard key={s.stream} stream={s} connectorId={connectorId} canEdit={canEdit} />
+          ))}
+        </ul>
+      ) : (
+        <Empty>No streams discovered yet.</Empty>
+      )}
+    </>
   );
 }
 
