@@ -24,6 +24,20 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
     return event_dict
 
 
+# A query parameter named like a secret, in a logged request line (`GET /reset-password?uid=…&token=…`: the
+# web app's pages are Django requests too, and emailed links carry their token in the query).
+_SECRET_QUERY_PARAMETER = re.compile(
+    r"(?P<name>[?&][^=&#\s]*(?:pass(?:word)?|secret|token|api[_-]?key|signature)[^=&#\s]*=)[^&#\s]*", re.I
+)
+
+
+def redact_query_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    request = event_dict.get("request")
+    if isinstance(request, str) and "?" in request:
+        event_dict["request"] = _SECRET_QUERY_PARAMETER.sub(rf"\g<name>{REDACTED}", request)
+    return event_dict
+
+
 def shared_processors() -> list[Any]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -31,6 +45,7 @@ def shared_processors() -> list[Any]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
+        redact_query_secrets,
         structlog.stdlib.PositionalArgumentsFormatter(),
         structlog.processors.StackInfoRenderer(),
     ]

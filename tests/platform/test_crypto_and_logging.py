@@ -73,3 +73,16 @@ def test_json_logs_carry_context_and_never_a_secret(json_log_stream):
     assert line["request_id"] == "rid-1"
     assert line["password"] == line["api_key"] == line["token"] == "[redacted]"
     assert "canary" not in json.dumps(line)
+
+
+def test_request_lines_keep_their_path_but_not_a_token_in_the_query(json_log_stream):
+    log = structlog.get_logger("tests.secrets")
+    log.info("request_started", request="GET /reset-password?uid=MTI&token=cb2-canary0123&next=/x")
+    log.info("request_started", request="GET /accept-invitation?token=inv-canary")
+    log.info("request_started", request="GET /api/v1/runs/?limit=5&api_key=agk_canary&x_signature=s1canary")
+    requests = [json.loads(line)["request"] for line in json_log_stream.getvalue().splitlines()]
+    assert requests == [
+        "GET /reset-password?uid=MTI&token=[redacted]&next=/x",
+        "GET /accept-invitation?token=[redacted]",
+        "GET /api/v1/runs/?limit=5&api_key=[redacted]&x_signature=[redacted]",
+    ]
