@@ -180,20 +180,17 @@ def invitation_revoke(*, invitation: Invitation) -> None:
     invitation.delete()
 
 
-@transaction.atomic
-def user_password_change(*, user: User, new_password: str) -> int:
+def _password_set(*, user: User, new_password: str) -> int:
     """Sets a new password (checked by AUTH_PASSWORD_VALIDATORS; errors on `new_password`) and blacklists
     every refresh token of the user still outstanding, so a stolen one stops working. Returns how many were
-    revoked. Access tokens live on until they expire (JWT_ACCESS_MINUTES): they are not looked up. Other
-    browser sessions end by themselves (their session hash no longer matches); the caller keeps its own with
-    update_session_auth_hash. API keys are separate credentials and stay.
+    revoked. Access tokens live on until they expire (JWT_ACCESS_MINUTES): they are not looked up. Browser
+    sessions end by themselves: each stores a hash of the password, which no longer matches. API keys are
+    separate credentials and stay.
 
     The audit log records the change (users.User is tracked, the password field masked)."""
     from django.contrib.auth.password_validation import validate_password
     from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-    if user.check_password(new_password):
-        raise ValidationError({"new_password": "Choose a password different from the current one."})
     try:
         validate_password(new_password, user=user)
     except ValidationError as exc:
@@ -206,8 +203,95 @@ def user_password_change(*, user: User, new_password: str) -> int:
     revoked = BlacklistedToken.objects.bulk_create(
         [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
     )
-    logger.info("password_changed", user_id=user.id, refresh_tokens_revoked=len(revoked))
     return len(revoked)
+
+
+@transaction.atomic
+def user_password_change(*, user: User, new_password: str) -> int:
+    """The signed-in user's new password (see _password_set for what ends with the old one). The caller keeps
+    its own session with update_session_auth_hash. Returns how many refresh tokens were revoked."""
+    if user.check_password(new_password):
+        raise ValidationError({"new_password": "Choose a password different from the current one."})
+    revoked = _password_set(user=user, new_password=new_password)
+    logger.info("password_changed", user_id=user.id, refreshes_revoked=revoked)
+    return revoked
+
+
+INVALID_RESET_LINK = "This link is invalid, has expired or was already used. Ask for a new one."
+
+
+@transaction.atomic
+def password_reset_request(*, email: str) -> None:
+    """Queues the reset email for this address. Whether an account has it is decided by the task, not here,
+    so the answer to the request takes the same time and says the same thing either way."""
+    from .tasks import password_reset_send_task
+
+    address = email.strip().lower()
+    transaction.on_commit(lambda: password_reset_send_task.delay(address))
+
+
+def password_reset_send(*, email: str) -> bool:
+    """Emails a one-time link to set a new password, when an active account has this address. The link
+    carries the user's id and a default_token_generator token: it expires after PASSWORD_RESET_TIMEOUT and is
+    spent by the password change (and by a sign-in before it), because the token hashes both."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    user = User.objects.filter(email__iexact=email.strip(), is_active=True).first()
+    if user is None:
+        logger.info("password_reset_no_account")
+        return False
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    link = f"{settings.AGGREGATOR_BASE_URL}/reset-password?uid={uid}&token={token}"
+    minutes = settings.PASSWORD_RESET_TIMEOUT // 60
+    send_mail(
+        subject="Reset your Aggregator password",
+        message=(
+            f"Someone asked to reset the password of the Aggregator account {user.email}.\n\n"
+            f"Choose a new password: {link}\n\n"
+            f"The link works once, for {minutes} minutes. If you did not ask for it, ignore this email: "
+            "your password stays as it is."
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[user.email],
+    )
+    logger.info("password_reset_sent", user_id=user.id)
+    return True
+
+
+def _user_for_reset(uid: str) -> User | None:
+    from django.utils.http import urlsafe_base64_decode
+
+    try:
+        user_id = int(urlsafe_base64_decode(uid).decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    # Locked, so two requests with one token cannot both pass the check below: the second reads the new
+    # password hash once the first commits, and its token no longer matches.
+    return User.objects.select_for_update().filter(pk=user_id, is_active=True).first()
+
+
+@transaction.atomic
+def user_password_reset(*, uid: str, token: str, new_password: str) -> User:
+    """Sets the password of the user a reset link names, when its token is still good (errors on `token`,
+    or on `new_password` from the validators; the link stays usable after the latter). Ends the user's
+    sessions and refresh tokens like a change (_password_set) and clears their django-axes lockouts: they
+    proved they read the account's mail. Audited with the user as actor, never the password or token."""
+    from auditlog.context import set_extra_data
+    from axes.utils import reset as axes_reset
+    from django.contrib.auth.tokens import default_token_generator
+
+    user = _user_for_reset(uid)
+    if user is None or not default_token_generator.check_token(user, token):
+        raise ValidationError({"token": INVALID_RESET_LINK})
+    # The request is anonymous: name the account as the actor of the audit entry, and say how.
+    with set_extra_data({"actor": user, "additional_data": {"via": "password_reset"}}):
+        revoked = _password_set(user=user, new_password=new_password)
+    cleared = axes_reset(username=user.email)
+    logger.info("password_reset", user_id=user.id, refreshes_revoked=revoked, lockouts_cleared=cleared)
+    return user
 
 
 @transaction.atomic

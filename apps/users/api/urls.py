@@ -20,6 +20,12 @@ urlpatterns = [
     path("auth/logout/", views.SessionLogoutView.as_view(), name="session-logout"),
     path("auth/csrf/", views.CsrfView.as_view(), name="csrf"),
     path("auth/password/", views.PasswordChangeView.as_view(), name="password-change"),
+    path("auth/password-reset/", views.PasswordResetRequestView.as_view(), name="password-reset"),
+    path(
+        "auth/password-reset/confirm/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
     path("auth/accept-invitation/", views.AcceptInvitationView.as_view(), name="accept-invitation"),
     path("me/", views.MeView.as_view(), name="me"),
     *router.urls,

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Any, cast
 
+from django.conf import settings
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.db.models import QuerySet
 from django.middleware.csrf import get_token
@@ -13,7 +15,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -34,6 +36,9 @@ from .serializers import (
     MembershipSerializer,
     MeSerializer,
     PasswordChangeInputSerializer,
+    PasswordResetConfirmInputSerializer,
+    PasswordResetRequestedSerializer,
+    PasswordResetRequestInputSerializer,
     TokenPairSerializer,
     WorkspaceSerializer,
 )
@@ -219,6 +224,92 @@ class PasswordChangeView(APIView):
         services.user_password_change(user=user, new_password=data.validated_data["new_password"])
         if _auth_type(request) == "session":
             update_session_auth_hash(request._request, user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def client_address(request: Request) -> str:
+    """The client's address behind AXES_PROXY_COUNT trusted proxies: each of them appends the address it
+    got the request from to X-Forwarded-For, so the client is that many entries from the right; whatever a
+    client writes into the header itself sits further left and is never read. (ipware's reading trusts the
+    left-most entry when no proxy is configured.)"""
+    meta = request._request.META
+    count = settings.AXES_IPWARE_PROXY_COUNT
+    remote = str(meta.get("REMOTE_ADDR") or "unknown")
+    if count <= 0:
+        return remote
+    chain = [part.strip() for part in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",") if part.strip()]
+    return chain[-count] if len(chain) >= count else remote
+
+
+class PasswordResetIpThrottle(SimpleRateThrottle):
+    """Reset requests per client address; a client cannot pick a fresh one per request with
+    X-Forwarded-For."""
+
+    scope = "password_reset_ip"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+
+
+class PasswordResetEmailThrottle(SimpleRateThrottle):
+    """Reset requests per email address asked about, from wherever they come, so no one can fill a mailbox
+    with reset emails. It counts unknown addresses as well: a 429 says nothing about an account."""
+
+    scope = "password_reset_email"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        email = request.data.get("email") if hasattr(request.data, "get") else None
+        if not isinstance(email, str) or not email.strip():
+            return None  # nothing to send to: the serializer refuses it
+        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": digest}
+
+
+RESET_REQUESTED_MESSAGE = (
+    "If an account uses this address, an email with a link to choose a new password is on its way."
+)
+
+
+class PasswordResetRequestView(APIView):
+    """Someone signed out asks for a link to choose a new password. The answer is the same 202 whether or
+    not an account has the address, and comes as fast: the lookup and the email happen in a Celery task."""
+
+    permission_classes = [AllowAny]
+    # No credential is read (so no CSRF check either): the request changes nothing, and the confirmation
+    # needs the emailed token.
+    authentication_classes: list[Any] = []
+    throttle_classes = [PasswordResetIpThrottle, PasswordResetEmailThrottle]
+
+    @extend_schema(
+        request=PasswordResetRequestInputSerializer,
+        responses={202: PasswordResetRequestedSerializer},
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        data = PasswordResetRequestInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.password_reset_request(email=data.validated_data["email"])
+        return Response({"detail": RESET_REQUESTED_MESSAGE}, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(APIView):
+    """Sets a new password with the uid and token of a reset link. Every session and refresh token of the
+    user ends; the link is spent."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+    # Guessing tokens is hopeless (HMAC-SHA256), but still not at the sign-in form's rate.
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(request=PasswordResetConfirmInputSerializer, responses={204: None}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = PasswordResetConfirmInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.user_password_reset(
+            uid=data.validated_data["uid"],
+            token=data.validated_data["token"],
+            new_password=data.validated_data["new_password"],
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -265,6 +265,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/password-reset/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Someone signed out asks for a link to choose a new password. The answer is the same 202 whether or
+         *     not an account has the address, and comes as fast: the lookup and the email happen in a Celery task.
+         */
+        post: operations["auth_password_reset_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/password-reset/confirm/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * @description Sets a new password with the uid and token of a reset link. Every session and refresh token of the
+         *     user ends; the link is spent.
+         */
+        post: operations["auth_password_reset_confirm_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/password/": {
         parameters: {
             query?: never;
@@ -2677,6 +2717,18 @@ export interface components {
             current_password: string;
             new_password: string;
         };
+        PasswordResetConfirmInputRequest: {
+            new_password: string;
+            token: string;
+            uid: string;
+        };
+        PasswordResetRequested: {
+            detail: string;
+        };
+        PasswordResetRequestInputRequest: {
+            /** Format: email */
+            email: string;
+        };
         PatchedAlertRuleWriteRequest: {
             email_recipients?: string[];
             is_enabled?: boolean;
@@ -4088,6 +4140,55 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    auth_password_reset_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordResetRequestInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PasswordResetRequestInputRequest"];
+                "multipart/form-data": components["schemas"]["PasswordResetRequestInputRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PasswordResetRequested"];
+                };
+            };
+        };
+    };
+    auth_password_reset_confirm_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordResetConfirmInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PasswordResetConfirmInputRequest"];
+                "multipart/form-data": components["schemas"]["PasswordResetConfirmInputRequest"];
+            };
+        };
         responses: {
             /** @description No response body */
             204: {
