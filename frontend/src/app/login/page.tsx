@@ -2,6 +2,7 @@
 
 import { zodResolver } from "@hookform/resolvers/zod";
 import { useQueryClient } from "@tanstack/react-query";
+import Link from "next/link";
 import { useRouter } from "next/navigation";
 import { useState } from "react";
 import { useForm } from "react-hook-form";
@@ -70,6 +71,15 @@ export default function LoginPage() {
           >
             {problem.lockedOut ? <p className="font-semibold">Too many failed attempts.</p> : null}
             <p>{problem.message}</p>
+            {problem.lockedOut ? (
+              <p className="mt-1">
+                Or{" "}
+                <Link href="/forgot-password" className="underline">
+                  reset your password
+                </Link>{" "}
+                by email, which ends the lockout.
+              </p>
+            ) : null}
           </div>
         ) : null}
         <form onSubmit={onSubmit} noValidate className="space-y-4">
@@ -85,6 +95,11 @@ export default function LoginPage() {
             Sign in
           </Button>
         </form>
+        <p className="mt-4 text-sm">
+          <Link href="/forgot-password" className="text-indigo-700 underline dark:text-indigo-300">
+            Forgot your password?
+          </Link>
+        </p>
       </div>
     </main>
   );
