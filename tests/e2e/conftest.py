@@ -78,7 +78,15 @@ def e2e_import_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def live_server_url(django_db_setup: None, django_db_blocker: Any, e2e_import_dir: Path) -> Iterator[str]:
+def live_server_extra_env() -> dict[str, str]:
+    """More environment for the server and worker of a module; a module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live_server_url(
+    django_db_setup: None, django_db_blocker: Any, e2e_import_dir: Path, live_server_extra_env: dict[str, str]
+) -> Iterator[str]:
     """uvicorn and a Celery worker on the test database, for this module only: a worker left running would
     take the run tasks of other test modules (which start, and kill, workers of their own)."""
     with django_db_blocker.unblock():
@@ -88,6 +96,7 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any, e2e_import_di
             "AGGREGATOR_IMPORT_DIR": str(e2e_import_dir),
             "AGGREGATOR_ALLOWED_HOSTS": "127.0.0.1/32",
             "AGGREGATOR_FRONTEND_DIR": str(BUILD),
+            **live_server_extra_env,
         }
     )
     port = _free_port()
