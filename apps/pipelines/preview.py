@@ -160,9 +160,9 @@ def pipeline_preview(*, plan: Plan, node_id: str, limit: int = PREVIEW_DEFAULT_R
             preview.read_source(current)
         elif kind == "transform":
             preview.run_transform(current)
-        else:  # a destination: what would reach it, never written
+        else:  # a destination: what would reach it (after its own rules, as in a run), never written
             (up,) = plan.upstream(current)
-            preview.outputs[current] = preview.outputs[up]
+            preview.outputs[current] = preview._checked(current, preview.outputs[up])
     schema: StreamSchema | None = plan.schemas.get(node_id)
     return {
         "node": node_id,

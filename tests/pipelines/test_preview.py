@@ -136,6 +136,34 @@ def test_preview_reports_rejected_rows_and_rule_failures(pipeline, personas, cli
     )
 
 
+def test_preview_applies_a_destinations_own_rules_to_what_would_reach_it(pipeline, personas, client_for):
+    definition = copy.deepcopy(pipeline.definition)
+    definition["nodes"][-1]["rules"] = [
+        {"id": "short", "type": "range", "column": "delay", "max": 100, "action": "reject"}
+    ]
+    body = (
+        client_for(personas.viewer)
+        .post(
+            f"/api/v1/pipelines/{pipeline.id}/preview/",
+            {"node": "warehouse", "definition": definition},
+            format="json",
+        )
+        .json()
+    )
+    assert [r["flight"] for r in body["inputs"]["late"]] == [1141, 1696, 33]
+    kept = [r["flight"] for r in body["output"]]
+    refused = [r["raw"]["flight"] for r in body["rejected"]]
+    assert refused and sorted(kept + refused) == sorted([1141, 1696, 33])
+    assert all(r["node"] == "warehouse" and "short" in r["reason"] for r in body["rejected"])
+    (failure,) = body["rule_failures"]
+    assert (failure["node"], failure["rule"], failure["status"], failure["rejected"]) == (
+        "warehouse",
+        "short",
+        "rejected",
+        len(refused),
+    )
+
+
 def test_preview_errors_name_the_node(pipeline, personas, client_for):
     client = client_for(personas.viewer)
     url = f"/api/v1/pipelines/{pipeline.id}/preview/"
