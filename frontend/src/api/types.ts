@@ -59,6 +59,7 @@ export type WebhookWithSecret = S["WebhookWithSecret"];
 export type Delivery = S["Delivery"];
 export type DeliveryAttempt = S["DeliveryAttempt"];
 export type StepType = S["StepType"];
+export type RuleType = S["RuleType"];
 export type ConnectorStreams = S["ConnectorStreams"];
 export type PipelinePreview = S["PipelinePreviewOutput"];
 export type SchemaChange = S["SchemaChange"];

@@ -20,7 +20,7 @@ import { useRouter } from "next/navigation";
 import { useCallback, useEffect, useId, useMemo, useReducer, useRef, useState, type DragEvent } from "react";
 
 import { ApiError, get, patch, post } from "@/api/client";
-import type { Connector, Page, Pipeline, PipelinePreview, PipelineVersion, Run, RunDetail, StepType, ValidateOutput } from "@/api/types";
+import type { Connector, Page, Pipeline, PipelinePreview, PipelineVersion, RuleType, Run, RunDetail, StepType, ValidateOutput } from "@/api/types";
 import { NodePanel, fieldsOfNode, type SchemaField } from "@/components/builder/NodePanel";
 import { Palette, DRAG_TYPE, type NodeTemplate } from "@/components/builder/Palette";
 import { PipelineNode, nodeHandles, type PipelineFlowNode } from "@/components/builder/PipelineNode";
@@ -102,6 +102,12 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
     queryFn: ({ signal }) => get<Page<StepType>>("step-types/", { limit: 500 }, signal),
     staleTime: Infinity,
   });
+  const ruleTypesQuery = useQuery({
+    queryKey: ["rule-types"],
+    queryFn: ({ signal }) => get<RuleType[]>("rule-types/", undefined, signal),
+    staleTime: Infinity,
+  });
+  const ruleTypes = useMemo(() => ruleTypesQuery.data ?? [], [ruleTypesQuery.data]);
   const connectors = useMemo(() => connectorsQuery.data?.results ?? [], [connectorsQuery.data]);
   const types = useMemo(() => typesQuery.data?.results ?? [], [typesQuery.data]);
   const steps = useMemo(() => stepsQuery.data?.results ?? [], [stepsQuery.data]);
@@ -622,6 +628,8 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
                 errors={fieldsOfNode(errorFields, selectedNode.id)}
                 fields={schemas[selectedNode.id] ?? null}
                 upstreamFields={graph.edges.filter((e) => e.target === selectedNode.id).flatMap((e) => knownSchemas[e.source] ?? [])}
+                outputFields={knownSchemas[selectedNode.id]}
+                ruleTypes={ruleTypes}
                 readOnly={!canEdit}
                 onChange={(p, key) => apply((g) => updateNode(g, selectedNode.id, p), key)}
                 onConfigChange={(config) => apply((g) => updateNode(g, selectedNode.id, { config }), `${selectedNode.id}:config`)}

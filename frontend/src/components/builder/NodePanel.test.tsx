@@ -92,8 +92,11 @@ describe("the node preview", () => {
     inputs: { flights: [{ id: 1, dep_delay: 10 }, { id: 2, dep_delay: 90 }, { id: 3, dep_delay: null }] },
     output: [{ id: 2, dep_delay: 90 }],
     schema: { fields: [{ name: "id", type: "integer", nullable: false }, { name: "dep_delay", type: "integer", nullable: true }] },
-    rejected: [],
-    rule_failures: [{ node: "late", rule: "few", status: "warned", failed: 2, message: null }],
+    rejected: [{ node: "late", line: 3, reason: "dep_delay is null (rule 'known')", raw: { id: 3, dep_delay: null } }],
+    rule_failures: [
+      { node: "late", rule: "few", type: "range", columns: ["dep_delay"], status: "warned", checked: 3, failed: 2, rejected: 0, sample: [10, 90], message: null },
+      { node: "late", rule: "known", type: "not_null", columns: ["dep_delay"], status: "rejected", checked: 3, failed: 1, rejected: 1, sample: [null], message: null },
+    ],
   };
 
   it("shows input and output side by side with their counts, the output schema and rule failures", () => {
@@ -103,7 +106,11 @@ describe("the node preview", () => {
     expect(within(screen.getByTestId("preview-input-flights")).getAllByRole("row")).toHaveLength(4);
     expect(within(screen.getByTestId("preview-output")).getAllByRole("row")).toHaveLength(2);
     expect(within(screen.getByTestId("preview-schema")).getByText("dep_delay")).toBeInTheDocument();
-    expect(screen.getByRole("alert")).toHaveTextContent("rule few: warned, 2 rows");
+    const failures = screen.getByTestId("preview-rule-failures");
+    expect(failures).toHaveTextContent("rule few (range on dep_delay): warned, 2 of 3 rows failed · failing values: 10, 90");
+    expect(failures).toHaveTextContent("rule known (not_null on dep_delay): rejected, 1 of 3 rows failed, 1 rejected · failing values: ∅");
+    expect(screen.getByTestId("preview-rejected")).toHaveTextContent("Rejected rows (1)");
+    expect(screen.getByTestId("preview-rejected")).toHaveTextContent(`late, line 3: dep_delay is null (rule 'known') {"id":3,"dep_delay":null}`);
   });
 
   it("marks the cells a row-wise step changed", () => {

@@ -11,9 +11,11 @@ import { get } from "@/api/client";
 import type { Connector, ConnectorStreams, StepType } from "@/api/types";
 import { ExpressionWidget } from "@/components/builder/ExpressionWidget";
 import { FieldMapper } from "@/components/builder/FieldMapper";
+import { RulesEditor } from "@/components/builder/RulesEditor";
 import { Button, Field, inputClass } from "@/components/ui";
 import { simplifySchema, toExtraErrors, type JsonSchema } from "@/lib/configSchema";
 import type { DocNode } from "@/lib/pipelineDoc";
+import type { Rule, RuleTypeInfo } from "@/lib/qualityRules";
 
 // The same ajv setup as the connector forms (ConnectorForm): pydantic's `format: password` is known.
 const validator = customizeValidator({ customFormats: { password: /.*/s } });
@@ -107,6 +109,8 @@ export function NodePanel({
   errors,
   fields,
   upstreamFields = [],
+  outputFields,
+  ruleTypes = [],
   readOnly,
   onChange,
   onConfigChange,
@@ -126,6 +130,10 @@ export function NodePanel({
   fields: SchemaField[] | null;
   /** The fields arriving at the node (its inputs' outputs), for completing column names. */
   upstreamFields?: SchemaField[];
+  /** The last fields known at the node's output (kept while a mistake hides them), for its rules. */
+  outputFields?: SchemaField[];
+  /** `GET /rule-types/`: the validation rules a node may carry. */
+  ruleTypes?: RuleTypeInfo[];
   readOnly: boolean;
   onChange: (patch: Record<string, unknown>, key?: string) => void;
   onConfigChange: (config: Record<string, unknown>) => void;
@@ -239,6 +247,17 @@ export function NodePanel({
         ) : (
           <p className="text-sm">Unknown step {String(doc.step)}.</p>
         )
+      ) : null}
+      {ruleTypes.length ? (
+        <RulesEditor
+          nodeId={String(doc.id)}
+          rules={Array.isArray(doc.rules) ? (doc.rules as Rule[]) : []}
+          ruleTypes={ruleTypes}
+          fields={fields ?? outputFields ?? []}
+          errors={errors}
+          readOnly={readOnly}
+          onChange={onChange}
+        />
       ) : null}
       {lineage ? (
         <section aria-label={`Lineage of ${doc.id}`} data-testid="lineage">

@@ -53,13 +53,42 @@ export function PreviewPanel({ preview }: { preview: PipelinePreview }) {
         {aligned ? " · changed cells are marked" : ""}
       </p>
       {preview.rule_failures.length ? (
-        <ul role="alert" className="rounded border border-amber-300 bg-amber-50 p-2 text-xs text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
-          {preview.rule_failures.map((f, i) => (
-            <li key={i}>
-              {String(f.node)} · rule {String(f.rule)}: {String(f.status)}, {String(f.failed)} rows{f.message ? ` — ${String(f.message)}` : ""}
-            </li>
-          ))}
-        </ul>
+        <div role="alert" data-testid="preview-rule-failures" className="rounded border border-amber-300 bg-amber-50 p-2 text-xs text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+          <p className="font-semibold">Rules that did not pass on the sample</p>
+          <ul className="mt-1 space-y-1">
+            {preview.rule_failures.map((f, i) => {
+              const columns = Array.isArray(f.columns) ? (f.columns as string[]) : [];
+              const sample = Array.isArray(f.sample) ? f.sample : [];
+              return (
+                <li key={i} data-rule={String(f.rule)} data-failed={String(f.failed)} data-rejected={String(f.rejected ?? 0)}>
+                  <span className="font-mono">{String(f.node)}</span> · rule <span className="font-mono">{String(f.rule)}</span>
+                  {f.type ? ` (${String(f.type)}${columns.length ? ` on ${columns.join(", ")}` : ""})` : ""}: {String(f.status)}, {String(f.failed)} of{" "}
+                  {String(f.checked ?? "?")} rows failed
+                  {Number(f.rejected) ? `, ${String(f.rejected)} rejected` : ""}
+                  {f.message ? ` — ${String(f.message)}` : ""}
+                  {sample.length ? (
+                    <>
+                      {" "}· failing values: <span className="font-mono">{sample.map(cell).join(", ")}</span>
+                    </>
+                  ) : null}
+                </li>
+              );
+            })}
+          </ul>
+        </div>
+      ) : null}
+      {preview.rejected.length ? (
+        <details className="text-xs" data-testid="preview-rejected">
+          <summary className="cursor-pointer">Rejected rows ({count(preview.rejected.length)})</summary>
+          <ul className="mt-1 max-h-48 space-y-0.5 overflow-auto">
+            {preview.rejected.slice(0, 50).map((r, i) => (
+              <li key={i} className="font-mono">
+                {String(r.node)}
+                {r.line ? `, line ${String(r.line)}` : ""}: {String(r.reason)} {r.raw !== undefined && r.raw !== null ? cell(r.raw) : ""}
+              </li>
+            ))}
+          </ul>
+        </details>
       ) : null}
       <div className="grid gap-2 xl:grid-cols-2">
         <div className="min-w-0 space-y-1">
