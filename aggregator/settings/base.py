@@ -169,6 +169,9 @@ AGGREGATOR_INVITATION_TTL = timedelta(days=env.int("AGGREGATOR_INVITATION_TTL_DA
 
 # --- REST API ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # DRF's throttles read the client the way aggregator/clientip.py does: AXES_PROXY_COUNT entries from the
+    # right of X-Forwarded-For, or REMOTE_ADDR with no proxy (unset, DRF would trust the whole header).
+    "NUM_PROXIES": env.int("AXES_PROXY_COUNT", default=0),
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.users.authentication.ApiKeyAuthentication",
         "rest_framework_simplejwt.authentication.JWTAuthentication",
@@ -225,6 +228,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ADMIN = True
 AXES_LOCKOUT_CALLABLE = "apps.users.lockout.lockout_response"
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+# One reading of the client's address for lockouts, rate limits and the audit log (aggregator/clientip.py).
+AXES_CLIENT_IP_CALLABLE = "aggregator.clientip.client_ip"
 
 # --- Object permissions (django-guardian) ------------------------------------------------------------
 ANONYMOUS_USER_NAME = None

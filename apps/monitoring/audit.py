@@ -28,9 +28,9 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from ipware import get_client_ip
 from rest_framework_simplejwt.tokens import Token
 
+from aggregator.clientip import client_ip
 from aggregator.logging import get_logger
 from apps.users.models import ApiKey, Role
 from apps.users.selectors import workspace_ids_for_user
@@ -132,9 +132,8 @@ def credential_of(request: HttpRequest | None) -> str:
 
 
 def remote_addr_of(request: HttpRequest) -> str | None:
-    # The same proxy count as django-axes, so a forged X-Forwarded-For cannot choose the recorded address.
-    address, _routable = get_client_ip(request, proxy_count=settings.AXES_IPWARE_PROXY_COUNT)
-    return address
+    # The reading django-axes and the rate limits use: a forged X-Forwarded-For cannot choose it.
+    return client_ip(request)
 
 
 def workspace_id_of(instance: Any) -> int | None:

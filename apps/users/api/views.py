@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any, cast
 
-from django.conf import settings
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.db.models import QuerySet
 from django.middleware.csrf import get_token
@@ -20,6 +19,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
+from aggregator.clientip import client_ip
 from aggregator.logging import get_logger
 from apps.users import selectors, services
 from apps.users.lockout import lockout_message
@@ -55,7 +55,13 @@ class LockedOut(exceptions.APIException):
 
 
 class LoginThrottle(AnonRateThrottle):
+    """Sign-ins per client address, read as the lockouts read it (aggregator/clientip.py): a forged
+    X-Forwarded-For does not open a fresh bucket."""
+
     scope = "login"
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request) or "unknown"
 
 
 def _authenticate(request: Request, email: str, password: str) -> User:
@@ -227,20 +233,6 @@ class PasswordChangeView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def client_address(request: Request) -> str:
-    """The client's address behind AXES_PROXY_COUNT trusted proxies: each of them appends the address it
-    got the request from to X-Forwarded-For, so the client is that many entries from the right; whatever a
-    client writes into the header itself sits further left and is never read. (ipware's reading trusts the
-    left-most entry when no proxy is configured.)"""
-    meta = request._request.META
-    count = settings.AXES_IPWARE_PROXY_COUNT
-    remote = str(meta.get("REMOTE_ADDR") or "unknown")
-    if count <= 0:
-        return remote
-    chain = [part.strip() for part in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",") if part.strip()]
-    return chain[-count] if len(chain) >= count else remote
-
-
 class PasswordResetIpThrottle(SimpleRateThrottle):
     """Reset requests per client address; a client cannot pick a fresh one per request with
     X-Forwarded-For."""
@@ -248,7 +240,7 @@ class PasswordResetIpThrottle(SimpleRateThrottle):
     scope = "password_reset_ip"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
-        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request) or "unknown"}
 
 
 class PasswordResetEmailThrottle(SimpleRateThrottle):
