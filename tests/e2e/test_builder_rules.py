@@ -6,6 +6,8 @@ the screens (var/e2e-artifacts/)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -151,3 +153,20 @@ def test_an_editor_adds_quality_rules_previews_their_failures_and_the_run_quaran
     ).fetchall()
     assert [f for (f,) in written] == sorted(f for f, d in DELAYS.items() if d != "")
     check_screen(page, "builder-rules-04-run")
+
+    # The run page: the quarantined rows with their reasons, narrowed to the node, downloaded as CSV.
+    page.goto(f"/runs/view?id={run.id}")
+    page.get_by_role("table", name="Rejected rows").get_by_text("not_null_dep_delay").first.wait_for()
+    page.locator(f"#rejected-node-{run.id}").select_option("flights")
+    assert page.get_by_test_id("rejected-csv").get_attribute("href") == (
+        f"/api/v1/runs/{run.id}/rejected.csv?node=flights"
+    )
+    with page.expect_download() as download_info:
+        page.get_by_test_id("rejected-csv").click()
+    download = download_info.value
+    assert download.suggested_filename == f"run-{run.id}-rejected.csv"
+    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+    assert sorted(int(r["flight"]) for r in rows) == EMPTY
+    assert {(r["node"], r["rule"]) for r in rows} == {("flights", "not_null_dep_delay")}
+    assert all(r["dep_delay"] == "" and "not_null_dep_delay" in r["reason"] for r in rows)
+    check_screen(page, "builder-rules-05-quarantine")
