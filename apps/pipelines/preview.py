@@ -22,6 +22,7 @@ from aggregator.dataplane import Batch, RejectedRow, RejectedRows, StreamSchema
 from apps.connectors.base import ConnectorError
 from apps.connectors.selectors import connector_runtime
 from apps.schemas.contracts import json_safe
+from apps.transformations.profiling import StreamProfiler
 from apps.transformations.steps import StepError, get_step_type
 
 from .definition import Plan
@@ -164,6 +165,11 @@ def pipeline_preview(*, plan: Plan, node_id: str, limit: int = PREVIEW_DEFAULT_R
             (up,) = plan.upstream(current)
             preview.outputs[current] = preview._checked(current, preview.outputs[up])
     schema: StreamSchema | None = plan.schemas.get(node_id)
+    # The profile of the node's output sample: the same column statistics and histograms a run keeps, so
+    # a step's effect on the data shows before anything runs.
+    profiler = StreamProfiler(schema)
+    for batch in preview.outputs[node_id]:
+        profiler.add(batch.table)
     return {
         "node": node_id,
         "limit": limit,
@@ -172,4 +178,5 @@ def pipeline_preview(*, plan: Plan, node_id: str, limit: int = PREVIEW_DEFAULT_R
         "schema": schema.to_dict() if schema is not None else None,
         "rejected": preview.rejected,
         "rule_failures": preview.rule_results,
+        "profile": json_safe(profiler.to_dict()),
     }

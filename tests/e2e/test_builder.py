@@ -133,6 +133,12 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     assert rows_in == 100
     assert rows_out == PREVIEW_LATE < rows_in
     assert not Pipeline.objects.exists()
+    # The output sample's profile: every delay over the filter's 60 minutes.
+    profile = preview.get_by_test_id("preview-profile")
+    profile.get_by_text(f"Profile of the output sample ({PREVIEW_LATE} rows)").click()
+    late = sorted(d for d in DELAYS[:100] if d > 60)
+    delays = profile.get_by_test_id("column-profile-dep_delay")
+    delays.get_by_text(f"min {late[0]} · max {late[-1]}").wait_for()
     check_screen(page, "20-builder-preview")
 
     # The derive step: a new column from an expression, completed and checked like the filter's.

@@ -77,6 +77,19 @@ def test_preview_shows_a_nodes_input_and_output_and_writes_nothing(
         ("delay", "number"),
     ]
     assert body["rejected"] == [] and body["rule_failures"] == []
+    # The output sample's profile, as a run keeps one: 75, 101 and 61 minutes late.
+    profile = body["profile"]
+    assert profile["rows"] == 3
+    columns = {c["name"]: c for c in profile["columns"]}
+    assert list(columns) == ["carrier", "flight", "delay"]
+    delay = columns["delay"]
+    assert (delay["nulls"], delay["distinct"], delay["min"], delay["max"]) == (0, 3, 61.0, 101.0)
+    assert delay["mean"] == pytest.approx((75 + 101 + 61) / 3)
+    assert sum(delay["histogram"]["counts"]) == 3
+    assert sorted((t["value"], t["count"]) for t in columns["carrier"]["top_values"]) == [
+        ("AA", 2),
+        ("UA", 1),
+    ]
     # Nothing was written: no destination table, no run.
     exists = scratch_conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (pg_schema,)

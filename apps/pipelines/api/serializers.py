@@ -304,3 +304,7 @@ class PipelinePreviewOutputSerializer(serializers.Serializer):
         child=serializers.DictField(),
         help_text="Validation rules that failed, rejected or warned on the sample.",
     )
+    profile = serializers.JSONField(
+        help_text="The output sample's profile, as a run's node profiles: `rows` and per column nulls, "
+        "distinct, min/max/mean/stddev, top values and a histogram of numbers."
+    )

@@ -2852,6 +2852,8 @@ export interface components {
             output: {
                 [key: string]: unknown;
             }[];
+            /** @description The output sample's profile, as a run's node profiles: `rows` and per column nulls, distinct, min/max/mean/stddev, top values and a histogram of numbers. */
+            profile: unknown;
             /** @description Rows refused on the way. */
             rejected: {
                 [key: string]: unknown;

@@ -97,6 +97,15 @@ describe("the node preview", () => {
       { node: "late", rule: "few", type: "range", columns: ["dep_delay"], status: "warned", checked: 3, failed: 2, rejected: 0, sample: [10, 90], message: null },
       { node: "late", rule: "known", type: "not_null", columns: ["dep_delay"], status: "rejected", checked: 3, failed: 1, rejected: 1, sample: [null], message: null },
     ],
+    profile: {
+      rows: 1,
+      complete: true,
+      row_cap: null,
+      columns: [
+        { name: "id", type: "integer", rows: 1, nulls: 0, null_share: 0, distinct: 1, min: 2, max: 2, mean: 2, histogram: { edges: [2, 3], counts: [1] } },
+        { name: "dep_delay", type: "integer", rows: 1, nulls: 0, null_share: 0, distinct: 1, min: 90, max: 90, mean: 90, histogram: { edges: [90, 91], counts: [1] } },
+      ],
+    },
   };
 
   it("shows input and output side by side with their counts, the output schema and rule failures", () => {
@@ -111,6 +120,9 @@ describe("the node preview", () => {
     expect(failures).toHaveTextContent("rule known (not_null on dep_delay): rejected, 1 of 3 rows failed, 1 rejected · failing values: ∅");
     expect(screen.getByTestId("preview-rejected")).toHaveTextContent("Rejected rows (1)");
     expect(screen.getByTestId("preview-rejected")).toHaveTextContent(`late, line 3: dep_delay is null (rule 'known') {"id":3,"dep_delay":null}`);
+    const profile = screen.getByTestId("preview-profile");
+    expect(profile).toHaveTextContent("Profile of the output sample (1 row)");
+    expect(within(profile).getByTestId("column-profile-dep_delay")).toHaveTextContent("min 90 · max 90");
   });
 
   it("marks the cells a row-wise step changed", () => {

@@ -2,6 +2,7 @@
 
 import type { PipelinePreview } from "@/api/types";
 import type { SchemaField } from "@/components/builder/NodePanel";
+import { ColumnProfiles, type ColumnProfile } from "@/components/RunQuality";
 import { count } from "@/lib/format";
 
 type Row = Record<string, unknown>;
@@ -40,6 +41,7 @@ export function PreviewPanel({ preview }: { preview: PipelinePreview }) {
   const inputs = Object.entries(preview.inputs);
   const rowsIn = inputs.reduce((n, [, rows]) => n + rows.length, 0);
   const schemaFields = (((preview.schema as { fields?: SchemaField[] } | null)?.fields) ?? []) as SchemaField[];
+  const profile = preview.profile as { rows: number; columns: ColumnProfile[] } | null | undefined;
   // With one input of as many rows as the output (a row-wise step), a cell that differs is marked.
   const only = inputs.length === 1 ? inputs[0]?.[1] : undefined;
   const aligned = only && only.length === preview.output.length;
@@ -103,6 +105,12 @@ export function PreviewPanel({ preview }: { preview: PipelinePreview }) {
           <Rows rows={preview.output} caption={`Rows out of ${preview.node}`} testId="preview-output" changed={changed} />
         </div>
       </div>
+      {profile?.columns.length ? (
+        <details className="text-sm" data-testid="preview-profile">
+          <summary className="cursor-pointer font-semibold">Profile of the output sample ({count(profile.rows)} {profile.rows === 1 ? "row" : "rows"})</summary>
+          <ColumnProfiles columns={profile.columns} />
+        </details>
+      ) : null}
       {schemaFields.length ? (
         <div>
           <h3 className="text-sm font-semibold">Output schema</h3>
