@@ -67,6 +67,23 @@ export function newRule(ruleType: RuleTypeInfo, taken: string[]): Rule {
   return { id: suggestRuleId(ruleType.type, [], taken), type: ruleType.type, action };
 }
 
+/**
+ * A rule turned into another type: what both types have in common is kept (description, the column or
+ * columns where the new type reads them, the action when the new type allows it, else its default); an
+ * id that was the one suggested for the old type follows the new one.
+ */
+export function changeRuleType(rule: Rule, ruleType: RuleTypeInfo, otherIds: string[]): Rule {
+  const keys = Object.keys((ruleType.config_schema as JsonSchema).properties ?? {});
+  const columns = ruleColumns(rule);
+  const out: Rule = { id: rule.id, type: ruleType.type, action: newRule(ruleType, otherIds).action };
+  if (typeof rule.action === "string" && ruleType.actions.includes(rule.action)) out.action = rule.action;
+  if (typeof rule.description === "string" && rule.description) out.description = rule.description;
+  if (columns.length && keys.includes("columns") && (ruleType.type === "unique" || !keys.includes("column"))) out.columns = columns;
+  else if (columns.length && keys.includes("column")) out.column = columns[0];
+  if (rule.id === suggestRuleId(String(rule.type), columns, otherIds)) out.id = suggestRuleId(ruleType.type, ruleColumns(out), otherIds);
+  return out;
+}
+
 /** The defaults a form schema declares for its top-level keys. */
 export function schemaDefaults(schema: JsonSchema): Record<string, unknown> {
   return Object.fromEntries(Object.entries(schema.properties ?? {}).filter(([, p]) => "default" in p).map(([k, p]) => [k, p.default]));

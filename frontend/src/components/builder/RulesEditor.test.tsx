@@ -3,7 +3,7 @@ import { fireEvent, render, screen, within } from "@testing-library/react";
 import { useState, type ReactNode } from "react";
 import { describe, expect, it, vi } from "vitest";
 
-import { changedKey, ruleFromForm, ruleIdProblem, suggestRuleId, typedValue, type Rule, type RuleTypeInfo } from "@/lib/qualityRules";
+import { changeRuleType, changedKey, ruleFromForm, ruleIdProblem, suggestRuleId, typedValue, type Rule, type RuleTypeInfo } from "@/lib/qualityRules";
 
 import { NodePanel } from "./NodePanel";
 import { RulesEditor } from "./RulesEditor";
@@ -167,6 +167,20 @@ describe("quality rules in the side panel", () => {
     expect(screen.getByTestId("no-rules")).toBeInTheDocument();
   });
 
+  it("changes a rule's type in place, keeping its column, action and a typed id", () => {
+    const { lastRules } = editor([
+      { id: "not_null_dep_delay", type: "not_null", action: "reject", column: "dep_delay" },
+      { id: "mine", type: "not_null", action: "reject", column: "carrier", description: "known carrier" },
+    ]);
+    fireEvent.change(screen.getByLabelText("Type of rule not_null_dep_delay"), { target: { value: "range" } });
+    expect(lastRules()?.[0]).toEqual({ id: "range_dep_delay", type: "range", action: "reject", column: "dep_delay" });
+    expect(screen.getByTestId("rule-0")).toHaveTextContent("range on dep_delay");
+    expect(within(screen.getByTestId("rule-0")).getByLabelText(/^Min/)).toBeInTheDocument();
+    // A stream rule cannot reject: the action becomes the type's default; columns do not carry over.
+    fireEvent.change(screen.getByLabelText("Type of rule mine"), { target: { value: "row_count" } });
+    expect(lastRules()?.[1]).toEqual({ id: "mine", type: "row_count", action: "fail", description: "known carrier" });
+  });
+
   it("shows the server's errors at the rule's field, and the rest above its form", () => {
     editor(
       [
@@ -229,6 +243,16 @@ describe("rule helpers", () => {
     expect(ruleIdProblem("a.b-c_1", ["x"])).toBeNull();
     expect(ruleIdProblem("a b", [])).toMatch(/letters, digits/);
     expect(ruleIdProblem("x", ["x"])).toMatch(/already has the id 'x'/);
+  });
+
+  it("carry a rule's columns into a unique rule's key", () => {
+    const unique = RULE_TYPES.find((t) => t.type === "unique")!;
+    expect(changeRuleType({ id: "not_null_flight", type: "not_null", action: "warn", column: "flight" }, unique, [])).toEqual({
+      id: "unique_flight",
+      type: "unique",
+      action: "warn",
+      columns: ["flight"],
+    });
   });
 
   it("keep a typed id, leave empty descriptions out and type values by column", () => {

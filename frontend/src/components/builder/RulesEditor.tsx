@@ -13,6 +13,7 @@ import { toExtraErrors } from "@/lib/configSchema";
 import {
   changedKey,
   newRule,
+  changeRuleType,
   ruleColumns,
   ruleFormSchema,
   ruleFromForm,
@@ -294,6 +295,27 @@ export function RulesEditor({
                 ) : null}
               </div>
               {ruleType ? <p className="text-xs text-slate-700 dark:text-slate-300">{ruleType.description}</p> : null}
+              {!readOnly && ruleType ? (
+                <Field label={`Type of rule ${name}`}>
+                  {(p) => (
+                    <select
+                      {...p}
+                      value={ruleType.type}
+                      onChange={(e) => {
+                        const next = ruleTypes.find((t) => t.type === e.target.value);
+                        if (next) write(rules.map((r, i) => (i === index ? changeRuleType(r, next, otherIds) : r)));
+                      }}
+                      className={inputClass}
+                    >
+                      {ruleTypes.map((t) => (
+                        <option key={t.type} value={t.type}>
+                          {t.type}{t.stream_level ? " (whole stream)" : ""}
+                        </option>
+                      ))}
+                    </select>
+                  )}
+                </Field>
+              ) : null}
               {ruleErrors.length ? (
                 <ul role="alert" data-testid="rule-errors" className="text-sm text-red-700 dark:text-red-400">
                   {ruleErrors.map((m, i) => (
@@ -305,6 +327,7 @@ export function RulesEditor({
               ) : null}
               {ruleType ? (
                 <RuleForm
+                  key={String(rule.type)}
                   nodeId={nodeId}
                   index={index}
                   rule={rule}
