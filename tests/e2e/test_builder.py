@@ -96,6 +96,17 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     _connect(page, "flights", "filter")
     _connect(page, "filter", "derive")
     _connect(page, "derive", "warehouse_pg")
+    assert page.locator(".react-flow__minimap").count() == 1
+
+    # Delete from the keyboard takes the node with its edge; undo brings both back.
+    page.get_by_test_id("canvas-node-warehouse_pg").click()
+    page.keyboard.press("Delete")
+    page.get_by_test_id("canvas-node-warehouse_pg").wait_for(state="detached")
+    assert page.locator('.react-flow__edge[data-id="derive->warehouse_pg"]').count() == 0
+    page.get_by_test_id("canvas").locator(".react-flow__pane").click(position={"x": 40, "y": 400})
+    page.keyboard.press("Control+z")
+    page.get_by_test_id("canvas-node-warehouse_pg").wait_for()
+    page.locator('.react-flow__edge[data-id="derive->warehouse_pg"]').wait_for(state="attached")
     page.get_by_role("button", name="Auto-layout").click()
     page.get_by_role("button", name="Zoom to fit").click()
 
@@ -284,6 +295,17 @@ def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
     page.get_by_text("No drift waits for a decision.").wait_for()
     change.refresh_from_db()
     assert change.status == "approved"
+
+    # A further drift (a new column again) is rejected: it stays recorded, and runs refuse the stream.
+    (e2e_import_dir / "drift.csv").write_text("id,name,tailnum,origin\n1,a,N1,EWR\n")
+    schema_discover(connector=connector)
+    newer = SchemaChange.objects.get(connector=connector, status="pending")
+    page.reload()
+    page.locator(f'[data-change-id="{newer.id}"]').get_by_text("+ origin").wait_for()
+    page.get_by_role("button", name=f"Reject change #{newer.id}").click()
+    page.get_by_text("No drift waits for a decision.").wait_for()
+    newer.refresh_from_db()
+    assert newer.status == "rejected"
 
     # The stream's contract policy: new columns evolve from now on.
     contract = page.get_by_test_id("contract-drift")
