@@ -47,11 +47,11 @@ def _config_errors(exc: ConfigInvalid) -> ValidationError:
     return ValidationError({f"config.{path}": messages for path, messages in exc.errors.items()})
 
 
-def _connector_error(exc: ConnectorError) -> ValidationError:
+def connector_error(exc: ConnectorError, *, top_level: tuple[str, ...] = ("stream",)) -> ValidationError:
+    """A connector's error as the API's: a field of the request (`top_level`) by its name, a field of the
+    connector's config as `config.<field>`, else `non_field_errors`."""
     key = (
-        exc.field
-        if exc.field in ("stream",)
-        else (f"config.{exc.field}" if exc.field else "non_field_errors")
+        exc.field if exc.field in top_level else (f"config.{exc.field}" if exc.field else "non_field_errors")
     )
     return ValidationError({key: [exc.message]})
 
@@ -228,7 +228,7 @@ def connector_discover(*, connector: Connector) -> list[StreamSchema]:
     try:
         streams = connector_type.discover(config)
     except ConnectorError as exc:
-        raise _connector_error(exc) from None
+        raise connector_error(exc) from None
     logger.info("connector_discovered", connector_id=connector.id, streams=len(streams))
     return streams
 
@@ -266,7 +266,7 @@ def _read_first(
             if taken >= limit:
                 break
     except ConnectorError as exc:
-        raise _connector_error(exc) from None
+        raise connector_error(exc) from None
     finally:
         close = getattr(reader, "close", None)
         if close is not None:

@@ -15,6 +15,7 @@ from aggregator.logging import get_logger
 from .base import ConfigInvalid, ConnectorConfig, ConnectorError, ConnectorType, TableDescription
 from .models import Connector
 from .selectors import connector_runtime
+from .services import connector_error
 
 logger = get_logger(__name__)
 
@@ -31,12 +32,6 @@ def _table_runtime(connector: Connector) -> tuple[ConnectorType, ConnectorConfig
     return connector_type, config
 
 
-def _error(exc: ConnectorError) -> ValidationError:
-    if exc.field in ("table", "connector"):
-        return ValidationError({exc.field: [exc.message]})
-    return ValidationError({f"config.{exc.field}" if exc.field else "non_field_errors": [exc.message]})
-
-
 def _namespace(config: ConnectorConfig) -> str:
     # Where the built-in destinations write: a schema (PostgreSQL, DuckDB) or, for MySQL, the database.
     return str(getattr(config, "db_schema", None) or getattr(config, "database", None) or "")
@@ -48,7 +43,7 @@ def connector_table_list(*, connector: Connector) -> tuple[str, list[str]]:
     try:
         tables = connector_type.list_tables(config)
     except ConnectorError as exc:
-        raise _error(exc) from None
+        raise connector_error(exc, top_level=("table", "connector")) from None
     logger.info("connector_tables_listed", connector_id=connector.id, tables=len(tables))
     return _namespace(config), tables
 
@@ -59,6 +54,6 @@ def connector_table_describe(*, connector: Connector, table: str) -> TableDescri
     try:
         description = connector_type.describe_table(config, table)
     except ConnectorError as exc:
-        raise _error(exc) from None
+        raise connector_error(exc, top_level=("table", "connector")) from None
     logger.info("connector_table_described", connector_id=connector.id, found=description is not None)
     return description
