@@ -40,7 +40,10 @@ TEST_POSTGRES_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_pag
 # settings/local.py reads the last two (load_up_env).
 LOCK_FILE = "up.lock"
 RUN_ENV_FILE = "run.env"
-RUN_ENV_NAMES = ("DATABASE_URL", "REDIS_URL")
+# The admin URL of the server where the Local warehouse destination makes its databases (set by `up` when
+# it runs the embedded PostgreSQL).
+LOCAL_WAREHOUSE_ENV = "AGGREGATOR_LOCAL_WAREHOUSE_URL"
+RUN_ENV_NAMES = ("DATABASE_URL", "REDIS_URL", LOCAL_WAREHOUSE_ENV)
 SECRETS_FILE = "secrets.env"
 SECRET_NAMES = ("SECRET_KEY", "AGGREGATOR_ENCRYPTION_KEYS")
 # Names that load_up_env put into os.environ, so `up` can tell them from values the user set.

@@ -29,8 +29,10 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from aggregator.embedded import (
     FROM_UP_ENV_MARKER,
+    LOCAL_WAREHOUSE_ENV,
     LOCK_FILE,
     RUN_ENV_FILE,
+    RUN_ENV_NAMES,
     SECRET_NAMES,
     SECRETS_FILE,
     EmbeddedPostgres,
@@ -260,13 +262,14 @@ class Launcher:
                 postgres.start()
                 postgres.ensure_database(DATABASE_NAME)
             self.env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
+            # The Local warehouse destination: databases the platform makes on its own embedded server
+            # (apps/connectors/plugins/local_warehouse.py), never a host a user typed.
+            self.env.setdefault(LOCAL_WAREHOUSE_ENV, postgres.url("postgres"))
         if not self.env.get("REDIS_URL"):
             self.services.append(redis)
             with self.console.step("starting Redis"):
                 self.env["REDIS_URL"] = redis.start()
-        write_run_env(
-            self.data_dir, {"DATABASE_URL": self.env["DATABASE_URL"], "REDIS_URL": self.env["REDIS_URL"]}
-        )
+        write_run_env(self.data_dir, {name: self.env[name] for name in RUN_ENV_NAMES if self.env.get(name)})
 
         with self.console.step("applying database migrations"):
             self._manage("migrate", "--noinput")
