@@ -77,7 +77,7 @@ shell: install
 	$(PY) manage.py shell
 
 clean:
-	rm -rf $(VENV) var/test .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var/test var/smoke .pytest_cache .mypy_cache .ruff_cache
 
 # --- Web app (frontend/, served by Django at /) --------------------------------------------------------
 .PHONY: frontend frontend-test
