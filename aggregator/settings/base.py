@@ -301,6 +301,12 @@ AGGREGATOR_ALLOWED_HOSTS = env.list("AGGREGATOR_ALLOWED_HOSTS", default=[])
 # leave it (symlinks resolved). Destinations that write files (DuckDB, file outputs) write under DATA_DIR.
 AGGREGATOR_IMPORT_DIR = Path(env.str("AGGREGATOR_IMPORT_DIR", default=str(BASE_DIR / "var" / "import")))
 AGGREGATOR_DATA_DIR = Path(env.str("AGGREGATOR_DATA_DIR", default=str(BASE_DIR / "var" / "data")))
+# The Local warehouse destination (apps/connectors/plugins/local_warehouse.py): the admin URL of a PostgreSQL
+# server where the platform makes one database and role per workspace. `manage.py up` sets it to its embedded
+# server; empty (the default elsewhere) leaves the destination unavailable. Those databases are named
+# <prefix><workspace id>.
+AGGREGATOR_LOCAL_WAREHOUSE_URL = env_secret("AGGREGATOR_LOCAL_WAREHOUSE_URL") or ""
+AGGREGATOR_LOCAL_WAREHOUSE_DB_PREFIX = env.str("AGGREGATOR_LOCAL_WAREHOUSE_DB_PREFIX", default="warehouse_")
 # The largest file an upload may send (bytes); larger uploads are refused while streaming, not after.
 AGGREGATOR_UPLOAD_MAX_BYTES = env.int("AGGREGATOR_UPLOAD_MAX_BYTES", default=1024 * 1024 * 1024)
 
@@ -317,6 +323,7 @@ AGGREGATOR_WS_AUTH_TIMEOUT_S = env.float("AGGREGATOR_WS_AUTH_TIMEOUT_S", default
 
 # Called with each Event after the emitting transaction commits (apps/monitoring/events.py); dotted paths.
 AGGREGATOR_EVENT_HANDLERS = [
+    "apps.connectors.services.handle_event",
     "apps.webhooks.services.handle_event",
 ]
 # Webhook deliveries whose task message was lost (or whose worker died mid-send) are enqueued again.

@@ -166,6 +166,18 @@ class ConnectorType:
             raise ConfigInvalid(pydantic_errors(exc)) from None
 
     @classmethod
+    def available(cls) -> bool:
+        """Whether connectors of this type can be made here. A type that needs something of the platform's
+        own (the Local warehouse needs its server) says no when that is not configured."""
+        return True
+
+    def bind(self, config: Any, *, workspace_id: int) -> Any:
+        """The config the operations below receive, for a connector of `workspace_id`. Most types use their
+        config as it is; a type whose resources the platform provisions per workspace resolves them here,
+        so a workspace can only ever name its own. Pure: no I/O."""
+        return config
+
+    @classmethod
     def is_source(cls) -> bool:
         return cls.kind in (ConnectorKind.SOURCE, ConnectorKind.BOTH)
 

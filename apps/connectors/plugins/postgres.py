@@ -197,6 +197,12 @@ class PostgresSourceConfig(PostgresConfig):
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
 
 
+class ManagedPostgresConfig(PostgresSourceConfig):
+    """A connection the platform made itself (the Local warehouse, `local_warehouse.py`): its host is the
+    platform's own server, not an address anyone typed, so it skips the SSRF guard that every user-supplied
+    host goes through. No registered type has it as its config model, so no API body can produce one."""
+
+
 def _identifier_ok(name: str, field: str) -> str:
     if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
         raise ConnectorError(f"{name!r} is not a valid PostgreSQL name (1 to 63 bytes).", field=field)
@@ -233,12 +239,14 @@ def _libpq_reason(exc: Exception, password: str | None) -> tuple[str, str]:
 
 def _connect(config: PostgresConfig) -> psycopg.Connection[Any]:
     password = secret_value(config.password)
-    try:
-        hostaddr = ssrf.vetted_address(config.host, config.port)
-    except ssrf.SSRFBlocked as exc:
-        raise ConnectorError(f"host: {exc}", field="host") from None
-    except ValueError as exc:  # HostLookupError: the name does not resolve
-        raise ConnectorError(f"host: {exc}", field="host") from None
+    hostaddr = None
+    if not isinstance(config, ManagedPostgresConfig):
+        try:
+            hostaddr = ssrf.vetted_address(config.host, config.port)
+        except ssrf.SSRFBlocked as exc:
+            raise ConnectorError(f"host: {exc}", field="host") from None
+        except ValueError as exc:  # HostLookupError: the name does not resolve
+            raise ConnectorError(f"host: {exc}", field="host") from None
     try:
         return psycopg.connect(
             host=config.host,
