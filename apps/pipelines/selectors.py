@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404
 
+from apps.connectors.selectors import connector_get_by_ref
 from apps.users.selectors import workspace_ids_for_user
 
 from .models import (
@@ -63,6 +64,37 @@ def run_get_for_user(*, user: Any, run_id: int | str) -> Run:
 
 def run_node_runs(*, run: Run) -> QuerySet[NodeRun]:
     return NodeRun.objects.filter(run=run).order_by("id")
+
+
+def run_destinations(*, run: Run) -> list[dict[str, Any]]:
+    """Where the run's version loads: each destination node's connector (if it still exists) and table, and
+    for a destination that can be read back as a source (the Local warehouse) the stream that is the table,
+    so the run page can show the loaded rows through the connector preview."""
+    nodes = (run.pipeline_version.definition or {}).get("nodes", [])
+    out = []
+    for node in nodes:
+        if not isinstance(node, dict) or node.get("kind") != "destination":
+            continue
+        try:
+            connector = connector_get_by_ref(workspace_id=run.workspace_id, ref=node.get("connector", ""))
+        except Http404:
+            connector = None
+        table = str(node.get("table") or "")
+        readable = connector is not None and connector.connector_type == "local_warehouse" and bool(table)
+        out.append(
+            {
+                "node_id": str(node.get("id", "")),
+                "connector": connector.id if connector else None,
+                "connector_name": connector.name if connector else str(node.get("connector", "")),
+                "connector_type": connector.connector_type if connector else "",
+                "table": table,
+                "write_mode": str(node.get("write_mode") or "append"),
+                "stream": f"{connector.config.get('schema', 'public')}.{table}"
+                if readable and connector
+                else None,
+            }
+        )
+    return out
 
 
 def run_logs(*, run: Run, after: int | None = None, level: str | None = None) -> QuerySet[RunLog]:

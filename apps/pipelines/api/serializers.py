@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.pipelines.models import (
@@ -16,6 +17,7 @@ from apps.pipelines.models import (
     Run,
     RunLog,
 )
+from apps.pipelines.selectors import run_destinations
 
 
 class PipelineSerializer(serializers.ModelSerializer):
@@ -95,6 +97,12 @@ class ValidateDocumentInputSerializer(serializers.Serializer):
         help_text="The workspace whose connectors the document names (your only one when absent).",
     )
     definition = serializers.JSONField(help_text="The document to check.")
+
+
+class SampleInputSerializer(serializers.Serializer):
+    workspace = serializers.IntegerField(
+        required=False, help_text="The workspace to make the sample in (your only one when absent)."
+    )
 
 
 class ValidationProblemSerializer(serializers.Serializer):
@@ -196,12 +204,31 @@ class RunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class RunDestinationSerializer(serializers.Serializer):
+    node_id = serializers.CharField()
+    connector = serializers.IntegerField(allow_null=True, help_text="Null when the connector was deleted.")
+    connector_name = serializers.CharField()
+    connector_type = serializers.CharField()
+    table = serializers.CharField()
+    write_mode = serializers.CharField()
+    stream = serializers.CharField(
+        allow_null=True,
+        help_text="The table as a stream of the same connector, for `connectors/{id}/preview/`, where the "
+        "destination can be read back (the Local warehouse); null otherwise.",
+    )
+
+
 class RunDetailSerializer(RunSerializer):
     nodes = NodeRunSerializer(source="node_runs", many=True, read_only=True)
+    destinations = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "nodes"]
+        fields = [*RunSerializer.Meta.fields, "nodes", "destinations"]
         read_only_fields = fields
+
+    @extend_schema_field(RunDestinationSerializer(many=True))
+    def get_destinations(self, run: Run) -> list[dict[str, Any]]:
+        return run_destinations(run=run)
 
 
 class RunLogSerializer(serializers.ModelSerializer):
@@ -308,3 +335,8 @@ class PipelinePreviewOutputSerializer(serializers.Serializer):
         help_text="The output sample's profile, as a run's node profiles: `rows` and per column nulls, "
         "distinct, min/max/mean/stddev, top values and a histogram of numbers."
     )
+
+
+class SampleOutputSerializer(serializers.Serializer):
+    pipeline = PipelineSerializer()
+    run = RunSerializer()

@@ -34,6 +34,8 @@ from .serializers import (
     RunLogSerializer,
     RunSerializer,
     RunStartSerializer,
+    SampleInputSerializer,
+    SampleOutputSerializer,
     ValidateDocumentInputSerializer,
     ValidateInputSerializer,
     ValidateOutputSerializer,
@@ -147,6 +149,28 @@ class PipelineViewSet(WorkspaceScopedModelViewSet):
         data.is_valid(raise_exception=True)
         definition = data.validated_data.get("definition", pipeline.definition)
         return _validate(workspace_id=pipeline.workspace_id, definition=definition)
+
+    @extend_schema(
+        request=SampleInputSerializer,
+        responses={201: SampleOutputSerializer},
+        operation_id="pipelines_sample_create",
+        description="Make the sample pipeline (the sample flights CSV → filter → derive → the workspace's "
+        "Local warehouse, which is made when missing) and start its first run.",
+    )
+    @action(detail=False, methods=["post"], url_path="sample", url_name="sample")
+    def sample(self, request: Request) -> Response:
+        from apps.pipelines.samples import pipeline_sample_create
+
+        SampleInputSerializer(data=request.data).is_valid(raise_exception=True)
+        workspace = self.workspace_for_create(request)
+        pipeline, run = pipeline_sample_create(workspace=workspace, user=request.user)
+        body = {
+            "pipeline": PipelineSerializer(
+                selectors.pipeline_get_for_user(user=request.user, pipeline_id=pipeline.id)
+            ).data,
+            "run": RunSerializer(run).data,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=ValidateDocumentInputSerializer,

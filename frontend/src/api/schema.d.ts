@@ -1031,6 +1031,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/pipelines/sample/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Make the sample pipeline (the sample flights CSV → filter → derive → the workspace's Local warehouse, which is made when missing) and start its first run. */
+        post: operations["pipelines_sample_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/pipelines/validate/": {
         parameters: {
             query?: never;
@@ -3068,9 +3085,21 @@ export interface components {
             readonly version: number;
             readonly workspace: number;
         };
+        RunDestination: {
+            /** @description Null when the connector was deleted. */
+            connector: number | null;
+            connector_name: string;
+            connector_type: string;
+            node_id: string;
+            /** @description The table as a stream of the same connector, for `connectors/{id}/preview/`, where the destination can be read back (the Local warehouse); null otherwise. */
+            stream: string | null;
+            table: string;
+            write_mode: string;
+        };
         RunDetail: {
             readonly attempt: number;
             readonly cancel_requested: boolean;
+            readonly destinations: components["schemas"]["RunDestination"][];
             /** Format: double */
             readonly duration_s: number | null;
             readonly error: string;
@@ -3185,6 +3214,14 @@ export interface components {
              */
             success_rate: number | null;
             workspace: number;
+        };
+        SampleInputRequest: {
+            /** @description The workspace to make the sample in (your only one when absent). */
+            workspace?: number;
+        };
+        SampleOutput: {
+            pipeline: components["schemas"]["Pipeline"];
+            run: components["schemas"]["Run"];
         };
         SchemaChange: {
             /** @description The diff from the accepted to the new version. */
@@ -5389,6 +5426,31 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PipelinePreviewOutput"];
+                };
+            };
+        };
+    };
+    pipelines_sample_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["SampleInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["SampleInputRequest"];
+                "multipart/form-data": components["schemas"]["SampleInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SampleOutput"];
                 };
             };
         };

@@ -9,6 +9,7 @@ import { useMemo } from "react";
 import { get } from "@/api/client";
 import type { Alert, LastRun, Page, RunSeries } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
+import { GetStarted } from "@/components/GetStarted";
 import { RunsTable } from "@/components/RunsTable";
 import { Card, Empty, ErrorNote, Loading, PageHeader } from "@/components/ui";
 import { fillSeries, kpis } from "@/lib/charts";
@@ -63,6 +64,7 @@ function Dashboard() {
   return (
     <>
       <PageHeader title="Dashboard" />
+      {pipelines.data && pipelines.data.count === 0 ? <GetStarted /> : null}
       <dl className="mb-4 grid grid-cols-2 gap-3 lg:grid-cols-4">
         <Kpi label="Runs today" testId="kpi-runs" value={k ? count(k.runs) : "…"} />
         <Kpi label="Success rate" testId="kpi-success" value={k ? (k.successRate === null ? "—" : `${Math.round(k.successRate * 1000) / 10}%`) : "…"} />

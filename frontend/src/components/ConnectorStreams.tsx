@@ -11,7 +11,7 @@ import type { ConnectorStreams, DiscoverOutput, PreviewOutput, Stream } from "@/
 import { DataTable } from "@/components/DataTable";
 import { ColumnProfiles, type ColumnProfile } from "@/components/RunQuality";
 import { Button, Card, Empty, ErrorNote, Loading } from "@/components/ui";
-import { count } from "@/lib/format";
+import { cellText, count } from "@/lib/format";
 
 /** Discover: the streams a source offers now, each with its fields, types, primary key and cursor. */
 export function DiscoverPanel({ connectorId, canDiscover, onStreams }: { connectorId: number; canDiscover: boolean; onStreams: (s: Stream[]) => void }) {
@@ -85,7 +85,6 @@ export function DiscoverPanel({ connectorId, canDiscover, onStreams }: { connect
   );
 }
 
-const cellText = (v: unknown) => (v === null || v === undefined ? "∅" : typeof v === "object" ? JSON.stringify(v) : String(v));
 
 /** Preview: the first rows of a stream in a grid, and the rows the source rejected on the way. */
 export function PreviewPanel({ connectorId, streams }: { connectorId: number; streams: Stream[] }) {

@@ -35,3 +35,6 @@ export function bytes(n: number | null | undefined): string {
   }
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
+
+/** A cell of a row grid: ∅ for a missing value, JSON for an object. */
+export const cellText = (v: unknown) => (v === null || v === undefined ? "∅" : typeof v === "object" ? JSON.stringify(v) : String(v));

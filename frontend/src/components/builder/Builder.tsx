@@ -16,6 +16,7 @@ import {
   type NodeChange,
 } from "@xyflow/react";
 import { CheckCircle2, LayoutGrid, Maximize, Redo2, Undo2, Zap } from "lucide-react";
+import Link from "next/link";
 import { useRouter } from "next/navigation";
 import { useCallback, useEffect, useId, useMemo, useReducer, useRef, useState, type DragEvent } from "react";
 
@@ -66,7 +67,9 @@ const isTyping = (target: EventTarget | null) => {
 
 type View = "canvas" | "document";
 
-function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline | null; workspaceId: number | null; canEdit: boolean }) {
+type BuilderProps = { pipeline: Pipeline | null; workspaceId: number | null; canEdit: boolean; initialRunId?: number | null };
+
+function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: BuilderProps) {
   const router = useRouter();
   const client = useQueryClient();
   const toast = useUi((s) => s.toast);
@@ -165,7 +168,8 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
   const isValid = validation?.key === docKey && validation.result.valid && !saveErrors;
 
   // --- live run on the canvas --------------------------------------------------------------------------
-  const [runId, setRunId] = useState<number | null>(null);
+  // A run started elsewhere (the dashboard's sample pipeline) can be followed here from the start.
+  const [runId, setRunId] = useState<number | null>(initialRunId);
   const run = useRun(runId);
   const onRunEvent = useCallback(
     (event: LiveEvent) => {
@@ -538,6 +542,9 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
         {run.data ? (
           <span className="ml-3 inline-flex items-center gap-1">
             Run #{run.data.id} <StatusBadge status={run.data.status} testId="builder-run-status" />
+            <Link href={`/runs/view?id=${run.data.id}`} className="text-indigo-700 hover:underline dark:text-indigo-300">
+              Open the run
+            </Link>
           </span>
         ) : null}
       </p>
@@ -681,7 +688,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit }: { pipeline: Pipeline |
 }
 
 /** The visual pipeline builder (React Flow). Loaded only on its own route, so other pages stay small. */
-export function Builder(props: { pipeline: Pipeline | null; workspaceId: number | null; canEdit: boolean }) {
+export function Builder(props: BuilderProps) {
   return (
     <ReactFlowProvider>
       <BuilderInner {...props} />

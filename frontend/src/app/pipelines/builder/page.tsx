@@ -19,7 +19,10 @@ const Builder = dynamic(() => import("@/components/builder/Builder").then((m) =>
 });
 
 function BuilderScreen() {
-  const id = idParam(useSearchParams());
+  const params = useSearchParams();
+  const id = idParam(params);
+  const runParam = params?.get("run") ?? "";
+  const runId = /^\d+$/.test(runParam) ? Number(runParam) : null;
   const pipeline = usePipeline(id);
   const workspace = useWorkspace();
   const canEdit = useCan("editor", pipeline.data?.workspace ?? workspace.id);
@@ -43,7 +46,7 @@ function BuilderScreen() {
           )}
         </p>
       </PageHeader>
-      <Builder key={data?.id ?? "new"} pipeline={data} workspaceId={data?.workspace ?? workspace.id} canEdit={canEdit} />
+      <Builder key={data?.id ?? "new"} pipeline={data} workspaceId={data?.workspace ?? workspace.id} canEdit={canEdit} initialRunId={data ? runId : null} />
     </>
   );
 }

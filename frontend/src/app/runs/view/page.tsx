@@ -9,6 +9,7 @@ import { ApiError, post } from "@/api/client";
 import type { Run, RunDetail } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { NotFound } from "@/components/NotFound";
+import { RunDestinations } from "@/components/RunDestinations";
 import { RunQuality } from "@/components/RunQuality";
 import { PipelineLink, RejectedRows, RunLogs, RunSummary } from "@/components/RunView";
 import { Button, ConfirmDialog, ErrorNote, Loading, PageHeader } from "@/components/ui";
@@ -99,6 +100,7 @@ function RunScreen({ run, live }: { run: RunDetail; live: boolean }) {
       </PageHeader>
       <div className="space-y-4">
         <RunSummary run={run} live={live} />
+        <RunDestinations run={run} />
         <RunLogs runId={run.id} active={active} />
         <RejectedRows key={run.status} runId={run.id} nodes={run.nodes.map((n) => n.node_id)} />
         {active ? null : <RunQuality key={`q-${run.status}`} runId={run.id} />}
