@@ -417,6 +417,33 @@ def test_a_fresh_checkout_runs_up_and_a_pipeline_through_the_api(runtime: Runtim
         assert read.returncode == 0, read.stderr
         assert [tuple(row) for row in json.loads(read.stdout)] == kept
 
+        # The first-time user's path: the default workspace got its Local warehouse (a database on the
+        # embedded PostgreSQL) at the first start, and the sample pipeline loads into it.
+        connectors = _api(client, "GET", up.url("/api/v1/connectors/"), 200, headers=headers)["results"]
+        local = [c for c in connectors if c["connector_type"] == "local_warehouse"]
+        assert [c["name"] for c in local] == ["Local warehouse"], connectors
+        sample = _api(client, "POST", up.url("/api/v1/pipelines/sample/"), 201, headers=headers, json={})
+        run = sample["run"]
+        deadline = time.monotonic() + 120
+        while run["status"] not in FINISHED and time.monotonic() < deadline:
+            time.sleep(0.5)
+            run = _api(client, "GET", up.url(f"/api/v1/runs/{run['id']}/"), 200, headers=headers)
+        assert run["status"] == "succeeded", f"{run}\n{up.output}"
+        # 686 of the sample's 6,099 flights left more than 30 minutes late.
+        assert (run["rows_read"], run["rows_written"], run["rows_rejected"]) == (6099, 686, 0), run
+        [landed] = run["destinations"]
+        assert (landed["connector"], landed["stream"]) == (local[0]["id"], "public.late_flights"), landed
+        rows = _api(
+            client,
+            "GET",
+            up.url(f"/api/v1/connectors/{local[0]['id']}/preview/"),
+            200,
+            headers=headers,
+            params={"stream": "public.late_flights", "limit": 1000},
+        )["rows"]
+        assert len(rows) == 686
+        assert all(r["dep_delay"] > 30 and r["_ag_run_id"] == str(run["id"]) for r in rows)
+
         assert up.process.poll() is None, up.output
         known |= _descendants(up.process.pid)
         running = "\n".join(_processes_of(data_dir, known))
