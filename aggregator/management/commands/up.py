@@ -2,7 +2,8 @@
 
 PostgreSQL and Redis are embedded (pip-installed binaries, data under --data-dir) unless DATABASE_URL /
 REDIS_URL point at real ones. Then migrate, collectstatic and bootstrap run, and web, worker and beat run
-as supervised child processes, their output prefixed with their name. One `up` per data directory.
+as supervised child processes, their output prefixed with their name: one that dies once the platform is
+ready is started again (aggregator/supervisor.py has the rule). One `up` per data directory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -42,10 +42,13 @@ from aggregator.embedded import (
     read_env_file,
     write_run_env,
 )
+from aggregator.supervisor import Child, Supervised, describe_exit
 
 DATABASE_NAME = "aggregator"
 # How long web, worker and beat get to finish what they are doing after SIGTERM, before SIGKILL.
 STOP_TIMEOUT = 20.0
+# How long /readyz may take: it waits up to 2 s for a Celery worker to answer a ping.
+READY_PROBE_TIMEOUT = 3.0
 # Every process `up` starts carries this in its environment, so processes left behind by an `up` that was
 # killed (SIGKILL gives it no chance to stop them) are found and stopped by the next `up`.
 DATA_DIR_MARKER = "AGGREGATOR_UP_DATA_DIR"
@@ -55,8 +58,12 @@ class _Stopped(Exception):
     """A stop signal arrived while starting."""
 
 
-class _StartupFailed(Exception):
-    pass
+class _Failure(Exception):
+    """Stops `up` with exit status 1; the first line of the message says why."""
+
+
+def _tail_text(lines: list[str]) -> str:
+    return (". Its last lines:\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
 
 
 class _Console:
@@ -104,60 +111,6 @@ class _Console:
                 self._held.clear()
 
 
-class _Child:
-    """A subprocess in its own session: its process group can be signalled as a whole, and a Ctrl-C in
-    the terminal reaches only `up`, which decides the order of the shutdown. Its stdout and stderr are
-    read line by line: echoed with a `[name] ` prefix, or kept (the setup steps)."""
-
-    def __init__(
-        self, name: str, args: list[str], *, env: dict[str, str], cwd: Path, console: _Console, echo: bool
-    ) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self._console = console
-        self._echo = echo
-        self.process = subprocess.Popen(
-            args,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        self._reader = threading.Thread(target=self._read, name=f"{name} output", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        with self.process.stdout as stream:
-            for raw in stream:
-                line = raw.rstrip("\n")
-                self.lines.append(line)
-                if self._echo:
-                    self._console.line(f"[{self.name}] {line}")
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(signum)
-
-    def kill_group(self) -> None:
-        # Only while the leader is unreaped: its pid (the group id) cannot have been reused yet.
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def finish_output(self) -> None:
-        self._reader.join(timeout=5)
-
-
 def _connect_host(host: str) -> str:
     """Where to reach a server listening on `host`."""
     return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
@@ -172,8 +125,9 @@ class Launcher:
         self.console = _Console(stream)
         self.base_dir = Path(settings.BASE_DIR)
         self.env: dict[str, str] = {}
-        self.children: list[_Child] = []
-        self.app_children: list[_Child] = []
+        # Every child process alive, the setup commands included: what a shutdown stops.
+        self.children: list[Child] = []
+        self.apps: list[Supervised] = []
         self.services: list[EmbeddedPostgres | EmbeddedRedis] = []
         self.stop_signal: int | None = None
         self._phase = "starting"
@@ -193,7 +147,7 @@ class Launcher:
                 return self._supervise()
             except _Stopped:
                 return 0
-            except (_StartupFailed, EmbeddedServiceError) as exc:
+            except (_Failure, EmbeddedServiceError) as exc:
                 self._phase = "stopping"
                 self.console.line(f"✗ {exc}")
                 return 1
@@ -280,9 +234,9 @@ class Launcher:
         for line in bootstrap_output:
             self.console.line(f"  {line}")
 
-        # Beat refuses to start over a pidfile whose pid is alive; we hold the lock, so any pidfile is stale.
-        (self.data_dir / "celerybeat.pid").unlink(missing_ok=True)
         python = sys.executable
+        # We hold the lock, so beat's pidfile is stale whenever beat is started.
+        beat_pidfile = self.data_dir / "celerybeat.pid"
         commands = {
             "web": [
                 python, "-m", "uvicorn", "aggregator.asgi:application",
@@ -296,13 +250,16 @@ class Launcher:
                 python, "-m", "celery", "-A", "aggregator", "beat",
                 "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--loglevel", "INFO",
                 "--schedule", str(self.data_dir / "celerybeat-schedule"),
-                "--pidfile", str(self.data_dir / "celerybeat.pid"),
+                "--pidfile", str(beat_pidfile),
             ],
         }  # fmt: skip
+        self.apps = [
+            Supervised(name, args, pidfile=beat_pidfile if name == "beat" else None)
+            for name, args in commands.items()
+        ]
         with self.console.step("starting web, worker and beat"):
-            for name, args in commands.items():
-                child = self._spawn(name, args, echo=True)
-                self.app_children.append(child)
+            for app in self.apps:
+                self._start_app(app)
 
     def _check_web_port(self) -> None:
         try:
@@ -313,7 +270,7 @@ class Launcher:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(address)
         except OSError as exc:
-            raise _StartupFailed(
+            raise _Failure(
                 f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
                 "is something else using it? Choose another port with --port."
             ) from None
@@ -367,10 +324,18 @@ class Launcher:
     def _prefixed(self, name: str) -> Callable[[str], None]:
         return lambda line: self.console.line(f"[{name}] {line}")
 
-    def _spawn(self, name: str, args: list[str], *, echo: bool) -> _Child:
-        child = _Child(name, args, env=self.env, cwd=self.base_dir, console=self.console, echo=echo)
+    def _spawn(self, name: str, args: list[str], *, echo: bool) -> Child:
+        child = Child(
+            name, args, env=self.env, cwd=self.base_dir, echo=self._prefixed(name) if echo else None
+        )
         self.children.append(child)
         return child
+
+    def _start_app(self, app: Supervised) -> None:
+        """Start (or start again) one of web, worker and beat, with the same command and environment."""
+        if app.pidfile is not None:
+            app.pidfile.unlink(missing_ok=True)
+        app.child = self._spawn(app.name, app.args, echo=True)
 
     def _manage(self, *args: str) -> list[str]:
         """Run a manage.py command to completion; its output, shown only on failure (or with -v 2)."""
@@ -381,11 +346,9 @@ class Launcher:
         child.finish_output()
         self.children.remove(child)
         if returncode != 0:
-            output = "\n".join(f"  {line}" for line in child.lines[-40:])
-            raise _StartupFailed(
-                f"`manage.py {' '.join(args)}` failed with exit status {returncode}:\n{output}"
-            )
-        return child.lines
+            output = "\n".join(f"  {line}" for line in child.tail(40))
+            raise _Failure(f"`manage.py {' '.join(args)}` failed with exit status {returncode}:\n{output}")
+        return list(child.lines)
 
     # --- running ---------------------------------------------------------------------------------------
     def _supervise(self) -> int:
@@ -393,19 +356,30 @@ class Launcher:
         started = time.monotonic()
         next_probe = started
         ready = warned = False
+        # Set at a crash, cleared when /readyz answers 200 again: to say when the platform has recovered.
+        down_since: float | None = None
         while self.stop_signal is None:
-            exited = [(c.name, c.process.returncode) for c in self.app_children if not c.running()]
-            exited += [(s.label, s.returncode) for s in self.services if s.returncode is not None]
-            if exited:
-                for child in self.app_children:
-                    if not child.running():
-                        child.finish_output()  # its last words first
-                name, status = exited[0]
-                self.console.line(f"✗ {name} exited unexpectedly (status {status}); stopping everything")
-                return 1
+            for service in self.services:
+                if service.returncode is not None:
+                    # Not started again: the data lives there and every child holds connections to it, and
+                    # its exit is no routine crash (PostgreSQL restarts its own crashed backends; a server
+                    # exits on a PANIC, a full disk, the OOM killer or someone stopping it). The next `up`
+                    # starts it with its crash recovery.
+                    raise _Failure(
+                        f"{service.label} exited ({describe_exit(service.returncode)}); web, worker and beat "
+                        "cannot work without it and it is not restarted: stopping everything"
+                        + _tail_text(service.log_tail(10).splitlines())
+                    )
             now = time.monotonic()
-            if not ready and now >= next_probe:
-                status = self._probe_health()
+            for app in self.apps:
+                if app.child is not None and not app.child.running():
+                    self._crashed(app, now=now, ready=ready)
+                    if down_since is None:
+                        down_since = now
+                elif app.child is None and now >= app.restart_at:
+                    self._start_app(app)
+            if now >= next_probe and not ready:
+                status = self._probe("/healthz", timeout=2)
                 if status == 200:
                     ready = True
                     self._banner()
@@ -414,14 +388,47 @@ class Launcher:
                     if not warned and now - started > 60:
                         warned = True
                         self.console.line(f"! no answer to GET /healthz after 60 s yet (last: {status})")
+            elif now >= next_probe and down_since is not None and all(app.child for app in self.apps):
+                # /readyz, not /healthz: a restarted worker counts once it answers a ping.
+                if self._probe("/readyz", timeout=READY_PROBE_TIMEOUT) == 200:
+                    downtime = time.monotonic() - down_since
+                    self.console.line(f"✓ ready again: /readyz answers 200, {downtime:.1f} s after the crash")
+                    down_since = None
+                else:
+                    next_probe = now + 1
             time.sleep(0.2)
         self.console.line(f"→ {signal.Signals(self.stop_signal).name} received, stopping")
         return 0
 
-    def _probe_health(self) -> int | str:
-        connection = http.client.HTTPConnection(_connect_host(self.host), self.port, timeout=2)
+    def _crashed(self, app: Supervised, *, now: float, ready: bool) -> None:
+        """The process of `app` exited: schedule its restart, or raise _Failure to stop everything."""
+        child = app.child
+        assert child is not None
+        how = describe_exit(child.kill_group())
+        child.finish_output()  # its last words before ours
+        self.children.remove(child)
+        app.child = None
+        if not ready:
+            # Nothing has worked yet: a configuration or environment problem, which a restart would repeat.
+            raise _Failure(
+                f"{app.name} exited before the platform was ready ({how}); stopping everything"
+                + _tail_text(child.tail())
+            )
+        delay = app.policy.crashed(up_for=now - child.started_at, now=now)
+        if delay is None:
+            raise _Failure(
+                f"{app.name} crashed {app.policy.recent_crashes} times in {app.policy.window_s:.0f} s "
+                f"(last: {how}); stopping everything" + _tail_text(child.tail())
+            )
+        app.restart_at = now + delay
+        self.console.line(
+            f"! {app.name} exited ({how}); restarting in {delay:.0f} s (restart {app.policy.restarts})"
+        )
+
+    def _probe(self, path: str, *, timeout: float) -> int | str:
+        connection = http.client.HTTPConnection(_connect_host(self.host), self.port, timeout=timeout)
         try:
-            connection.request("GET", "/healthz")
+            connection.request("GET", path)
             return connection.getresponse().status
         except (OSError, http.client.HTTPException) as exc:
             return type(exc).__name__
@@ -437,9 +444,10 @@ class Launcher:
         lines = [
             rule,
             f"  Aggregator is running at {url}/",
-            f"    sign in:    {url}/admin/   (the admin user is printed above on the first start)",
-            f"    API docs:   {url}/api/docs/",
-            f"    data:       {self.data_dir}   (services: {services})",
+            f"    sign in:         {url}/   (the admin user is printed above on the first start)",
+            f"    operator admin:  {url}/admin/",
+            f"    API docs:        {url}/api/docs/",
+            f"    data:            {self.data_dir}   (services: {services})",
             f"  Stop with Ctrl-C, or: kill {os.getpid()}",
             rule,
         ]
@@ -466,6 +474,8 @@ class Launcher:
             for child in running:
                 child.finish_output()
             self.console.line(f"  stopped ({time.monotonic() - started:.1f} s)")
+        for child in self.children:  # one that exited by itself as the stop began: reap it and its group
+            child.kill_group()
         leftovers = self._leftover_processes()
         if leftovers:  # children of the children that outlived them, or a child spawned as a signal came
             kill_all(leftovers, signal.SIGTERM, timeout=10)
