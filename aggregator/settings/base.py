@@ -36,7 +36,8 @@ AGGREGATOR_ENCRYPTION_KEYS = [k for k in (env_secret("AGGREGATOR_ENCRYPTION_KEYS
 
 INSTALLED_APPS = [
     "aggregator",
-    "django.contrib.admin",
+    # The admin site that asks for a second factor (apps/users/admin_site.py) in place of Django's own.
+    "apps.users.apps.OtpAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -53,6 +54,9 @@ INSTALLED_APPS = [
     "channels",
     "django_structlog",
     "auditlog",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "apps.users",
     "apps.connectors",
     "apps.schemas",
@@ -70,6 +74,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Marks a session user as verified when the session passed a second factor (the admin site and the
+    # API's MFA gate read it).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
@@ -174,8 +181,9 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("AXES_PROXY_COUNT", default=0),
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.users.authentication.ApiKeyAuthentication",
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        # simplejwt's and DRF's own, plus the MFA gate (apps/users/authentication.py).
+        "apps.users.authentication.MfaJWTAuthentication",
+        "apps.users.authentication.MfaSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "aggregator.api.pagination.LimitOffsetPagination",
@@ -230,6 +238,33 @@ AXES_LOCKOUT_CALLABLE = "apps.users.lockout.lockout_response"
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
 # One reading of the client's address for lockouts, rate limits and the audit log (aggregator/clientip.py).
 AXES_CLIENT_IP_CALLABLE = "aggregator.clientip.client_ip"
+
+# --- Two-factor authentication (django-otp: TOTP devices, recovery codes as static tokens) -------------
+MFA_POLICY_CHOICES = ("staff", "admins", "all", "none")
+
+
+def mfa_policy(value: str) -> list[str]:
+    """AGGREGATOR_MFA_REQUIRED_FOR: comma-separated `staff` (Django staff users), `admins` (admins of any
+    workspace), or `all` / `none` alone. A typo must not quietly turn the requirement off."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    parts = [p.strip().lower() for p in value.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in MFA_POLICY_CHOICES]
+    if unknown or not parts or (len(parts) > 1 and ({"all", "none"} & set(parts))):
+        raise ImproperlyConfigured(
+            f"AGGREGATOR_MFA_REQUIRED_FOR={value!r}: use `staff`, `admins` or both (comma-separated), "
+            "or `all`, or `none`."
+        )
+    return parts
+
+
+# Who must use a second factor: they can sign in without one, but every API call other than enrolling
+# (and /me/, sign-out, password change) answers 403 `mfa_enrolment_required` until they have it.
+AGGREGATOR_MFA_REQUIRED_FOR = mfa_policy(env.str("AGGREGATOR_MFA_REQUIRED_FOR", default="staff,admins"))
+# The name authenticator apps show beside the account.
+OTP_TOTP_ISSUER = env.str("AGGREGATOR_MFA_ISSUER", default="Aggregator")
+# The device admin pages never show a TOTP key or its QR code, nor recovery codes' values.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Object permissions (django-guardian) ------------------------------------------------------------
 ANONYMOUS_USER_NAME = None

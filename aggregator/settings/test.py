@@ -11,12 +11,15 @@ if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
     ensure_test_services()
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, env
+from .base import BASE_DIR, env, mfa_policy
 
 DEBUG = False
 SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
 AGGREGATOR_ENCRYPTION_KEYS = ["u3Bfm1pPmFb9m5x2WYx4kq0Nq4i6c3R0B8jC9e1qV4M="]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Most tests (and the browser tests' servers) sign in as staff and workspace admins without a second
+# factor; the MFA tests turn the policy on themselves (settings, or live_server_extra_env for a server).
+AGGREGATOR_MFA_REQUIRED_FOR = mfa_policy(env.str("AGGREGATOR_MFA_REQUIRED_FOR", default="none"))
 # Mail stays in django.core.mail.outbox. The browser tests' server and worker are other processes, so they
 # write each message to a file in AGGREGATOR_TEST_EMAIL_DIR instead, for the test to read.
 if env.str("AGGREGATOR_TEST_EMAIL_DIR", default=""):

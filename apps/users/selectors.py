@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.http import Http404
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from aggregator.middleware import request_cache
 
@@ -123,3 +126,51 @@ def user_workspace_summaries(*, user: User) -> list[dict[str, Any]]:
     roles = _roles(user)
     workspaces = Workspace.objects.filter(id__in=roles).order_by("name", "id")
     return [{"id": ws.id, "name": ws.name, "slug": ws.slug, "role": roles[ws.id]} for ws in workspaces]
+
+
+# --- Two-factor authentication ----------------------------------------------------------------------
+
+
+def mfa_totp_device(*, user: User) -> TOTPDevice | None:
+    """The user's confirmed authenticator app, if two-factor authentication is on."""
+    return TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).order_by("-id").first()
+
+
+def mfa_enabled(*, user: User) -> bool:
+    """Two-factor authentication is on: a confirmed TOTP device (recovery codes only back it up). Looked up
+    once per HTTP request: the API's MFA gate asks on every call."""
+    memo = request_cache()
+    memo_key = ("mfa_enabled", user.pk)
+    if memo is not None and memo_key in memo:
+        return bool(memo[memo_key])
+    enabled = TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).exists()
+    if memo is not None:
+        memo[memo_key] = enabled
+    return enabled
+
+
+def mfa_required(*, user: User) -> bool:
+    """Whether AGGREGATOR_MFA_REQUIRED_FOR covers this user: `staff` (Django staff), `admins` (admin of any
+    workspace, whatever an API key on the request allows), `all` or `none`."""
+    policy = set(settings.AGGREGATOR_MFA_REQUIRED_FOR)
+    if "all" in policy:
+        return True
+    if "staff" in policy and user.is_staff:
+        return True
+    if "admins" in policy:
+        return Membership.objects.filter(user_id=user.pk, role=Role.ADMIN).exists()
+    return False
+
+
+def mfa_status(*, user: User) -> dict[str, Any]:
+    device = mfa_totp_device(user=user)
+    recovery = StaticToken.objects.filter(device__user_id=user.pk, device__confirmed=True).count()
+    required = mfa_required(user=user)
+    return {
+        "enabled": device is not None,
+        "required": required,
+        "enrolment_required": required and device is None,
+        "enabled_at": device.created_at if device else None,
+        "last_used_at": device.last_used_at if device else None,
+        "recovery_codes_left": recovery if device else 0,
+    }

@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import datetime
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from aggregator.logging import get_logger
 from apps.monitoring import events
@@ -362,3 +367,141 @@ def platform_bootstrap(*, admin_email: str, admin_password: str | None) -> tuple
     if workspace is None:
         workspace = workspace_create(name=DEFAULT_WORKSPACE_NAME, created_by=user)
     return user, workspace, generated
+
+
+# --- Two-factor authentication (django-otp) -----------------------------------------------------------
+# A user has at most one TOTP device (their authenticator app) and one static device holding their
+# recovery codes. Two-factor authentication is on when the TOTP device is confirmed. django-otp keeps the
+# TOTP key in its own table as it is (it has no encrypted storage); the key leaves the server once, in the
+# enrolment answer, and is never logged nor audited (the audit log does not track the device tables).
+
+TOTP_DEVICE_NAME = "Authenticator app"
+RECOVERY_DEVICE_NAME = "Recovery codes"
+RECOVERY_CODE_COUNT = 10
+_TOTP_CODE = re.compile(r"\d{6}")
+
+
+class MfaCheck(enum.Enum):
+    OK = "ok"
+    INVALID = "invalid"
+    # django-otp's back-off after wrong codes (1, 2, 4, 8 … seconds per device, whoever sends them).
+    THROTTLED = "throttled"
+
+
+def _normalize_code(otp: str) -> str:
+    # People paste codes as "123 456" or "abcd-efgh"; recovery codes are lower-case base32.
+    return re.sub(r"[\s-]", "", otp).lower()
+
+
+def _verify_on(device: Device, otp: str) -> MfaCheck:
+    """Verifies on the locked row in a transaction of its own, so the failure count django-otp keeps on
+    the device is committed even when the caller then answers with an error."""
+    with transaction.atomic():
+        locked = type(device).objects.select_for_update().get(pk=device.pk)
+        allowed, _ = locked.verify_is_allowed()
+        if not allowed:
+            return MfaCheck.THROTTLED
+        return MfaCheck.OK if locked.verify_token(otp) else MfaCheck.INVALID
+
+
+def mfa_verify(*, user: User, otp: str) -> tuple[MfaCheck, Device | None]:
+    """Checks a second factor of a user with two-factor authentication on: six digits are a TOTP code
+    (each accepted once: a code already used, or an older one, is refused), anything else a recovery
+    code, which is spent. Only the device the code's form names is tried, so a mistyped TOTP code does
+    not count against the recovery codes. Returns the result and the device that accepted the code."""
+    code = _normalize_code(otp)
+    model: type[Device] = TOTPDevice if _TOTP_CODE.fullmatch(code) else StaticDevice
+    device = model.objects.filter(user_id=user.pk, confirmed=True).order_by("-id").first()
+    if device is None or not code or len(code) > 16:
+        return MfaCheck.INVALID, None
+    result = _verify_on(device, code)
+    if result is MfaCheck.OK:
+        logger.info("mfa_verified", user_id=user.id, device=model.__name__)
+    else:
+        logger.info("mfa_verify_failed", user_id=user.id, device=model.__name__, reason=result.value)
+    return result, (device if result is MfaCheck.OK else None)
+
+
+@transaction.atomic
+def mfa_totp_start(*, user: User) -> TOTPDevice:
+    """A new, unconfirmed TOTP device with a fresh random key (replacing an unconfirmed one left from an
+    earlier attempt). Refused while two-factor authentication is on: a stolen session must not be able to
+    swap the authenticator without a code."""
+    if TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).exists():
+        raise ValidationError(
+            "Two-factor authentication is already on. Turn it off first to set up another authenticator."
+        )
+    TOTPDevice.objects.filter(user_id=user.pk, confirmed=False).delete()
+    device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    logger.info("mfa_enrolment_started", user_id=user.id)
+    return device
+
+
+def _recovery_codes_replace(*, user: User) -> list[str]:
+    """New recovery codes on the user's one static device (kept, so a session verified by a recovery code
+    stays verified); the old codes stop working."""
+    device = StaticDevice.objects.filter(user_id=user.pk).order_by("id").first()
+    if device is None:
+        device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+    device.token_set.all().delete()
+    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
+    if not device.confirmed:
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+    return codes
+
+
+def mfa_totp_confirm(*, user: User, otp: str) -> tuple[TOTPDevice, list[str]]:
+    """Turns two-factor authentication on with a first code from the new authenticator, and makes the
+    recovery codes (returned once). Errors on `otp`."""
+    device = TOTPDevice.objects.filter(user_id=user.pk, confirmed=False).order_by("-id").first()
+    if device is None:
+        raise ValidationError(
+            {"otp": "Start the set-up first: there is no authenticator waiting for a code."}
+        )
+    code = _normalize_code(otp)
+    result = _verify_on(device, code) if _TOTP_CODE.fullmatch(code) else MfaCheck.INVALID
+    if result is not MfaCheck.OK:
+        raise ValidationError({"otp": MFA_CODE_MESSAGES[result]})
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().get(pk=device.pk)
+        TOTPDevice.objects.filter(user_id=user.pk).exclude(pk=device.pk).delete()
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        codes = _recovery_codes_replace(user=user)
+    logger.info("mfa_enabled", user_id=user.id)
+    return device, codes
+
+
+@transaction.atomic
+def mfa_recovery_codes_regenerate(*, user: User) -> list[str]:
+    """New recovery codes (the caller has checked a fresh code or the password); the old ones stop
+    working."""
+    if not TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).exists():
+        raise ValidationError("Two-factor authentication is off: there are no recovery codes to replace.")
+    codes = _recovery_codes_replace(user=user)
+    logger.info("mfa_recovery_codes_regenerated", user_id=user.id)
+    return codes
+
+
+@transaction.atomic
+def mfa_disable(*, user: User) -> None:
+    """Removes the authenticator and the recovery codes (the caller has checked a code). Refused while
+    AGGREGATOR_MFA_REQUIRED_FOR covers the user."""
+    from .selectors import mfa_required
+
+    if mfa_required(user=user):
+        raise PermissionDenied(
+            "Your role requires two-factor authentication: it cannot be turned off. "
+            "To move to another phone, an operator removes your devices in the admin."
+        )
+    TOTPDevice.objects.filter(user_id=user.pk).delete()
+    StaticDevice.objects.filter(user_id=user.pk).delete()
+    logger.info("mfa_disabled", user_id=user.id)
+
+
+MFA_CODE_MESSAGES = {
+    MfaCheck.INVALID: "This code is not right, or was already used. Codes change every 30 seconds.",
+    MfaCheck.THROTTLED: "Too many wrong codes: wait a few seconds, then try a new code.",
+}

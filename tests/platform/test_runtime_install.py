@@ -71,6 +71,9 @@ class Runtime:
         env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != dev_bin)
         env["DJANGO_SETTINGS_MODULE"] = "aggregator.settings.local"
         env["PYTHONUNBUFFERED"] = "1"
+        # The smoke test drives the API as the admin `up` creates, whom the default MFA policy sends to
+        # set up two-factor authentication first (tests/users/test_mfa.py follows that path).
+        env["AGGREGATOR_MFA_REQUIRED_FOR"] = "none"
         return env
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.users.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, User, Workspace
@@ -10,6 +11,82 @@ from apps.users.models import ApiKey, ApiKeyScope, Invitation, Membership, Role,
 class LoginInputSerializer(serializers.Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
+    otp = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        max_length=32,
+        help_text=(
+            "For an account with two-factor authentication on: the 6-digit code of its authenticator app, "
+            "or one of its recovery codes (spent by this sign-in). Without it such an account is answered "
+            '401 `{"error": {"code": "mfa_required"}}`: send the same body again with `otp`. A wrong code '
+            "is 401 `mfa_invalid` and counts towards the lockout like a wrong password."
+        ),
+    )
+
+
+class OtpInputSerializer(serializers.Serializer):
+    otp = serializers.CharField(
+        max_length=32, help_text="A 6-digit code of the authenticator app, or a recovery code."
+    )
+
+
+class MfaConfirmInputSerializer(serializers.Serializer):
+    otp = serializers.CharField(max_length=32, help_text="The 6-digit code the new authenticator shows.")
+
+
+class MfaProofInputSerializer(serializers.Serializer):
+    otp = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=32,
+        help_text="A 6-digit code of the authenticator app, or a recovery code (spent).",
+    )
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Your password, instead of a code.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("otp") and not attrs.get("password"):
+            raise serializers.ValidationError(
+                {"otp": ["Enter a code from your authenticator app, or your password."]}
+            )
+        return attrs
+
+
+class MfaStatusSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(help_text="A confirmed authenticator app is set up.")
+    # The metaclass takes declared fields off the class, so this does not shadow Field.required.
+    required = serializers.BooleanField(help_text="AGGREGATOR_MFA_REQUIRED_FOR covers this user.")  # type: ignore[assignment]
+    enrolment_required = serializers.BooleanField(
+        help_text="Required but not set up: every other API call answers 403 `mfa_enrolment_required`."
+    )
+    enabled_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    recovery_codes_left = serializers.IntegerField()
+
+
+class MfaTotpEnrolmentSerializer(serializers.Serializer):
+    secret = serializers.CharField(
+        help_text="The key in base32, for typing into an app by hand. Shown only in this answer."
+    )
+    otpauth_uri = serializers.CharField(help_text="The otpauth:// URI the QR code holds.")
+    qr_svg = serializers.CharField(help_text="The QR code of otpauth_uri, an SVG document.")
+    digits = serializers.IntegerField()
+    period = serializers.IntegerField(help_text="Seconds each code lasts.")
+
+
+class MfaRecoveryCodesSerializer(serializers.Serializer):
+    recovery_codes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Each works once, instead of a code of the app. Shown only in this answer.",
+    )
+    status = MfaStatusSerializer()
 
 
 class PasswordChangeInputSerializer(serializers.Serializer):
@@ -56,12 +133,19 @@ class MeWorkspaceSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
+class MeMfaSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    required = serializers.BooleanField()  # type: ignore[assignment]
+    enrolment_required = serializers.BooleanField()
+
+
 class MeSerializer(UserSerializer):
     workspaces = serializers.SerializerMethodField()
     auth = serializers.SerializerMethodField()
+    mfa = serializers.SerializerMethodField()
 
     class Meta(UserSerializer.Meta):
-        fields = [*UserSerializer.Meta.fields, "workspaces", "auth"]
+        fields = [*UserSerializer.Meta.fields, "workspaces", "auth", "mfa"]
 
     def get_workspaces(self, user: User) -> list[dict[str, Any]]:
         from apps.users.selectors import user_workspace_summaries
@@ -70,6 +154,13 @@ class MeSerializer(UserSerializer):
 
     def get_auth(self, user: User) -> str:
         return str(self.context.get("auth_type", "session"))
+
+    @extend_schema_field(MeMfaSerializer)
+    def get_mfa(self, user: User) -> dict[str, bool]:
+        from apps.users.selectors import mfa_enabled, mfa_required
+
+        enabled, required = mfa_enabled(user=user), mfa_required(user=user)
+        return {"enabled": enabled, "required": required, "enrolment_required": required and not enabled}
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 from typing import Any, cast
 
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
+from django.contrib.auth.signals import user_login_failed
 from django.db.models import QuerySet
 from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import ensure_csrf_cookie
+from django_otp import login as otp_login
+from django_otp.models import Device
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -22,6 +27,7 @@ from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScoped
 from aggregator.clientip import client_ip
 from aggregator.logging import get_logger
 from apps.users import selectors, services
+from apps.users.authentication import MFA_CLAIM
 from apps.users.lockout import lockout_message
 from apps.users.models import ApiKey, Invitation, Membership, Role, User, Workspace
 
@@ -35,6 +41,12 @@ from .serializers import (
     MembershipRoleSerializer,
     MembershipSerializer,
     MeSerializer,
+    MfaConfirmInputSerializer,
+    MfaProofInputSerializer,
+    MfaRecoveryCodesSerializer,
+    MfaStatusSerializer,
+    MfaTotpEnrolmentSerializer,
+    OtpInputSerializer,
     PasswordChangeInputSerializer,
     PasswordResetConfirmInputSerializer,
     PasswordResetRequestedSerializer,
@@ -62,6 +74,46 @@ class LoginThrottle(AnonRateThrottle):
 
     def get_ident(self, request: Request) -> str:
         return client_ip(request) or "unknown"
+
+
+class MfaCodeRequired(exceptions.AuthenticationFailed):
+    default_code = "mfa_required"
+    default_detail = (
+        "This account uses two-factor authentication: send the 6-digit code of its authenticator app "
+        "(or a recovery code) as `otp` with the email and password."
+    )
+
+
+def _check_code(request: Request, user: User, otp: str, *, field: str | None = None) -> Device:
+    """A second factor, checked like a password: a locked-out (email, address) pair is refused first,
+    and each wrong code is a failure towards django-axes' lockout. A six-digit code has a million values,
+    so AXES_FAILURE_LIMIT (and django-otp's per-device back-off) is what keeps it from being guessed. A
+    wrong code is a 401 `mfa_invalid` at sign-in (`field` None), else a validation error on `field`."""
+    from axes.handlers.proxy import AxesProxyHandler
+
+    http_request = request._request
+    credentials = {"email": user.email}
+    if AxesProxyHandler.is_locked(http_request, credentials):
+        raise LockedOut()
+    result, device = services.mfa_verify(user=user, otp=otp)
+    if device is not None:
+        return device
+    user_login_failed.send(sender=__name__, credentials=credentials, request=http_request)
+    if AxesProxyHandler.is_locked(http_request, credentials):
+        raise LockedOut()
+    message = services.MFA_CODE_MESSAGES[result]
+    if field is None:
+        raise exceptions.AuthenticationFailed(message, code="mfa_invalid")
+    raise exceptions.ValidationError({field: [message]})
+
+
+def _second_factor(request: Request, user: User, otp: str | None) -> Device | None:
+    """The device that verified this sign-in, or None for an account without two-factor authentication."""
+    if not selectors.mfa_enabled(user=user):
+        return None
+    if not otp:
+        raise MfaCodeRequired()
+    return _check_code(request, user, otp)
 
 
 def _authenticate(request: Request, email: str, password: str) -> User:
@@ -95,13 +147,25 @@ class TokenObtainView(APIView):
         # Without one, DRF would turn a wrong password's 401 into a 403.
         return 'Bearer realm="api"'
 
-    @extend_schema(request=LoginInputSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
+    @extend_schema(
+        request=LoginInputSerializer,
+        responses={200: TokenPairSerializer},
+        tags=["auth"],
+        description=(
+            "Email and password, and `otp` for an account with two-factor authentication on (first "
+            "answered 401 `mfa_required` without it). Tokens from such a sign-in carry the claim "
+            "`mfa: true`, which refreshing keeps."
+        ),
+    )
     def post(self, request: Request) -> Response:
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = _authenticate(request, data.validated_data["email"], data.validated_data["password"])
+        device = _second_factor(request, user, data.validated_data.get("otp"))
         refresh = RefreshToken.for_user(user)
-        logger.info("jwt_issued", user_id=user.id)
+        if device is not None:
+            refresh[MFA_CLAIM] = True
+        logger.info("jwt_issued", user_id=user.id, mfa=device is not None)
         return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
 
 
@@ -129,20 +193,34 @@ class SessionLoginView(APIView):
     def get_authenticate_header(self, request: Request) -> str:
         return 'Session realm="api"'
 
-    @extend_schema(request=LoginInputSerializer, responses={200: MeSerializer}, tags=["auth"])
+    @extend_schema(
+        request=LoginInputSerializer,
+        responses={200: MeSerializer},
+        tags=["auth"],
+        description=(
+            "Email and password, and `otp` for an account with two-factor authentication on (first "
+            "answered 401 `mfa_required` without it). A user whose role requires two-factor "
+            "authentication but has none yet is signed in with `mfa.enrolment_required`: set it up next."
+        ),
+    )
     def post(self, request: Request) -> Response:
         # DRF exempts anonymous requests from CSRF; a sign-in form must not be (login CSRF).
         SessionAuthentication().enforce_csrf(request)
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = _authenticate(request, data.validated_data["email"], data.validated_data["password"])
+        device = _second_factor(request, user, data.validated_data.get("otp"))
         login(request._request, user, backend="django.contrib.auth.backends.ModelBackend")
-        logger.info("session_login", user_id=user.id)
+        if device is not None:
+            # The session is verified: the API's MFA gate and the admin site read this.
+            otp_login(request._request, device)
+        logger.info("session_login", user_id=user.id, mfa=device is not None)
         return Response(MeSerializer(user, context={"request": request, "auth_type": "session"}).data)
 
 
 class SessionLogoutView(APIView):
     permission_classes = [AllowAny]
+    mfa_gate = "signed_in"
 
     @extend_schema(request=None, responses={204: None}, tags=["auth"])
     def post(self, request: Request) -> Response:
@@ -180,6 +258,7 @@ def _auth_type(request: Request) -> str:
 
 class MeView(APIView):
     permission_classes = [IsAuthenticated]
+    mfa_gate = "enrolment"
 
     @extend_schema(responses={200: MeSerializer}, tags=["auth"])
     def get(self, request: Request) -> Response:
@@ -197,7 +276,9 @@ class MeView(APIView):
         return Response(serializer.data)
 
 
-def _check_current_password(request: Request, user: User, password: str) -> None:
+def _check_current_password(
+    request: Request, user: User, password: str, *, field: str = "current_password"
+) -> None:
     """The signed-in user's current password, checked through django-axes like a sign-in: a wrong one counts
     towards the lockout of (email, address), and a locked-out pair is refused before the comparison."""
     from axes.handlers.proxy import AxesProxyHandler
@@ -210,7 +291,7 @@ def _check_current_password(request: Request, user: User, password: str) -> None
     if checked is None or checked.pk != user.pk:
         if AxesProxyHandler.is_locked(http_request, credentials):
             raise LockedOut()
-        raise exceptions.ValidationError({"current_password": ["Your current password is not this one."]})
+        raise exceptions.ValidationError({field: ["Your current password is not this one."]})
 
 
 class PasswordChangeView(APIView):
@@ -218,6 +299,7 @@ class PasswordChangeView(APIView):
     request stays signed in, the user's other sessions end. API keys cannot do this."""
 
     permission_classes = [IsAuthenticated]
+    mfa_gate = "enrolment"
 
     @extend_schema(request=PasswordChangeInputSerializer, responses={204: None}, tags=["auth"])
     def post(self, request: Request) -> Response:
@@ -231,6 +313,154 @@ class PasswordChangeView(APIView):
         if _auth_type(request) == "session":
             update_session_auth_hash(request._request, user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MfaView(APIView):
+    """The signed-in person's own second factor (session or JWT). API keys cannot change it, and reach
+    only the key's workspace anyway. Open to a user who must still set it up (the MFA gate)."""
+
+    permission_classes = [IsAuthenticated]
+    mfa_gate = "enrolment"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if isinstance(request.auth, ApiKey):
+            raise exceptions.PermissionDenied("API keys cannot change two-factor authentication.")
+
+    def status_body(self) -> dict[str, Any]:
+        return dict(MfaStatusSerializer(selectors.mfa_status(user=cast(User, self.request.user))).data)
+
+
+class MfaStatusView(MfaView):
+    @extend_schema(responses={200: MfaStatusSerializer}, tags=["auth"])
+    def get(self, request: Request) -> Response:
+        return Response(self.status_body())
+
+
+def _qr_svg(uri: str) -> str:
+    import segno
+
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(
+        out,
+        kind="svg",
+        scale=5,
+        border=2,
+        xmldecl=False,
+        svgns=True,
+        title="QR code of the authenticator key",
+    )
+    return out.getvalue().decode()
+
+
+class MfaTotpView(MfaView):
+    @extend_schema(
+        request=None,
+        responses={201: MfaTotpEnrolmentSerializer},
+        tags=["auth"],
+        description=(
+            "Starts setting up an authenticator app: a new key, not in use until confirmed with a code "
+            "(`totp/confirm/`). The key is in this answer only; asking again makes a new one. Refused "
+            "while two-factor authentication is on."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        device = services.mfa_totp_start(user=cast(User, request.user))
+        uri = device.config_url
+        body = {
+            "secret": base64.b32encode(device.bin_key).decode(),
+            "otpauth_uri": uri,
+            "qr_svg": _qr_svg(uri),
+            "digits": device.digits,
+            "period": device.step,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class MfaTotpConfirmView(MfaView):
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(
+        request=MfaConfirmInputSerializer,
+        responses={200: MfaRecoveryCodesSerializer},
+        tags=["auth"],
+        description=(
+            "Turns two-factor authentication on with a code of the new authenticator; answers the "
+            "recovery codes, once. A browser session stays signed in (and counts as verified); other "
+            "sessions and tokens of the user must sign in again with a code."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = MfaConfirmInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = cast(User, request.user)
+        device, codes = services.mfa_totp_confirm(user=user, otp=data.validated_data["otp"])
+        if _auth_type(request) == "session":
+            otp_login(request._request, device)
+        return Response({"recovery_codes": codes, "status": self.status_body()})
+
+
+def _check_proof(request: Request, user: User, data: dict[str, Any]) -> None:
+    if data.get("otp"):
+        _check_code(request, user, data["otp"], field="otp")
+    else:
+        _check_current_password(request, user, data["password"], field="password")
+
+
+class MfaRecoveryCodesView(MfaView):
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(
+        request=MfaProofInputSerializer,
+        responses={200: MfaRecoveryCodesSerializer},
+        tags=["auth"],
+        description=(
+            "New recovery codes (answered once); the old ones stop working. Needs a code (or a recovery "
+            "code) or the password, each checked like a sign-in: wrong ones count towards the lockout."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = MfaProofInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = cast(User, request.user)
+        if not selectors.mfa_enabled(user=user):
+            raise exceptions.ValidationError("Two-factor authentication is off: there are no recovery codes.")
+        _check_proof(request, user, data.validated_data)
+        codes = services.mfa_recovery_codes_regenerate(user=user)
+        return Response({"recovery_codes": codes, "status": self.status_body()})
+
+
+class MfaRequiredByPolicy(exceptions.PermissionDenied):
+    default_code = "mfa_required_by_policy"
+    default_detail = (
+        "Your role requires two-factor authentication: it cannot be turned off. To move to another phone, "
+        "an operator removes your devices in the admin and you set it up again."
+    )
+
+
+class MfaDisableView(MfaView):
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(
+        request=OtpInputSerializer,
+        responses={200: MfaStatusSerializer},
+        tags=["auth"],
+        description=(
+            "Turns two-factor authentication off (the authenticator and the recovery codes go) with a code "
+            "or a recovery code. 403 `mfa_required_by_policy` when AGGREGATOR_MFA_REQUIRED_FOR covers you."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = OtpInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = cast(User, request.user)
+        if selectors.mfa_required(user=user):
+            raise MfaRequiredByPolicy()
+        if not selectors.mfa_enabled(user=user):
+            return Response(self.status_body())
+        _check_code(request, user, data.validated_data["otp"], field="otp")
+        services.mfa_disable(user=user)
+        return Response(self.status_body())
 
 
 class PasswordResetIpThrottle(SimpleRateThrottle):
@@ -397,7 +627,8 @@ class InvitationViewSet(
         invitation, _token = services.invitation_create(
             workspace=workspace,
             email=serializer.validated_data["email"],
-            role=Role(serializer.validated_data["role"]),
+            # The model's default (viewer) when the body names no role: least privilege.
+            role=Role(serializer.validated_data.get("role", Role.VIEWER)),
             invited_by=cast(User, request.user),
         )
         return Response(self.get_serializer(invitation).data, status=status.HTTP_201_CREATED)

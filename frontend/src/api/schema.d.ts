@@ -241,7 +241,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Browser sign-in: sets the HttpOnly session cookie. */
+        /** @description Email and password, and `otp` for an account with two-factor authentication on (first answered 401 `mfa_required` without it). A user whose role requires two-factor authentication but has none yet is signed in with `mfa.enrolment_required`: set it up next. */
         post: operations["auth_login_create"];
         delete?: never;
         options?: never;
@@ -259,6 +259,94 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["auth_logout_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The signed-in person's own second factor (session or JWT). API keys cannot change it, and reach
+         *     only the key's workspace anyway. Open to a user who must still set it up (the MFA gate).
+         */
+        get: operations["auth_mfa_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/disable/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Turns two-factor authentication off (the authenticator and the recovery codes go) with a code or a recovery code. 403 `mfa_required_by_policy` when AGGREGATOR_MFA_REQUIRED_FOR covers you. */
+        post: operations["auth_mfa_disable_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/recovery-codes/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description New recovery codes (answered once); the old ones stop working. Needs a code (or a recovery code) or the password, each checked like a sign-in: wrong ones count towards the lockout. */
+        post: operations["auth_mfa_recovery_codes_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/totp/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Starts setting up an authenticator app: a new key, not in use until confirmed with a code (`totp/confirm/`). The key is in this answer only; asking again makes a new one. Refused while two-factor authentication is on. */
+        post: operations["auth_mfa_totp_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/totp/confirm/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Turns two-factor authentication on with a code of the new authenticator; answers the recovery codes, once. A browser session stays signed in (and counts as verified); other sessions and tokens of the user must sign in again with a code. */
+        post: operations["auth_mfa_totp_confirm_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -334,7 +422,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Exchange email and password for a JWT pair. */
+        /** @description Email and password, and `otp` for an account with two-factor authentication on (first answered 401 `mfa_required` without it). Tokens from such a sign-in carry the claim `mfa: true`, which refreshing keeps. */
         post: operations["auth_token_create"];
         delete?: never;
         options?: never;
@@ -2326,6 +2414,8 @@ export interface components {
         LoginInputRequest: {
             /** Format: email */
             email: string;
+            /** @description For an account with two-factor authentication on: the 6-digit code of its authenticator app, or one of its recovery codes (spent by this sign-in). Without it such an account is answered 401 `{"error": {"code": "mfa_required"}}`: send the same body again with `otp`. A wrong code is 401 `mfa_invalid` and counts towards the lockout like a wrong password. */
+            otp?: string;
             password: string;
         };
         Me: {
@@ -2338,6 +2428,7 @@ export interface components {
             readonly id: number;
             /** @description May sign in to the Django admin. */
             readonly is_staff: boolean;
+            readonly mfa: components["schemas"]["MeMfa"];
             readonly workspaces: {
                 [key: string]: unknown;
             }[];
@@ -2348,6 +2439,50 @@ export interface components {
             readonly id: number;
             role?: components["schemas"]["RoleEnum"];
             readonly user: components["schemas"]["User"];
+        };
+        MeMfa: {
+            enabled: boolean;
+            enrolment_required: boolean;
+            required: boolean;
+        };
+        MfaConfirmInputRequest: {
+            /** @description The 6-digit code the new authenticator shows. */
+            otp: string;
+        };
+        MfaProofInputRequest: {
+            /** @description A 6-digit code of the authenticator app, or a recovery code (spent). */
+            otp?: string;
+            /** @description Your password, instead of a code. */
+            password?: string;
+        };
+        MfaRecoveryCodes: {
+            /** @description Each works once, instead of a code of the app. Shown only in this answer. */
+            recovery_codes: string[];
+            status: components["schemas"]["MfaStatus"];
+        };
+        MfaStatus: {
+            /** @description A confirmed authenticator app is set up. */
+            enabled: boolean;
+            /** Format: date-time */
+            enabled_at: string | null;
+            /** @description Required but not set up: every other API call answers 403 `mfa_enrolment_required`. */
+            enrolment_required: boolean;
+            /** Format: date-time */
+            last_used_at: string | null;
+            recovery_codes_left: number;
+            /** @description AGGREGATOR_MFA_REQUIRED_FOR covers this user. */
+            required: boolean;
+        };
+        MfaTotpEnrolment: {
+            digits: number;
+            /** @description The otpauth:// URI the QR code holds. */
+            otpauth_uri: string;
+            /** @description Seconds each code lasts. */
+            period: number;
+            /** @description The QR code of otpauth_uri, an SVG document. */
+            qr_svg: string;
+            /** @description The key in base32, for typing into an app by hand. Shown only in this answer. */
+            secret: string;
         };
         NodeProfile: {
             /** @description Per column: null share, distinct, min/max/mean/stddev, … */
@@ -2379,6 +2514,10 @@ export interface components {
         };
         /** @enum {unknown} */
         NullEnum: null;
+        OtpInputRequest: {
+            /** @description A 6-digit code of the authenticator app, or a recovery code. */
+            otp: string;
+        };
         /**
          * @description * `succeeded` - Succeeded
          *     * `failed` - Failed
@@ -4186,6 +4325,119 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    auth_mfa_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaStatus"];
+                };
+            };
+        };
+    };
+    auth_mfa_disable_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OtpInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["OtpInputRequest"];
+                "multipart/form-data": components["schemas"]["OtpInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaStatus"];
+                };
+            };
+        };
+    };
+    auth_mfa_recovery_codes_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["MfaProofInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["MfaProofInputRequest"];
+                "multipart/form-data": components["schemas"]["MfaProofInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaRecoveryCodes"];
+                };
+            };
+        };
+    };
+    auth_mfa_totp_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaTotpEnrolment"];
+                };
+            };
+        };
+    };
+    auth_mfa_totp_confirm_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaConfirmInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["MfaConfirmInputRequest"];
+                "multipart/form-data": components["schemas"]["MfaConfirmInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaRecoveryCodes"];
+                };
             };
         };
     };
