@@ -203,6 +203,54 @@ def check_host(host: str, port: int | None = None) -> list[IPAddress]:
     return addresses
 
 
+def _literal_address(name: str) -> IPAddress | None:
+    """The address `name` spells without a DNS lookup: an IPv6 or dotted IPv4 literal, or one of the legacy
+    IPv4 forms the resolver also accepts (`2130706433`, `0x7f000001`, `0177.0.0.1`, `127.1`)."""
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    if name and all(part for part in name.split(".")) and all(c in "0123456789abcdefx." for c in name):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    return None
+
+
+def check_literal_host(host: str) -> None:
+    """At save time, without resolving anything: refuse a host that IS a refused address (any spelling the
+    resolver accepts) or a name that always means this machine (`localhost`, `*.localhost`), unless the
+    allow-list lets it through. Names are checked when a connection is opened (`check_host`), since what
+    they resolve to can change."""
+    name = _normalise_hostname(host)
+    allow = _allow_list()
+    if not name or name in allow.hostnames:
+        return
+    if name == "localhost" or name.endswith(".localhost"):
+        if not allow.allows_address(ipaddress.ip_address("127.0.0.1")):
+            raise SSRFBlocked(f"Host {name} is this server (loopback) and is not allowed")
+        return
+    ip = _literal_address(name)
+    if ip is None:
+        return
+    reason = refusal_reason(ip)
+    if reason is not None and not allow.allows_address(ip):
+        raise SSRFBlocked(f"Address {ip} of host {name} is not allowed ({reason})")
+
+
+def check_url_literal(url: str) -> None:
+    """`check_literal_host` for a URL's host (http/https only), for validating a URL when it is saved."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise SSRFBlocked(f"URL is not valid: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise SSRFBlocked(f"URL scheme '{parsed.scheme}' is not allowed")
+    if parsed.raw_host:
+        check_literal_host(parsed.raw_host.decode("ascii"))
+
+
 def check_url(url: str) -> None:
     """Refuse a URL that is not http(s) or whose host may not be reached (SSRFBlocked); HostLookupError
     when its host does not resolve."""

@@ -107,7 +107,9 @@ class Run(models.Model):
 
     workspace = models.ForeignKey("users.Workspace", on_delete=models.CASCADE, related_name="+")
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="runs")
-    pipeline_version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="runs")
+    # RESTRICT, not PROTECT: a version a run used cannot be deleted alone, but deleting the pipeline (or the
+    # workspace) takes its versions and runs together.
+    pipeline_version = models.ForeignKey(PipelineVersion, on_delete=models.RESTRICT, related_name="runs")
     status = models.CharField(
         max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
     )

@@ -249,8 +249,26 @@ def pipeline_set_dependencies(*, pipeline: Pipeline, upstream: list[Pipeline]) -
 
 @transaction.atomic
 def pipeline_delete(*, pipeline: Pipeline) -> None:
+    """Delete the pipeline with its versions and its run history. Refused while a run is queued or running:
+    its worker would lose the rows it writes its progress to."""
     from .schedules import schedule_remove
 
+    Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()
+    active = (
+        Run.objects.filter(pipeline=pipeline, status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+        .order_by("id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if active is not None:
+        raise ValidationError(
+            {
+                "non_field_errors": [
+                    f"Run #{active} of this pipeline is queued or running: cancel it or let it finish, then "
+                    "delete the pipeline."
+                ]
+            }
+        )
     schedule_remove(pipeline)
     events.emit("pipeline.deleted", pipeline.workspace_id, pipeline, {"name": pipeline.name})
     pipeline.delete()

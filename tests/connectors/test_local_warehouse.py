@@ -172,16 +172,20 @@ def test_a_config_cannot_name_a_server_database_or_role(warehouse_settings, pers
 
 def test_the_platforms_server_stays_refused_to_what_users_type(warehouse_settings, personas, client_for):
     """The warehouse skips the SSRF guard only because no user wrote its host: a PostgreSQL connector that
-    names the very same server is still refused."""
+    names the very same server is refused, when saved and (for a name) when it connects."""
     server = _server()
-    body = {
-        "name": "typed",
-        "connector_type": "postgres",
-        "config": {"host": "127.0.0.1", "port": server["port"], "database": "postgres", "user": "postgres"},
-    }
     client = client_for(personas.owner)
-    created = client.post("/api/v1/connectors/", body, format="json")
-    assert created.status_code == 201, created.json()
-    checked = client.post(f"/api/v1/connectors/{created.json()['id']}/check/", format="json").json()
-    assert (checked["ok"], checked["status"]) == (False, "failed")
-    assert checked["message"] == "host: Address 127.0.0.1 of host 127.0.0.1 is not allowed (loopback)"
+    refused = {
+        "127.0.0.1": "Address 127.0.0.1 of host 127.0.0.1 is not allowed (loopback)",
+        "localhost": "Host localhost is this server (loopback) and is not allowed",
+    }
+    for host, reason in refused.items():
+        body = {
+            "name": "typed",
+            "connector_type": "postgres",
+            "config": {"host": host, "port": server["port"], "database": "postgres", "user": "postgres"},
+        }
+        response = client.post("/api/v1/connectors/", body, format="json")
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"] == {"config.host": [reason]}
+    assert not Connector.objects.filter(name="typed").exists()

@@ -21,7 +21,7 @@ import pytest
 
 from aggregator.dataplane import Field, FieldType, StreamSchema, WriteMode
 from aggregator.ssrf import SSRFBlocked
-from apps.connectors.base import ConnectorError, ConnectorType, run_check
+from apps.connectors.base import ConfigInvalid, ConnectorError, ConnectorType, run_check
 from apps.connectors.plugins.mysql import MySqlConnector
 from apps.connectors.plugins.postgres import PostgresDestination, PostgresSource
 from apps.connectors.plugins.rest_api import RestApiSource
@@ -159,10 +159,13 @@ def _operations(name: str, connector: ConnectorType, config: Any) -> Iterator[tu
 def test_a_refused_address_is_refused_everywhere_without_connecting(
     name: str, host: str, guard: str, settings: Any, connection_attempts: list[str]
 ) -> None:
-    settings.AGGREGATOR_ALLOWED_HOSTS = []
+    # A config saved while an operator allowed everything (a save refuses these addresses now), checked
+    # again at every connection after the allow-list was emptied.
+    settings.AGGREGATOR_ALLOWED_HOSTS = ["0.0.0.0/0", "::/0", "localhost"]
     entry = ENTRY_POINTS[name]
     connector = entry.connector_type()
     config = connector.validate_config(entry.config(host))
+    settings.AGGREGATOR_ALLOWED_HOSTS = []
 
     for operation, call in _operations(name, connector, config):
         with pytest.raises(ConnectorError) as error:
@@ -201,9 +204,12 @@ def test_the_allow_list_lets_127_0_0_1_through(
         assert result.ok, result.message
         assert connection_attempts  # it did connect, to the allowed address
         assert all("127.0.0.1" in attempt for attempt in connection_attempts), connection_attempts
-        # Other refused addresses stay refused with the allow-list in place.
-        refused = run_check(connector, connector.validate_config(entry.config("169.254.169.254")))
-        assert (refused.ok, refused.message) == (False, entry.message(REFUSED[1][1]))
+        # Other refused addresses stay refused with the allow-list in place, from the save on.
+        with pytest.raises(ConfigInvalid) as refused:
+            connector.validate_config(entry.config("169.254.169.254"))
+        assert refused.value.errors == {
+            entry.field: ["Address 169.254.169.254 of host 169.254.169.254 is not allowed (link-local)"]
+        }
     finally:
         if server is not None:
             running.close()

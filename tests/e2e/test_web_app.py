@@ -197,7 +197,13 @@ def test_an_outsider_gets_not_found_and_a_viewer_sees_no_edit_buttons(
     viewer.locator("html.dark").wait_for(state="attached")
     check_screen(viewer, "11-viewer-pipelines-390px-dark")
 
+    # The platform's health is for operators: a workspace member who is not staff is told so.
+    viewer.goto("/monitoring")
+    viewer.get_by_test_id("health-operators-only").wait_for()
+    assert viewer.get_by_test_id("health").count() == 0
+
     # The admin's screens: monitoring with the audit log, webhooks (the secret shown once), the team.
+    type(personas.owner).objects.filter(pk=personas.owner.pk).update(is_staff=True)
     owner = new_page()
     sign_in(owner, personas.owner.email, DEFAULT_PASSWORD, next_path="/monitoring")
     owner.get_by_test_id("health").wait_for()

@@ -129,8 +129,10 @@ def test_session_and_api_key_credentials_are_told_apart(personas, settings):
     assert_no_canary_anywhere()
 
 
-def test_a_change_outside_a_request_is_recorded_as_system(personas):
+def test_a_change_outside_a_request_is_recorded_as_system(personas, settings):
     from apps.connectors.services import connector_create
+
+    settings.AGGREGATOR_ALLOWED_HOSTS = ["127.0.0.1/32"]  # the body's host
 
     connector = connector_create(
         workspace=personas.workspace,
@@ -153,6 +155,7 @@ def test_api_key_hashes_are_masked(personas):
 
 def test_retention_prunes_old_entries_only(personas, settings):
     settings.AGGREGATOR_AUDIT_RETENTION_DAYS = 30
+    settings.AGGREGATOR_ALLOWED_HOSTS = ["127.0.0.1/32"]  # the body's host
     from apps.connectors.services import connector_create
 
     AuditEntry.objects.all().delete()  # the personas' own creation entries

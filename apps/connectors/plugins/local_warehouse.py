@@ -126,7 +126,7 @@ def provision(config: ManagedPostgresConfig) -> None:
     with _provision_lock:
         if key in _provisioned:
             return
-        admin_password = psycopg.conninfo.conninfo_to_dict(url).get("password")
+        admin_password = str(psycopg.conninfo.conninfo_to_dict(url).get("password") or "") or None
         name = sql.Identifier(config.database)
         password = sql.Literal(_role_password(config.database))
         try:

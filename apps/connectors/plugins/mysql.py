@@ -53,6 +53,7 @@ import pymysql.cursors
 import pymysql.protocol
 from pydantic import Field as PydanticField
 from pydantic import SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from aggregator.dataplane import (
     DEFAULT_CHUNK_SIZE,
@@ -72,7 +73,7 @@ from aggregator.dataplane import (
     utc_now,
 )
 from aggregator.logging import get_logger
-from aggregator.ssrf import HostLookupError, SSRFBlocked, vetted_address
+from aggregator.ssrf import HostLookupError, SSRFBlocked, check_literal_host, vetted_address
 from apps.connectors.base import (
     CheckResult,
     ConnectorConfig,
@@ -183,6 +184,17 @@ class MySqlConfig(ConnectorConfig):
         max_length=253,
         pattern=r"^[A-Za-z0-9._:\[\]-]+$",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _no_refused_literal(cls, value: str) -> str:
+        # A refused address is refused when saved; a name is checked again when a connection opens.
+        try:
+            check_literal_host(value)
+        except SSRFBlocked as exc:
+            raise PydanticCustomError("address_refused", "{reason}", {"reason": str(exc)}) from None
+        return value
+
     port: int = PydanticField(default=3306, ge=1, le=65535, title="Port")
     database: str = PydanticField(title="Database", min_length=1, max_length=MAX_IDENTIFIER_LENGTH)
     user: str = PydanticField(title="User", min_length=1, max_length=128)

@@ -42,6 +42,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from aggregator.dataplane import (
     DEFAULT_CHUNK_SIZE,
@@ -58,7 +59,14 @@ from aggregator.dataplane import (
 )
 from aggregator.dataplane import Field as SchemaField
 from aggregator.logging import get_logger
-from aggregator.ssrf import MAX_REDIRECTS, HostLookupError, SSRFBlocked, check_url, guarded_httpx_client
+from aggregator.ssrf import (
+    MAX_REDIRECTS,
+    HostLookupError,
+    SSRFBlocked,
+    check_url,
+    check_url_literal,
+    guarded_httpx_client,
+)
 from apps.connectors.base import (
     CheckResult,
     ConnectorConfig,
@@ -235,6 +243,11 @@ def _validate_http_url(value: str) -> str:
         raise ValueError("Must not contain credentials: use the auth fields.")
     if url.query or url.fragment:
         raise ValueError("Must not contain a query string or fragment.")
+    # A refused address is refused when saved; a name is checked again at every connection.
+    try:
+        check_url_literal(value)
+    except SSRFBlocked as exc:
+        raise PydanticCustomError("address_refused", "{reason}", {"reason": str(exc)}) from None
     return value
 
 

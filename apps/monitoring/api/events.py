@@ -13,6 +13,7 @@ from rest_framework import exceptions, mixins, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aggregator.api.filters import UtcDateTimeFilter
 from aggregator.api.viewsets import WorkspaceScopedViewSet
 from apps.monitoring.audit import audit_entry_list_for_user
 from apps.monitoring.models import AuditCredential, AuditEntry, Event
@@ -47,8 +48,8 @@ class EventFilter(django_filters.FilterSet):
     )
     subject_type = django_filters.CharFilter(field_name="subject_type")
     subject_id = django_filters.CharFilter(field_name="subject_id")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Event
@@ -137,8 +138,8 @@ class AuditEntryFilter(django_filters.FilterSet):
     object_id = django_filters.CharFilter(field_name="object_pk")
     actor = django_filters.NumberFilter(field_name="actor_id")
     credential = django_filters.ChoiceFilter(choices=AuditCredential.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = AuditEntry

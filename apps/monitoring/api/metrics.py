@@ -8,9 +8,9 @@ from django.apps import apps
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -169,8 +169,11 @@ class MetricsViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=_params(SystemQuerySerializer), responses={200: SystemSeriesSerializer})
     @action(detail=False, methods=["get"])
     def system(self, request: Request) -> Response:
-        """Platform samples (queue depth per queue, active workers, runs running/queued) — the same for
-        every workspace, so any signed-in member may read them; they name no workspace's data."""
+        """Platform samples (queue depth per queue, active workers, runs running/queued), for operators
+        (staff) only: they are the same for every workspace, so they tell one tenant how busy the others
+        are."""
+        if not request.user.is_staff:
+            raise exceptions.PermissionDenied("Platform metrics are for operators (staff users).")
         q = self._query(SystemQuerySerializer)
         if not q["workspace_ids"]:
             raise Http404("No workspace.")
@@ -201,10 +204,10 @@ class HealthSerializer(serializers.Serializer):
 
 
 class HealthViewSet(viewsets.ViewSet):
-    """The dashboard's health panel. Any signed-in user: it names no workspace's data and no
-    configuration (no hosts, no paths)."""
+    """The monitoring screen's health panel, for operators (staff) only: it names no workspace's data and
+    no configuration (no hosts, no paths), but worker counts and queue lengths are the whole platform's."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAdminUser]
 
     @extend_schema(responses={200: HealthSerializer})
     def list(self, request: Request) -> Response:

@@ -15,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aggregator.api.filters import UtcDateTimeFilter
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
 from apps.pipelines import selectors, services
 from apps.pipelines.models import Pipeline, RejectedRecord, Run, RunStatus
@@ -322,8 +323,8 @@ class PipelineViewSet(WorkspaceScopedModelViewSet):
 class RunFilter(django_filters.FilterSet):
     pipeline = django_filters.NumberFilter(field_name="pipeline_id")
     status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
-    queued_after = django_filters.IsoDateTimeFilter(field_name="queued_at", lookup_expr="gte")
-    queued_before = django_filters.IsoDateTimeFilter(field_name="queued_at", lookup_expr="lt")
+    queued_after = UtcDateTimeFilter(field_name="queued_at", lookup_expr="gte")
+    queued_before = UtcDateTimeFilter(field_name="queued_at", lookup_expr="lt")
 
     class Meta:
         model = Run

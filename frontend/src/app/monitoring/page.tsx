@@ -12,7 +12,7 @@ import { Tabs } from "@/components/Tabs";
 import { Button, Card, Empty, ErrorNote, Loading, PageHeader, Pager } from "@/components/ui";
 import { ago, when } from "@/lib/format";
 import { useLive, useLiveEvents, type LiveEvent } from "@/lib/live";
-import { useCan, useWorkspace } from "@/lib/session";
+import { useCan, useMe, useWorkspace } from "@/lib/session";
 import { toastError } from "@/lib/store";
 
 function HealthPanel() {
@@ -213,11 +213,18 @@ type Tab = "overview" | "audit";
 function Monitoring() {
   const { id } = useWorkspace();
   const isAdmin = useCan("admin");
+  const { data: me } = useMe();
   const [tab, setTab] = useState<Tab>("overview");
   if (id === null) return <Empty>You are not a member of any workspace.</Empty>;
   const overview = (
     <div className="space-y-4">
-      <HealthPanel />
+      {me?.is_staff ? (
+        <HealthPanel />
+      ) : (
+        <p data-testid="health-operators-only" className="text-sm text-slate-700 dark:text-slate-300">
+          The platform&apos;s health (workers, queues, beat, disk) is shown to operators (staff users): it is the whole platform&apos;s, not this workspace&apos;s.
+        </p>
+      )}
       <div className="grid gap-4 lg:grid-cols-2">
         <Alerts workspaceId={id} />
         <EventFeed workspaceId={id} />
