@@ -735,8 +735,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * @description The dashboard's health panel. Any signed-in user: it names no workspace's data and no
-         *     configuration (no hosts, no paths).
+         * @description The monitoring screen's health panel, for operators (staff) only: it names no workspace's data and
+         *     no configuration (no hosts, no paths), but worker counts and queue lengths are the whole platform's.
          */
         get: operations["health_list"];
         put?: never;
@@ -843,8 +843,9 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * @description Platform samples (queue depth per queue, active workers, runs running/queued) — the same for
-         *     every workspace, so any signed-in member may read them; they name no workspace's data.
+         * @description Platform samples (queue depth per queue, active workers, runs running/queued), for operators
+         *     (staff) only: they are the same for every workspace, so they tell one tenant how busy the others
+         *     are.
          */
         get: operations["metrics_system_retrieve"];
         put?: never;

@@ -7,7 +7,7 @@ import { usePathname } from "next/navigation";
 import { useId, type ReactNode } from "react";
 
 import { ErrorNote, Loading } from "@/components/ui";
-import { useRequireMe, useSignOut, useWorkspace } from "@/lib/session";
+import { ENROLMENT_PATH, useRequireMe, useSignOut, useWorkspace } from "@/lib/session";
 import { useUi } from "@/lib/store";
 import { useLive, useWorkspaceLive } from "@/lib/live";
 
@@ -151,7 +151,16 @@ export function AppShell({ children }: { children: ReactNode }) {
         </div>
       </header>
       <main id="main" className="mx-auto max-w-7xl px-3 py-5 sm:px-6">
-        {me.isPending ? <Loading /> : me.isError ? <ErrorNote error={me.error} /> : children}
+        {me.isPending ? (
+          <Loading />
+        ) : me.isError ? (
+          <ErrorNote error={me.error} />
+        ) : me.data.mfa.enrolment_required && !pathname.startsWith(ENROLMENT_PATH) ? (
+          // On its way to the account page: the server refuses this screen's requests until then.
+          <Loading label="Two-factor authentication must be set up first…" />
+        ) : (
+          children
+        )}
       </main>
     </>
   );

@@ -19,17 +19,27 @@ export function useMe() {
   });
 }
 
-/** The signed-in user, or a redirect to the sign-in page (with `next` so a deep link survives it). */
+/** The page where a user whose role requires two-factor authentication sets it up. */
+export const ENROLMENT_PATH = "/account";
+
+/**
+ * The signed-in user, or a redirect to the sign-in page (with `next` so a deep link survives it). A user
+ * who must still set up two-factor authentication is sent to their account page: the server refuses
+ * everything else (403 `mfa_enrolment_required`) until then.
+ */
 export function useRequireMe() {
   const me = useMe();
   const router = useRouter();
   const unauthenticated = me.error instanceof ApiError && (me.error.status === 401 || me.error.status === 403);
+  const mustEnrol = me.data?.mfa.enrolment_required === true;
   useEffect(() => {
     if (unauthenticated) {
       const next = window.location.pathname + window.location.search;
       router.replace(`/login?next=${encodeURIComponent(next)}`);
+    } else if (mustEnrol && window.location.pathname !== ENROLMENT_PATH) {
+      router.replace(ENROLMENT_PATH);
     }
-  }, [unauthenticated, router]);
+  }, [unauthenticated, mustEnrol, router]);
   return me;
 }
 

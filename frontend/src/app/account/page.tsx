@@ -7,6 +7,7 @@ import { z } from "zod";
 
 import { post } from "@/api/client";
 import { AppShell } from "@/components/AppShell";
+import { TwoFactor } from "@/components/TwoFactor";
 import { Button, Card, Field, inputClass, PageHeader } from "@/components/ui";
 import { applyApiError } from "@/lib/forms";
 import { useMe } from "@/lib/session";
@@ -79,8 +80,9 @@ function Account() {
       <PageHeader title="Your account">
         <p className="text-sm text-slate-700 dark:text-slate-300">Signed in as {email}</p>
       </PageHeader>
-      <div className="grid gap-4 lg:grid-cols-2">
+      <div className="grid items-start gap-4 lg:grid-cols-2">
         <ChangePassword email={email} />
+        <TwoFactor />
       </div>
     </>
   );
