@@ -300,6 +300,18 @@ AGGREGATOR_RUN_HEARTBEAT_TIMEOUT_S = env.int("AGGREGATOR_RUN_HEARTBEAT_TIMEOUT_S
 # A queued run not picked up for this long (its message lost) is enqueued again; claiming is idempotent.
 AGGREGATOR_RUN_QUEUED_RESEND_S = env.int("AGGREGATOR_RUN_QUEUED_RESEND_S", default=600)
 
+# --- What one transform may produce (apps/transformations/limits.py, docs/transformations.md "Limits") ---
+# Bytes of one text value an expression's concat() or replace() may build.
+AGGREGATOR_EXPRESSION_MAX_STRING = env.int("AGGREGATOR_EXPRESSION_MAX_STRING", default=1024 * 1024)
+# What one step may output from one batch: the larger of these bytes and GROWTH times the batch's bytes.
+AGGREGATOR_STEP_OUTPUT_BYTES = env.int("AGGREGATOR_STEP_OUTPUT_BYTES", default=256 * 1024 * 1024)
+AGGREGATOR_STEP_OUTPUT_GROWTH = env.float("AGGREGATOR_STEP_OUTPUT_GROWTH", default=16.0)
+# Wall time one step may spend on one batch (or at the end of its input, for the steps that hold it).
+AGGREGATOR_STEP_BATCH_SECONDS = env.float("AGGREGATOR_STEP_BATCH_SECONDS", default=300.0)
+# A preview runs in a child process: this much address space above what it inherits, for this long.
+AGGREGATOR_PREVIEW_MEMORY_BYTES = env.int("AGGREGATOR_PREVIEW_MEMORY_BYTES", default=1024 * 1024 * 1024)
+AGGREGATOR_PREVIEW_TIMEOUT_S = env.float("AGGREGATOR_PREVIEW_TIMEOUT_S", default=30.0)
+
 # --- Channels ----------------------------------------------------------------------------------------
 CHANNEL_LAYERS = {
     "default": {

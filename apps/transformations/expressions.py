@@ -37,15 +37,18 @@ import dataclasses
 import datetime as dt
 import difflib
 import enum
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from aggregator.dataplane import FieldType, StreamSchema, arrow_type_for
+from apps.transformations import limits
 
 # Both limits are far above any expression a person writes, and low enough that a hostile or generated
 # input is refused in microseconds and every recursive pass over the tree stays well inside Python's
@@ -78,6 +81,12 @@ class ExpressionError(ValueError):
             text = f"{text}, {hint}"
         super().__init__(text)
         self.message = text
+
+
+class ExpressionLimitError(ExpressionError):
+    """An expression that would build more text than the limits allow (`apps/transformations/limits.py`):
+    refused at check time when its written-out texts alone prove it, at evaluation before the kernel
+    that would build it runs otherwise."""
 
 
 # --- the tree ------------------------------------------------------------------------------------------
@@ -588,6 +597,13 @@ class _Special(enum.Enum):
 _Type = FieldType | _Special
 _NUMERIC = frozenset({FieldType.INTEGER, FieldType.NUMBER})
 _TEMPORAL = frozenset({FieldType.DATE, FieldType.DATETIME})
+_TEXTLIKE = frozenset({FieldType.STRING, FieldType.JSON, _Special.ANY, _Special.NULL})
+
+# A bound on the length of text values, see _Checker.bounds.
+_Bound = tuple[Fraction, Fraction]
+# The longest text a number, date, datetime or boolean becomes in `concat` (a datetime with its zone).
+_VALUE_TEXT_BYTES = 32
+_MAX_STRING_SETTING = "AGGREGATOR_EXPRESSION_MAX_STRING"
 
 
 def _type_name(t: _Type) -> str:
@@ -621,11 +637,37 @@ class _Checker:
         self.schema = schema
         self.types: dict[int, _Type] = {}
         self.coerced: dict[int, pa.Scalar] = {}
+        # For every node giving text: (a, b) such that no value it gives is longer than a * L + b bytes,
+        # L being the longest text value among the columns it reads.
+        self.bounds: dict[int, _Bound] = {}
+        self.max_string = limits.current().expression_max_string
 
     def check(self, node: Node) -> _Type:
         t = self._check(node)
         self.types[id(node)] = t
+        if t in _TEXTLIKE:
+            self.bounds[id(node)] = bound = _text_bound(self, node)
+            self._refuse_long(node, bound)
         return t
+
+    def bound(self, node: Node) -> _Bound:
+        return self.bounds.get(id(node), (Fraction(0), Fraction(_VALUE_TEXT_BYTES)))
+
+    def _refuse_long(self, node: Node, bound: _Bound) -> None:
+        """Refuse, before any data is read, text that is too long whatever the data: built from written-out
+        texts alone, or from a value of a single character."""
+        growth, base = bound
+        longest = growth + base
+        if longest <= self.max_string:
+            return
+        what = f"'{node.name}'" if isinstance(node, Call) else "this expression"
+        source = "" if growth == 0 else " from a one-character value"
+        raise ExpressionLimitError(
+            f"{what} builds a text of up to {math.ceil(longest):,} bytes{source}, more than the limit of "
+            f"{self.max_string:,} bytes for one value",
+            node.pos,
+            hint=f"the limit is set by {_MAX_STRING_SETTING}",
+        )
 
     def _check(self, node: Node) -> _Type:
         if isinstance(node, Literal):
@@ -837,6 +879,19 @@ def _const(value: object, arrow_type: pa.DataType | None = None) -> pc.Expressio
     return pc.scalar(scalar)
 
 
+def _text_bytes(value: pa.Scalar) -> int:
+    if not value.is_valid or not (pa.types.is_string(value.type) or pa.types.is_large_string(value.type)):
+        return 0
+    buffer = value.as_buffer()
+    return buffer.size if buffer is not None else 0
+
+
+def _named(node: Node) -> str:
+    if isinstance(node, Call):
+        return f"'{node.name}'"
+    return "'case'" if isinstance(node, Case) else "the expression"
+
+
 def _arrow_type(t: _Type) -> pa.DataType | None:
     return arrow_type_for(t) if isinstance(t, FieldType) else None
 
@@ -850,6 +905,11 @@ class _Compiler:
         self.table = table  # eager: columns are this table's
         # `now()` is one instant for the whole run (its start), so every batch sees the same value.
         self.now = now or dt.datetime.now(tz=dt.UTC)
+        if table is not None:
+            bounds = limits.current()
+            self.max_string = bounds.expression_max_string
+            self.budget = bounds.output_budget(table.nbytes)
+            self.rows = table.num_rows
 
     def compile(self, node: Node, want: pa.DataType | None = None) -> pc.Expression:
         """`want` is the Arrow type the parent needs; it types the nulls (Arrow's boolean kernels have
@@ -886,9 +946,88 @@ class _Compiler:
             )
             for condition, value in reversed(node.whens):
                 test = pc.coalesce(self.compile(condition, pa.bool_()), _const(False))
-                result = pc.if_else(test, self._as(value, arrow_type), result)
+                then = self._as(value, arrow_type)
+                self.spread(node, t, [then, result])
+                result = pc.if_else(test, then, result)
             return result
         raise TypeError(f"not an expression node: {node!r}")
+
+    # --- the limits, checked before a kernel builds text (eager evaluation only) -------------------------
+    #
+    # The kernels allocate their whole output at once, so a value or a batch that would be too long is
+    # refused from lengths computed beforehand, never found after the memory is gone. Each check starts
+    # with a sum that costs nothing: when even that bound fits, the exact lengths are not computed.
+
+    def guard_built(self, node: Node, lengths: pa.Array | pa.ChunkedArray | int) -> None:
+        """`lengths`: the bytes of each value a kernel is about to build (an int for a single value)."""
+        if isinstance(lengths, int):
+            longest = total = lengths
+        else:
+            longest = pc.max(lengths).as_py() or 0
+            total = pc.sum(lengths).as_py() or 0
+        if longest > self.max_string:
+            where = (
+                ""
+                if isinstance(lengths, int)
+                else f" (row index {pc.index(lengths, longest).as_py()} of the batch)"
+            )
+            raise ExpressionLimitError(
+                f"{_named(node)} would build a text of {longest:,} bytes{where}, more than the limit of "
+                f"{self.max_string:,} bytes for one value",
+                node.pos,
+                hint=f"the limit is set by {_MAX_STRING_SETTING}",
+            )
+        self.guard_total(node, total)
+
+    def guard_total(self, node: Node, total: int) -> None:
+        if total > self.budget:
+            raise ExpressionLimitError(
+                f"{_named(node)} would build {limits.size(total)} of text from this batch of {self.rows:,} "
+                f"rows, more than the step's budget of {limits.size(self.budget)} for it",
+                node.pos,
+                hint=f"the budget is set by {limits.BUDGET_SETTINGS}",
+            )
+
+    def _small(self, upper: float) -> bool:
+        return upper <= min(self.max_string, self.budget)
+
+    def guard_replace(self, call: Call, value: pc.Expression, old: str, new: str) -> None:
+        old_bytes, new_bytes = len(old.encode()), len(new.encode())
+        if isinstance(value, pa.Scalar):
+            if value.is_valid:
+                text = value.as_py()
+                self.guard_built(call, len(text.encode()) + text.count(old) * (new_bytes - old_bytes))
+            return
+        if self._small(value.nbytes * new_bytes / old_bytes):
+            return
+        counts = pc.cast(pc.count_substring(value, old), pa.int64())
+        lengths = pc.add(
+            pc.cast(pc.binary_length(value), pa.int64()), pc.multiply(counts, new_bytes - old_bytes)
+        )
+        self.guard_built(call, lengths)
+
+    def guard_concat(self, call: Call, parts: list[pc.Expression]) -> None:
+        constant = sum(_text_bytes(p) for p in parts if isinstance(p, pa.Scalar))
+        arrays = [p for p in parts if not isinstance(p, pa.Scalar)]
+        if not arrays:
+            self.guard_built(call, constant)
+            return
+        if self._small(sum(a.nbytes for a in arrays) + constant * self.rows):
+            return
+        lengths = None
+        for part in arrays:
+            part_lengths = pc.fill_null(pc.cast(pc.binary_length(part), pa.int64()), 0)
+            lengths = part_lengths if lengths is None else pc.add(lengths, part_lengths)
+        self.guard_built(call, pc.add(lengths, constant))
+
+    def spread(self, node: Node, t: _Type, values: list[pc.Expression]) -> None:
+        """A kernel that picks among its arguments row by row (if, case, coalesce, …) copies a constant's
+        text into every row it picks it for: a long constant over many rows is a lot of text."""
+        if self.table is None or t not in _TEXTLIKE or not any(isinstance(v, pa.Scalar) for v in values):
+            return
+        self.guard_total(
+            node, sum(_text_bytes(v) * self.rows if isinstance(v, pa.Scalar) else v.nbytes for v in values)
+        )
 
     def _as(self, node: Node, arrow_type: pa.DataType | None) -> pc.Expression:
         """A numeric operand in the type of the result: an int32 column plus a large literal must not
@@ -995,8 +1134,9 @@ def _eager(node: Node, table: pa.Table, schema: StreamSchema | None, now: dt.dat
     checker, _ = _check_tree(node, schema)
     token = _EAGER.set(True)
     try:
-        value = _Compiler(checker, now or RUN_CLOCK.get(), table).compile(node)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        compiler = _Compiler(checker, now or RUN_CLOCK.get(), table)
+        value = compiler.compile(node)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowCapacityError) as exc:
         raise ExpressionError(f"cannot evaluate the expression: {exc}", node.pos) from None
     finally:
         _EAGER.reset(token)
@@ -1005,6 +1145,7 @@ def _eager(node: Node, table: pa.Table, schema: StreamSchema | None, now: dt.dat
     if isinstance(value, pa.Scalar):  # a constant expression: one value for every row
         if not value.is_valid:
             return pa.nulls(table.num_rows, value.type)
+        compiler.guard_total(node, _text_bytes(value) * table.num_rows)
         return pa.repeat(value, table.num_rows)
     return value
 
@@ -1156,7 +1297,29 @@ def _concat_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
 def _concat(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
     # Like PostgreSQL's concat(): a null argument counts as empty text rather than nulling the result.
     parts = [compiler.compile(arg, pa.string()).cast(pa.string()) for arg in call.args]
+    if compiler.table is not None:
+        compiler.guard_concat(call, parts)
     return pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="")
+
+
+def _replace_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
+    _string_fn(FieldType.STRING, (1, str, "text"), (2, str, "text"))(checker, call, types)
+    if _lit(call, 1) == "":
+        # Arrow's kernel never finishes on an empty pattern: it inserts the replacement without end.
+        raise ExpressionError(
+            "the text to replace is empty",
+            call.args[1].pos,
+            hint="replace(text, 'from', 'to') needs a 'from' to look for",
+        )
+    return FieldType.STRING
+
+
+def _replace(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
+    value = _arg(compiler, call, 0)
+    old, new = str(_lit(call, 1)), str(_lit(call, 2))
+    if compiler.table is not None and len(new.encode()) > len(old.encode()):
+        compiler.guard_replace(call, value, old, new)
+    return pc.replace_substring(value, pattern=old, replacement=new)
 
 
 def _numeric_check(result: FieldType | None) -> _Check:
@@ -1225,12 +1388,18 @@ def _all_as(compiler: _Compiler, call: Call, t: _Type) -> list[pc.Expression]:
     return [compiler._as(arg, arrow_type) for arg in call.args]
 
 
+def _spread_all(compiler: _Compiler, call: Call, t: _Type) -> list[pc.Expression]:
+    values = _all_as(compiler, call, t)
+    compiler.spread(call, t, values)
+    return values
+
+
 def _least(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
-    return pc.min_element_wise(*_all_as(compiler, call, t), skip_nulls=True)
+    return pc.min_element_wise(*_spread_all(compiler, call, t), skip_nulls=True)
 
 
 def _greatest(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
-    return pc.max_element_wise(*_all_as(compiler, call, t), skip_nulls=True)
+    return pc.max_element_wise(*_spread_all(compiler, call, t), skip_nulls=True)
 
 
 def _part_check(datetime_only: bool) -> _Check:
@@ -1298,7 +1467,7 @@ def _now(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
 
 
 def _coalesce(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
-    return pc.coalesce(*_all_as(compiler, call, t))
+    return pc.coalesce(*_spread_all(compiler, call, t))
 
 
 def _is_null_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
@@ -1316,6 +1485,7 @@ def _nullif_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
 
 def _nullif(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
     value = compiler.compile(call.args[0], _arrow_type(t))
+    compiler.spread(call, t, [value])
     same = pc.coalesce(pc.equal(value, compiler.compile(call.args[1])), _const(False))
     return pc.if_else(same, _const(None, _arrow_type(t)), value)
 
@@ -1328,7 +1498,9 @@ def _if_check(checker: _Checker, call: Call, types: list[_Type]) -> _Type:
 def _if(compiler: _Compiler, call: Call, t: _Type) -> pc.Expression:
     arrow_type = _arrow_type(t)
     test = pc.coalesce(compiler.compile(call.args[0], pa.bool_()), _const(False))
-    return pc.if_else(test, compiler._as(call.args[1], arrow_type), compiler._as(call.args[2], arrow_type))
+    values = [compiler._as(call.args[1], arrow_type), compiler._as(call.args[2], arrow_type)]
+    compiler.spread(call, t, values)
+    return pc.if_else(test, *values)
 
 
 def _unary_text(kernel: Callable[..., pc.Expression]) -> _Compile:
@@ -1368,14 +1540,7 @@ FUNCTIONS: dict[str, Function] = {
         _string_fn(FieldType.BOOLEAN, (1, str, "text")),
         lambda c, call, t: pc.ends_with(_arg(c, call, 0), pattern=_lit(call, 1)),
     ),
-    "replace": Function(
-        (3, 3),
-        "replace(text, 'from', 'to')",
-        _string_fn(FieldType.STRING, (1, str, "text"), (2, str, "text")),
-        lambda c, call, t: pc.replace_substring(
-            _arg(c, call, 0), pattern=_lit(call, 1), replacement=_lit(call, 2)
-        ),
-    ),
+    "replace": Function((3, 3), "replace(text, 'from', 'to')", _replace_check, _replace),
     # math
     "abs": Function(
         (1, 1), "abs(number)", _numeric_check(None), lambda c, call, t: pc.abs_checked(_num(c, call, 0, t))
@@ -1404,3 +1569,65 @@ FUNCTIONS: dict[str, Function] = {
     # conditions
     "if": Function((3, 3), "if(condition, then, else)", _if_check, _if),
 }
+
+
+# --- how long the text of a function can get ------------------------------------------------------------
+#
+# Every function that gives text has an entry: how long its result can be, from the bounds of its
+# arguments. Only `concat` and `replace` can give text longer than what goes into them (the case mappings
+# of lower and upper change a character's bytes by at most a little, and never compound), so only they can
+# be refused for length. A new function that can build longer text must say how much longer here.
+
+
+def _widest(checker: _Checker, nodes: list[Node]) -> _Bound:
+    bounds = [checker.bound(n) for n in nodes] or [(Fraction(0), Fraction(0))]
+    return max(b[0] for b in bounds), max(b[1] for b in bounds)
+
+
+def _concat_bound(checker: _Checker, call: Call) -> _Bound:
+    bounds = [checker.bound(arg) for arg in call.args]
+    return sum((b[0] for b in bounds), Fraction(0)), sum((b[1] for b in bounds), Fraction(0))
+
+
+def _replace_bound(checker: _Checker, call: Call) -> _Bound:
+    growth, base = checker.bound(call.args[0])
+    old, new = (len(str(_lit(call, i)).encode()) for i in (1, 2))
+    # Each occurrence of `old` (at least len(old) bytes, never overlapping) becomes len(new) bytes.
+    ratio = max(Fraction(1), Fraction(new, old))
+    return growth * ratio, base * ratio
+
+
+def _substr_bound(checker: _Checker, call: Call) -> _Bound:
+    growth, base = checker.bound(call.args[0])
+    if len(call.args) < 3:
+        return growth, base
+    most = Fraction(4 * int(_lit(call, 2)))  # type: ignore[call-overload]  # UTF-8: at most 4 bytes a character
+    return (Fraction(0), most) if growth > 0 or base > most else (growth, base)
+
+
+_TEXT_BOUNDS: dict[str, Callable[[_Checker, Call], _Bound]] = {
+    "concat": _concat_bound,
+    "replace": _replace_bound,
+    "substr": _substr_bound,
+    "if": lambda checker, call: _widest(checker, list(call.args[1:])),
+    "nullif": lambda checker, call: checker.bound(call.args[0]),
+}
+
+
+def _text_bound(checker: _Checker, node: Node) -> _Bound:
+    if isinstance(node, Literal):
+        if node.value is None:
+            return Fraction(0), Fraction(0)
+        text = node.value if isinstance(node.value, str) else str(node.value)
+        return Fraction(0), Fraction(len(text.encode()))
+    if isinstance(node, Column):
+        return Fraction(1), Fraction(0)
+    if isinstance(node, Case):
+        values = [value for _, value in node.whens]
+        return _widest(checker, [*values, node.default] if node.default is not None else values)
+    if isinstance(node, Call):
+        bound = _TEXT_BOUNDS.get(node.name)
+        # lower, upper, trim, coalesce, least, greatest: never longer than their longest argument.
+        return bound(checker, node) if bound is not None else _widest(checker, list(node.args))
+    # Arithmetic on nothing but nulls (`-null`), or an operator over columns of unknown type.
+    return Fraction(0), Fraction(_VALUE_TEXT_BYTES)
