@@ -35,7 +35,7 @@ from apps.monitoring import events
 from apps.schemas.services import schema_contract_check, schema_refresh
 from apps.transformations.profiling import SOURCE_PROFILE_ROWS, StreamProfiler
 from apps.transformations.quality import NodeRules, RuleFailed
-from apps.transformations.steps import StepError, get_step_type
+from apps.transformations.steps import BudgetedRunner, StepError, get_step_type
 
 from .definition import Plan
 from .models import (
@@ -279,7 +279,7 @@ class RunExecutor:
                     node = plan.nodes[node_id]
                     step_type = get_step_type(node["step"])
                     inputs = {up: plan.schemas[up] for up in plan.upstream(node_id) if up in active}
-                    runners[node_id] = step_type.runner(node.get("config", {}), inputs)
+                    runners[node_id] = BudgetedRunner(step_type.runner(node.get("config", {}), inputs))
             sinks = {
                 node_id: DestinationSink(
                     node_id=node_id,
@@ -602,7 +602,8 @@ class RunExecutor:
                     self._emit(plan, child, output, runners, sinks)
 
     def _timed(self, node_id: str, items: Iterable[Any]) -> Iterator[Any]:
-        """Iterate, adding the time spent producing each item (not consuming it) to the node's duration."""
+        """Iterate, adding the time spent producing each item (not consuming it) to the node's duration. A
+        step's error is the node's: it is recorded on the node before the run fails with it."""
         iterator = iter(items)
         while True:
             started = time.monotonic()
@@ -611,8 +612,19 @@ class RunExecutor:
             except StopIteration:
                 self.node_seconds[node_id] = self.node_seconds.get(node_id, 0.0) + time.monotonic() - started
                 return
+            except StepError as exc:
+                self._node_failed(node_id, exc)
+                raise StepError(f"Node '{node_id}': {exc.message}", field=exc.field) from exc
             self.node_seconds[node_id] = self.node_seconds.get(node_id, 0.0) + time.monotonic() - started
             yield item
+
+    def _node_failed(self, node_id: str, exc: StepError) -> None:
+        node_run = self.node_runs[node_id]
+        with self._progress_lock:
+            node_run.status = RunStatus.FAILED
+        NodeRun.objects.filter(pk=node_run.pk).update(
+            status=RunStatus.FAILED, error=exc.message[:5000], finished_at=timezone.now()
+        )
 
     def _emit(
         self,

@@ -22,7 +22,8 @@ import datetime as dt
 import decimal
 import difflib
 import math
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -45,7 +46,7 @@ from aggregator.dataplane import (
     field_type_of,
 )
 from apps.connectors.base import pydantic_errors
-from apps.transformations import expressions
+from apps.transformations import expressions, limits
 from apps.transformations.expressions import INT64_MAX, INT64_MIN, MAX_LENGTH, ExpressionError, Node
 
 
@@ -60,6 +61,10 @@ class StepError(Exception):
         self.message = message
         self.field = field
         self.errors = errors if errors is not None else ({field: [message]} if field else {})
+
+
+class StepBudgetExceeded(StepError):
+    """A step produced more from one batch, or took longer over it, than `limits` allows."""
 
 
 @dataclass
@@ -211,6 +216,65 @@ class StreamingRunner(StepRunner):
         with expressions.run_clock(self.started):
             output = self.step.apply(self.config, batch, self.inputs[input_id])
         yield output
+
+
+class BudgetedRunner(StepRunner):
+    """Holds a step to its budget for each batch, the same in a run and in a preview.
+
+    For each `feed` the step may output the larger of AGGREGATOR_STEP_OUTPUT_BYTES and
+    AGGREGATOR_STEP_OUTPUT_GROWTH times the batch's bytes (plus the inputs it has read whole, which a join
+    or a sql step adds to each batch); at an `end`, the same of everything it was fed (what a sort or an
+    aggregate releases then). Each call may take AGGREGATOR_STEP_BATCH_SECONDS of the step's own time.
+    Both are checked as each output comes out: the steps whose output can outgrow their input by a factor
+    (`concat`/`replace` in expressions, regex replacements, fills, joins, sql) refuse before building it,
+    and this is the bound for the rest.
+    """
+
+    def __init__(self, runner: StepRunner) -> None:
+        self.runner = runner
+        self.fed: dict[str, int] = {}
+        self.ended: set[str] = set()
+
+    def feed(self, input_id: str, batch: Batch) -> Iterable[StepOutput]:
+        size = batch.table.nbytes
+        self.fed[input_id] = self.fed.get(input_id, 0) + size
+        held = sum(self.fed[i] for i in self.ended)
+        return self._watch(self.runner.feed(input_id, batch), size + held, f"a batch of {limits.size(size)}")
+
+    def end(self, input_id: str) -> Iterable[StepOutput]:
+        self.ended.add(input_id)
+        total = sum(self.fed.values())
+        return self._watch(self.runner.end(input_id), total, f"its input of {limits.size(total)}")
+
+    def _watch(self, outputs: Iterable[StepOutput], basis: int, given: str) -> Iterator[StepOutput]:
+        bounds = limits.current()
+        budget = bounds.output_budget(basis)
+        produced = 0
+        spent = 0.0
+        iterator = iter(outputs)
+        while True:
+            # Only the step's own time counts: the consumer of each output runs between the next() calls.
+            started = time.monotonic()
+            try:
+                output: StepOutput | None = next(iterator)
+            except StopIteration:
+                output = None
+            spent += time.monotonic() - started
+            if spent > bounds.step_batch_seconds:
+                raise StepBudgetExceeded(
+                    f"the step took {spent:.1f} s over {given}, more than its budget of "
+                    f"{bounds.step_batch_seconds:g} s (AGGREGATOR_STEP_BATCH_SECONDS)"
+                )
+            if output is None:
+                return
+            produced += output.batch.table.nbytes
+            if produced > budget:
+                raise StepBudgetExceeded(
+                    f"the step produced more than its budget of {limits.size(budget)} from "
+                    f"{given} (the larger of AGGREGATOR_STEP_OUTPUT_BYTES and AGGREGATOR_STEP_OUTPUT_GROWTH "
+                    "times what it was given)"
+                )
+            yield output
 
 
 # --- registry ------------------------------------------------------------------------------------------

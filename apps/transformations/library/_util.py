@@ -13,7 +13,8 @@ import pyarrow.compute as pc
 from pydantic_core import PydanticCustomError
 
 from aggregator.dataplane import RESERVED_COLUMNS, Field, FieldType, StreamSchema, arrow_type_for
-from apps.transformations.steps import StepError, unknown_column
+from apps.transformations import limits
+from apps.transformations.steps import StepBudgetExceeded, StepError, unknown_column
 
 TEXT_TYPES = frozenset({FieldType.STRING, FieldType.JSON})
 NUMERIC_TYPES = frozenset({FieldType.INTEGER, FieldType.NUMBER})
@@ -114,6 +115,38 @@ def conform(table: pa.Table, schema: StreamSchema) -> pa.Table:
     return pa.Table.from_arrays(
         arrays, schema=pa.schema([pa.field(f.name, arrow_type_for(f.type)) for f in schema.fields])
     )
+
+
+def refuse_growth(table: pa.Table, produced: int, *, what: str, field: str | None) -> None:
+    """Refuse, before it is built, a column of `produced` bytes that would take a batch past its step's
+    budget (`limits`: the same bound BudgetedRunner applies once an output exists)."""
+    budget = limits.current().output_budget(table.nbytes)
+    if produced > budget:
+        raise StepBudgetExceeded(
+            f"{what} would make {limits.size(produced)} from a batch of {limits.size(table.nbytes)}, more "
+            f"than the step's budget of {limits.size(budget)} for it ({limits.BUDGET_SETTINGS})",
+            field=field,
+        )
+
+
+def text_bytes(values: pa.Array) -> int:
+    """The bytes of a text column's values (its offsets and validity left out)."""
+    return int(pc.sum(pc.binary_length(values)).as_py() or 0)
+
+
+def replacement_growth(
+    table: pa.Table, values: pa.Array, pattern: str, literal: int, copies: int, *, what: str, field: str
+) -> None:
+    """Refuse a regex replacement that would build too much: each match becomes `literal` bytes plus
+    `copies` copies of matched text (group references). The exact count of matches costs a second pass of
+    the pattern, so it is made only when the worst case (a match at every byte boundary) could exceed
+    the budget."""
+    total = text_bytes(values)
+    worst = total * (1 + copies) + (total + len(values)) * literal
+    if worst <= limits.current().output_budget(table.nbytes):
+        return
+    matches = int(pc.sum(pc.count_substring_regex(values, pattern)).as_py() or 0)
+    refuse_growth(table, total * (1 + copies) + matches * literal, what=what, field=field)
 
 
 def empty_table(schema: StreamSchema) -> pa.Table:

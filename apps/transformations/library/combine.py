@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PydanticField
 
 from aggregator.dataplane import Batch, Field, FieldType, StreamSchema, arrow_type_for
+from apps.transformations import limits
 from apps.transformations.steps import (
+    StepBudgetExceeded,
     StepConfig,
     StepError,
     StepOutput,
@@ -310,6 +312,8 @@ class _JoinRunner(StepRunner):
         self.plan = plan
         self.lookup_tables: list[pa.Table] = []
         self.lookup: pa.Table | None = None
+        self.key_counts: pa.Table | None = None
+        self.repeats = 1
         # Main batches that arrive before the lookup is complete wait here (the executor reads the lookup
         # side first, so this stays empty unless both inputs share a source).
         self.waiting: list[Batch] = []
@@ -359,9 +363,43 @@ class _JoinRunner(StepRunner):
         names.append(_LOOKUP_ROW)
         self.lookup = pa.Table.from_arrays(arrays, names=names)
         self.lookup_tables = []
+        # Keys repeated in the lookup multiply main rows: how often each repeats, to refuse a batch whose
+        # join would be too big before it is made. A lookup with unique keys (a reference table, the
+        # usual case) cannot grow a batch's row count, and costs nothing more.
+        keys = [f"__ag_key_{i}" for i in range(len(self.plan.pairs))]
+        if self.lookup.num_rows:
+            counts = self.lookup.select(keys).group_by(keys, use_threads=False).aggregate([([], "count_all")])
+            self.repeats = int(pc.max(counts.column("count_all")).as_py())
+            self.key_counts = counts if self.repeats > 1 else None
+
+    def _refuse_fanout(self, batch: Batch) -> None:
+        assert self.lookup is not None and self.key_counts is not None
+        basis = batch.table.nbytes + self.lookup.nbytes
+        row_bytes = batch.table.nbytes / max(1, batch.num_rows) + self.lookup.nbytes / self.lookup.num_rows
+        budget = limits.current().output_budget(basis)
+        if batch.num_rows * self.repeats * row_bytes <= budget:
+            return
+        left_keys = [left for left, _ in self.plan.pairs]
+        right_keys = [f"__ag_key_{i}" for i in range(len(self.plan.pairs))]
+        matched = batch.table.select(left_keys).join(
+            self.key_counts, keys=left_keys, right_keys=right_keys, join_type="inner", use_threads=False
+        )
+        rows = int(pc.sum(matched.column("count_all")).as_py() or 0)
+        if self.config.how == "left":
+            rows += batch.num_rows - matched.num_rows
+        if rows * row_bytes > budget:
+            raise StepBudgetExceeded(
+                f"joining this batch of {batch.num_rows:,} rows would make {rows:,} rows (about "
+                f"{limits.size(rows * row_bytes)}), more than the step's budget of {limits.size(budget)} "
+                f"for it ({limits.BUDGET_SETTINGS}): a key is repeated up to {self.repeats:,} times in the "
+                "lookup",
+                field="config.on",
+            )
 
     def _join(self, batch: Batch) -> StepOutput:
         assert self.lookup is not None
+        if self.key_counts is not None:
+            self._refuse_fanout(batch)
         left = batch.table.append_column(_ROW, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
         left_keys = [left_name for left_name, _ in self.plan.pairs]
         right_keys = [f"__ag_key_{i}" for i in range(len(self.plan.pairs))]

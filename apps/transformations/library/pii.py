@@ -30,6 +30,8 @@ from ._util import (
     duck,
     field_of,
     quote_literal,
+    refuse_growth,
+    replacement_growth,
     set_column,
     text,
     typed_field,
@@ -212,9 +214,26 @@ class RedactStep(StepType[RedactConfig]):
         table = batch.table
         for i, name in enumerate(config.columns):
             values = text(column(table, name, f"config.columns.{i}"))
+            literal = len(config.replacement.encode())
             if config.pattern is None:
+                refuse_growth(
+                    batch.table,
+                    (len(values) - values.null_count) * literal,
+                    what="the replacement",
+                    field="config.replacement",
+                )
                 redacted = pc.if_else(pc.is_valid(values), config.replacement, pa.scalar(None, pa.string()))
             else:
+                if literal:
+                    replacement_growth(
+                        batch.table,
+                        values,
+                        config.pattern,
+                        literal,
+                        0,
+                        what="the replacement",
+                        field="config.replacement",
+                    )
                 # A literal replacement: backslashes in it must not be read as group references.
                 redacted = pc.replace_substring_regex(
                     values, config.pattern, config.replacement.replace("\\", "\\\\")

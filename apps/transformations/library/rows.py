@@ -33,6 +33,7 @@ from ._util import (
     column,
     field_of,
     new_name,
+    refuse_growth,
     row_hashes,
     set_column,
     typed_field,
@@ -232,6 +233,14 @@ class FillNullsStep(StepType[FillNullsConfig]):
         table = batch.table
         for name, value in constants.items():
             values = column(table, name, f"config.values.{name}")
+            if isinstance(value, pa.StringScalar) and values.null_count:
+                # The constant is copied into every null: a long one over many nulls is a lot of text.
+                refuse_growth(
+                    batch.table,
+                    values.null_count * len(value.as_buffer() or b""),
+                    what=f"filling the nulls of '{name}'",
+                    field=f"config.values.{name}",
+                )
             table = set_column(table, name, pc.fill_null(values, value), schema.field(name).type)
         for i, name in enumerate(config.forward):
             values = pc.fill_null_forward(column(table, name, f"config.forward.{i}"))

@@ -20,9 +20,21 @@ from pydantic_core import PydanticCustomError
 from aggregator.dataplane import Batch, Field, FieldType, StreamSchema
 from apps.transformations.steps import StepConfig, StepError, StepOutput, StepType, derive_schema, register
 
-from ._util import TEXT_TYPES, column, field_of, new_name, set_column, text, typed_field, unique_names
+from ._util import (
+    TEXT_TYPES,
+    column,
+    field_of,
+    new_name,
+    replacement_growth,
+    set_column,
+    text,
+    typed_field,
+    unique_names,
+)
 
 _COLUMNS_DESCRIPTION = "Text columns to change; the others pass through."
+# `\1` … `\9` in a replacement: each copies a group of the match.
+_GROUP_REFERENCE_RE = re.compile(r"\\[0-9]")
 
 
 def re2_pattern(pattern: str) -> str:
@@ -66,11 +78,15 @@ class _PerColumnStep(StepType[Any]):
     def transform(self, config: Any, values: pa.Array) -> pa.Array:
         raise NotImplementedError
 
+    def refuse(self, config: Any, table: pa.Table, values: pa.Array) -> None:
+        """Steps whose output can be longer than their input refuse here what would be too long."""
+
     def _apply(self, config: Any, batch: Batch, schema: StreamSchema) -> StepOutput:
         table = batch.table
         for i, name in enumerate(config.columns):
             values = text(column(table, name, f"config.columns.{i}"))
             field_type = schema.field(name).type if name in schema.field_names else FieldType.STRING
+            self.refuse(config, batch.table, values)
             table = set_column(table, name, self.transform(config, values), field_type)
         return StepOutput(Batch(table, stream=batch.stream))
 
@@ -235,9 +251,26 @@ class RegexReplaceStep(_PerColumnStep):
     category = "text"
     config_model = RegexReplaceConfig
 
+    def _pattern(self, config: RegexReplaceConfig) -> str:
+        return f"(?i){config.pattern}" if config.ignore_case else config.pattern
+
     def transform(self, config: RegexReplaceConfig, values: pa.Array) -> pa.Array:
-        pattern = f"(?i){config.pattern}" if config.ignore_case else config.pattern
-        return pc.replace_substring_regex(values, pattern, config.replacement)
+        return pc.replace_substring_regex(values, self._pattern(config), config.replacement)
+
+    def refuse(self, config: RegexReplaceConfig, table: pa.Table, values: pa.Array) -> None:
+        # A pattern that matches the empty text (`x*`, `^`) matches between every two characters.
+        copies = len(_GROUP_REFERENCE_RE.findall(config.replacement))
+        literal = len(_GROUP_REFERENCE_RE.sub("", config.replacement).encode())
+        if literal or copies:
+            replacement_growth(
+                table,
+                values,
+                self._pattern(config),
+                literal,
+                copies,
+                what="the replacement",
+                field="config.replacement",
+            )
 
 
 # --- regex extract -------------------------------------------------------------------------------------
