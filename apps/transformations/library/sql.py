@@ -12,8 +12,12 @@ inputs are read whole before the main one and are visible to every batch's query
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import duckdb
@@ -23,12 +27,24 @@ from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
 from aggregator.dataplane import Batch, Field, FieldType, StreamSchema
-from apps.transformations.steps import StepConfig, StepError, StepOutput, StepRunner, StepType, register
+from apps.transformations import limits
+from apps.transformations.steps import (
+    StepBudgetExceeded,
+    StepConfig,
+    StepError,
+    StepOutput,
+    StepRunner,
+    StepType,
+    register,
+)
 
-from ._util import conform, empty_table, quote_ident, sandbox
+from ._util import conform, empty_table, quote_ident, sandbox, shared_sandbox
 
 MAX_QUERY_LENGTH = 20_000
 INPUT_TABLE = "input"
+# Rows of the result fetched at a time: the budget is checked between slices, so a slice is the most a
+# query can overshoot it by.
+RESULT_SLICE_ROWS = 8192
 
 _INTEGERS = {
     "TINYINT",
@@ -45,8 +61,143 @@ _INTEGERS = {
 _NUMBERS = {"FLOAT", "DOUBLE", "REAL"}
 
 
+# --- what a query may use ------------------------------------------------------------------------------
+#
+# The connection is sandboxed already (sandbox() in _util): no files, no network, no extensions, settings
+# locked. On top of that the query is read with DuckDB's own parser, before it ever runs, and refused if it
+# is not one SELECT or if it names a function or table that describes the server rather than the batch:
+# duckdb_settings() and current_setting() show the engine's directories, duckdb_extensions() its
+# extension path, the read_* functions would name files (refused by the sandbox, but in an error that
+# names the path). Table functions are allowed from a short list; scalar functions are refused from one.
+
+# Why a statement other than SELECT is refused, by its first keyword.
+_ONE_SELECT = "it runs one SELECT over the batch"
+_NO_EXTENSIONS = f"{_ONE_SELECT} and cannot add extensions"
+_NO_DATABASES = f"{_ONE_SELECT} and cannot open other databases"
+_NO_FILES = f"{_ONE_SELECT} and cannot read or write files"
+_FIXED = "its settings are fixed"
+_STATEMENT_REASONS = {
+    "INSTALL": _NO_EXTENSIONS,
+    "LOAD": _NO_EXTENSIONS,
+    "FORCE": _NO_EXTENSIONS,
+    "ATTACH": _NO_DATABASES,
+    "DETACH": _NO_DATABASES,
+    "USE": _NO_DATABASES,
+    "COPY": _NO_FILES,
+    "EXPORT": _NO_FILES,
+    "IMPORT": _NO_FILES,
+    "SET": _FIXED,
+    "RESET": _FIXED,
+    "PRAGMA": _FIXED,
+    "CALL": _ONE_SELECT,
+}
+_CHANGES_NOTHING = f"{_ONE_SELECT} and changes nothing"
+
+# Table functions that make rows from their arguments; any other (read_csv, glob, duckdb_settings(),
+# pragma_*, query(), …) reads files, describes the server or runs SQL text that was never checked.
+_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "json_each", "json_tree"})
+_SCALAR_REASONS = {
+    "current_setting": "the engine's settings are not shown",
+    "getenv": "it reads the server's environment",
+    "getvariable": "the engine's variables are not shown",
+    "write_log": "it writes to the engine's log",
+}
+
+
+def _first_keyword(query: str) -> str:
+    text = query.strip()
+    for offset, kind in duckdb.tokenize(text):
+        if kind == duckdb.token_type.comment:
+            continue
+        word = re.match(r"[A-Za-z_]+", text[offset:])
+        return word.group().upper() if word else ""
+    return ""
+
+
+def _statement_refusal(statement: Any) -> str:
+    keyword = _first_keyword(statement.query)
+    if keyword in ("WITH", ""):
+        keyword = str(statement.type).rsplit(".", 1)[-1]
+    return f"{keyword} is not allowed in the sql step: {_STATEMENT_REASONS.get(keyword, _CHANGES_NOTHING)}"
+
+
+def _table_function_refusal(name: str) -> str:
+    lowered = name.lower()
+    if lowered.startswith(("read_", "parquet_", "sniff_")) or lowered in ("glob", "seq_scan", "arrow_scan"):
+        why = "it reads files, and the step reads only its inputs"
+    elif lowered in ("query", "query_table", "json_execute_serialized_sql"):
+        why = "it runs SQL text that the step cannot check"
+    elif lowered.startswith(("duckdb_", "pragma_")) or lowered in ("which_secret", "pg_timezone_names"):
+        why = "it describes the server, not the batch"
+    else:
+        why = f"the tables it can read are its inputs and {', '.join(sorted(_TABLE_FUNCTIONS))}"
+    return f"{name}() is not allowed in the sql step: {why}"
+
+
+@dataclass
+class _References:
+    tables: list[str] = dataclass_field(default_factory=list)
+    ctes: set[str] = dataclass_field(default_factory=set)
+    refusal: str | None = None
+
+
+def _walk(node: Any, found: _References) -> None:
+    if found.refusal is not None:
+        return
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "SHOW_REF":
+        found.refusal = f"DESCRIBE, SHOW and SUMMARIZE are not allowed in the sql step: {_ONE_SELECT}"
+        return
+    if kind == "TABLE_FUNCTION":
+        function = node.get("function") or {}
+        name = str(function.get("function_name", ""))
+        if name.lower() not in _TABLE_FUNCTIONS:
+            found.refusal = _table_function_refusal(name)
+            return
+        _walk(function.get("arguments"), found)
+        return
+    if kind == "BASE_TABLE":
+        found.tables.append(str(node.get("table_name", "")))
+        return
+    if node.get("class") == "FUNCTION":
+        name = str(node.get("function_name", ""))
+        reason = _SCALAR_REASONS.get(name.lower())
+        if reason is None and name.lower().startswith(("duckdb_", "pragma_")):
+            reason = "it describes the server, not the batch"
+        if reason is not None:
+            found.refusal = f"{name}() is not allowed in the sql step: {reason}"
+            return
+    cte_map = node.get("cte_map")
+    if isinstance(cte_map, dict):
+        found.ctes.update(str(entry.get("key", "")).lower() for entry in cte_map.get("map") or [])
+    for value in node.values():
+        _walk(value, found)
+
+
+def _references(query: str) -> _References:
+    """The tables a SELECT reads and the first thing in it that is refused, from DuckDB's own syntax tree
+    (`json_serialize_sql`): nothing is bound or run."""
+    con = shared_sandbox()
+    # fetchall: a result left unread would keep the shared connection busy for the steps' own queries.
+    rows = con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()
+    tree = json.loads(rows[0][0]) if rows else {"error": True}
+    found = _References()
+    if tree.get("error"):
+        found.refusal = str(tree.get("error_message") or "the query cannot be read")
+        return found
+    _walk(tree.get("statements"), found)
+    return found
+
+
 def check_select(query: str) -> str:
-    """A pydantic validator body: one SELECT statement, as DuckDB's parser sees it."""
+    """A pydantic validator body: one SELECT statement, as DuckDB's parser sees it, using nothing that
+    reads files or describes the server."""
     try:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as exc:
@@ -56,9 +207,25 @@ def check_select(query: str) -> str:
             "one_statement", "write exactly one SELECT statement (found {n})", {"n": len(statements)}
         )
     if statements[0].type != duckdb.StatementType.SELECT:
-        kind = str(statements[0].type).rsplit(".", 1)[-1]
-        raise PydanticCustomError("not_select", "only a SELECT is allowed, not {kind}", {"kind": kind})
+        raise PydanticCustomError("not_select", "{reason}", {"reason": _statement_refusal(statements[0])})
+    refusal = _references(query.strip().rstrip(";")).refusal
+    if refusal is not None:
+        raise PydanticCustomError("not_allowed", "{reason}", {"reason": refusal})
     return query
+
+
+def _unknown_tables(query: str, inputs: set[str]) -> str | None:
+    found = _references(query)
+    for name in found.tables:
+        if name.lower() in found.ctes or name.lower() in inputs:
+            continue
+        if re.search(r"[/\\.:]", name):
+            return f"'{name}' is a file: the sql step reads only its inputs"
+        known = ", ".join(sorted(inputs))
+        return (
+            f"'{name}' is not a table of this step: the query can read {known} and what its own WITH defines"
+        )
+    return None
 
 
 class SqlConfig(StepConfig):
@@ -133,11 +300,17 @@ class _Session:
 
     def __init__(self, config: SqlConfig, main: StreamSchema, others: dict[str, StreamSchema]) -> None:
         self.config = config
+        query = config.query.strip().rstrip(";")
+        unknown = _unknown_tables(query, {INPUT_TABLE, *(name.lower() for name in others)})
+        if unknown is not None:
+            raise StepError(unknown, field="config.query")
         self.con = sandbox()
         self.con.register(INPUT_TABLE, empty_table(main))
         for node_id, schema in others.items():
             self.con.register(node_id, empty_table(schema))
-        query = config.query.strip().rstrip(";")
+        # The bytes of the inputs read whole: every batch's query can read them, so they count towards
+        # what a batch's result may be (limits.Limits.output_budget).
+        self.held = 0
         try:
             relation = self.con.sql(query)
             names, types = relation.columns, [str(t) for t in relation.types]
@@ -158,14 +331,32 @@ class _Session:
 
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)
+        self.held += table.nbytes
 
     def run(self, table: pa.Table) -> pa.Table:
         self.con.register(INPUT_TABLE, table)
+        budget = limits.current().output_budget(table.nbytes + self.held)
         timer = threading.Timer(self.config.timeout_s, self.con.interrupt)
         timer.daemon = True
         timer.start()
         try:
-            result = self.con.sql(self.wrapped).to_arrow_table()
+            # Read the result in slices and stop once it is past the budget: a query can make any number
+            # of rows from one batch (a cross join, range()), and DuckDB's own memory limit does not count
+            # the Arrow copy handed back.
+            reader = self.con.sql(self.wrapped).to_arrow_reader(RESULT_SLICE_ROWS)
+            slices, produced = [], 0
+            for record_batch in reader:
+                produced += record_batch.nbytes
+                if produced > budget:
+                    reader.close()
+                    raise StepBudgetExceeded(
+                        f"the query's result passed {limits.size(budget)} for a batch of "
+                        f"{limits.size(table.nbytes)}, more than the step's budget for it "
+                        f"({limits.BUDGET_SETTINGS})",
+                        field="config.query",
+                    )
+                slices.append(record_batch)
+            result = pa.Table.from_batches(slices, schema=reader.schema)
         except duckdb.InterruptException:
             raise StepError(
                 f"the query ran longer than its time limit of {self.config.timeout_s:g} s",
