@@ -8,29 +8,54 @@ order, each holding its output in memory, instead of the executor's push through
 Destinations are never opened: a destination node's output is simply what would reach it. Validation
 rules of the nodes on the way are applied as in a run (rejected rows are left out and shown), and a
 failing `fail` rule is reported rather than stopping the preview.
+
+Isolation: a preview runs whatever the document says on whatever the source holds, inside the web
+server. So it runs in a child process forked for it (copy-on-write: the code and the plan are already
+there), with its address space capped at AGGREGATOR_PREVIEW_MEMORY_BYTES above what it inherited and
+killed after AGGREGATOR_PREVIEW_TIMEOUT_S; the answer comes back through a pipe. Whatever the preview
+does to its memory, the web server's stays as it was, and a preview past either limit is a 400 naming
+the node it was working on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import resource
+import select
+import signal
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import pyarrow as pa
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from aggregator.dataplane import Batch, RejectedRow, RejectedRows, StreamSchema
+from aggregator.logging import get_logger
 from apps.connectors.base import ConnectorError
 from apps.connectors.selectors import connector_runtime
 from apps.schemas.contracts import json_safe
+from apps.transformations.limits import size
 from apps.transformations.profiling import StreamProfiler
-from apps.transformations.steps import StepError, get_step_type
+from apps.transformations.steps import BudgetedRunner, StepError, get_step_type
 
 from .definition import Plan
+
+logger = get_logger(__name__)
 
 PREVIEW_DEFAULT_ROWS = 100
 # A preview answers an HTTP request: 1,000 rows of a wide table is a few hundred kB of JSON per side.
 PREVIEW_MAX_ROWS = 1000
 PREVIEW_MAX_REJECTED = 200
+# A thousand rows through a dozen steps needs tens of MB; this is room for wide rows and DuckDB's arenas.
+PREVIEW_MEMORY_BYTES = 1024 * 1024 * 1024
+PREVIEW_TIMEOUT_S = 30.0
 
 
 def _rows(batches: list[Batch], limit: int) -> list[dict[str, Any]]:
@@ -46,9 +71,10 @@ def _reject_dicts(node_id: str, rows: list[RejectedRow] | tuple[RejectedRow, ...
 
 
 class _Preview:
-    def __init__(self, plan: Plan, limit: int) -> None:
+    def __init__(self, plan: Plan, limit: int, progress: Callable[[str], None]) -> None:
         self.plan = plan
         self.limit = limit
+        self.progress = progress
         self.outputs: dict[str, list[Batch]] = {}
         self.rejected: list[dict[str, Any]] = []
         self.rule_results: list[dict[str, Any]] = []
@@ -98,7 +124,7 @@ class _Preview:
         ordered = [*first, *(u for u in upstream if u not in first)]
         out: list[Batch] = []
         try:
-            runner = step_type.runner(config, {up: self.plan.schemas[up] for up in upstream})
+            runner = BudgetedRunner(step_type.runner(config, {up: self.plan.schemas[up] for up in upstream}))
             for up in ordered:
                 for batch in self.outputs[up]:
                     for output in runner.feed(up, batch):
@@ -147,15 +173,23 @@ class _Preview:
 
 def pipeline_preview(*, plan: Plan, node_id: str, limit: int = PREVIEW_DEFAULT_ROWS) -> dict[str, Any]:
     """Run the upstream subgraph of `node_id` on the first `limit` rows of each source (a validated plan:
-    see `pipeline_plan`). Raises ValidationError naming the node at fault."""
+    see `pipeline_plan`), in a child process held to the preview's memory and time limits. Raises
+    ValidationError naming the node at fault."""
     if node_id not in plan.nodes:
         raise ValidationError({"node": [f"No node {node_id!r} in this pipeline."]})
     limit = max(1, min(int(limit), PREVIEW_MAX_ROWS))
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows: no fork, no isolation
+        return _preview(plan, node_id, limit, lambda node: None)
+    return _isolated(lambda progress: _preview(plan, node_id, limit, progress))
+
+
+def _preview(plan: Plan, node_id: str, limit: int, progress: Callable[[str], None]) -> dict[str, Any]:
     needed = nx.ancestors(plan.graph, node_id) | {node_id}
-    preview = _Preview(plan, limit)
+    preview = _Preview(plan, limit, progress)
     for current in plan.order:
         if current not in needed:
             continue
+        progress(current)
         kind = plan.nodes[current]["kind"]
         if kind == "source":
             preview.read_source(current)
@@ -180,3 +214,188 @@ def pipeline_preview(*, plan: Plan, node_id: str, limit: int = PREVIEW_DEFAULT_R
         "rule_failures": preview.rule_results,
         "profile": json_safe(profiler.to_dict()),
     }
+
+
+# --- the child process ----------------------------------------------------------------------------------
+#
+# Messages from the child are length-prefixed pickles (the child is this same code, so pickle is as safe as
+# a function call): ("node", id) as it starts each node, so a preview stopped from outside can be blamed
+# on a node, then one of ("done", result), ("invalid", fields), ("memory", None), ("crash", type name).
+
+_FRAME = struct.Struct("!I")
+# What the child inherited and must neither use nor close (see _forget_parent).
+_inherited: list[Any] = []
+
+
+def _limits() -> tuple[int, float]:
+    memory = int(getattr(settings, "AGGREGATOR_PREVIEW_MEMORY_BYTES", PREVIEW_MEMORY_BYTES))
+    return memory, float(getattr(settings, "AGGREGATOR_PREVIEW_TIMEOUT_S", PREVIEW_TIMEOUT_S))
+
+
+def _isolated(work: Callable[[Callable[[str], None]], dict[str, Any]]) -> dict[str, Any]:
+    memory, timeout = _limits()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _child(work, read_fd, write_fd, memory, timeout)  # never returns
+    os.close(write_fd)
+    started = time.monotonic()
+    try:
+        node, outcome, timed_out = _collect(pid, read_fd, timeout)
+    finally:
+        os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    key = f"nodes.{node}" if node else "node"
+    if timed_out:
+        logger.warning("pipeline_preview_timed_out", node=node, timeout_s=timeout)
+        raise ValidationError(
+            {
+                key: [
+                    f"the preview took longer than {timeout:g} s and was stopped "
+                    "(AGGREGATOR_PREVIEW_TIMEOUT_S)"
+                ]
+            }
+        )
+    kind: str = ""
+    payload: Any = None
+    if outcome is not None:
+        kind, payload = outcome
+    if kind == "done":
+        logger.debug("pipeline_preview_done", seconds=round(time.monotonic() - started, 3))
+        return dict(payload)
+    if kind == "invalid":
+        raise ValidationError(payload)
+    if kind == "crash":
+        raise RuntimeError(f"the preview failed in its process ({payload})")
+    # Out of memory: reported by the child, or the child died of it (a C++ allocation failure aborts).
+    how = "" if kind == "memory" else f" (its process ended: {_ending(status)})"
+    logger.warning("pipeline_preview_out_of_memory", node=node, memory=memory, status=status)
+    raise ValidationError(
+        {
+            key: [
+                f"the preview used more than {size(memory)} of memory and was stopped{how} "
+                "(AGGREGATOR_PREVIEW_MEMORY_BYTES)"
+            ]
+        }
+    )
+
+
+def _ending(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        with contextlib.suppress(ValueError):
+            return signal.Signals(number).name
+        return f"signal {number}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _collect(pid: int, fd: int, timeout: float) -> tuple[str | None, tuple[str, Any] | None, bool]:
+    """Read the child's messages until it closes the pipe or the time is up (then kill it). Returns the
+    node it last started, its final message, and whether it was stopped for time."""
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    buffer = bytearray()
+    node: str | None = None
+    outcome: tuple[str, Any] | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return node, None, True
+        if not poller.poll(remaining * 1000):
+            continue
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return node, outcome, False
+        buffer += chunk
+        while len(buffer) >= _FRAME.size:
+            (length,) = _FRAME.unpack_from(buffer)
+            if len(buffer) < _FRAME.size + length:
+                break
+            kind, payload = pickle.loads(bytes(buffer[_FRAME.size : _FRAME.size + length]))  # noqa: S301 - from our own child
+            del buffer[: _FRAME.size + length]
+            if kind == "node":
+                node = payload
+            else:
+                outcome = (kind, payload)
+
+
+def _child(
+    work: Callable[[Callable[[str], None]], dict[str, Any]],
+    read_fd: int,
+    write_fd: int,
+    memory: int,
+    timeout: float,
+) -> None:
+    try:
+        os.close(read_fd)
+        _forget_parent()
+        _hold_to(memory, timeout)
+
+        def send(kind: str, payload: Any) -> None:
+            data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+            view = memoryview(_FRAME.pack(len(data)) + data)
+            while view:
+                view = view[os.write(write_fd, view) :]
+
+        try:
+            send("done", work(lambda node: send("node", node)))
+        except ValidationError as exc:
+            send("invalid", exc.message_dict if hasattr(exc, "error_dict") else {"node": exc.messages})
+        except MemoryError:
+            send("memory", None)
+        except BaseException as exc:
+            logger.exception("pipeline_preview_crashed")
+            send("crash", type(exc).__name__)
+    finally:
+        # Never return into the caller's stack (the request, the test runner) and run none of its exit
+        # handlers or finalisers: they belong to the parent.
+        os._exit(0)
+
+
+def _forget_parent() -> None:
+    """The database connections this process inherited share their sockets with the parent's: using one
+    would interleave two conversations on it, and closing one (even by garbage collection) would end the
+    parent's session. They stay referenced until os._exit, and Django opens fresh ones if a source needs
+    the database (a push stream)."""
+    import gc
+
+    from asgiref.local import Local
+    from django.db import connections
+
+    from apps.transformations.library._util import forget_inherited_connections
+
+    # The inherited objects are never collected here; freezing them keeps the collector from touching
+    # (and so copying) every page of them.
+    gc.freeze()
+    # Django keeps a handler's connections in one Local (django.utils.connection.BaseConnectionHandler):
+    # a fresh one makes every alias connect anew on first use.
+    handler: Any = connections
+    _inherited.append(handler._connections)
+    handler._connections = Local(handler.thread_critical)
+    forget_inherited_connections()
+    # The web server's handlers (graceful shutdown on SIGTERM/SIGINT) are the parent's business, and its
+    # event loop's wake-up socket is shared with the parent: a signal here must not write to it.
+    signal.set_wakeup_fd(-1)
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+        signal.signal(number, signal.SIG_DFL)
+
+
+def _hold_to(memory: int, timeout: float) -> None:
+    """Cap the address space at what the fork inherited plus `memory`: allocations past it fail (Arrow and
+    Python raise MemoryError) instead of growing into the machine's memory. The alarm ends the child even
+    if its parent is gone and nobody is left to kill it."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+        inherited = pages * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # pragma: no cover - not Linux: no address-space accounting to build on
+        inherited = None
+    if inherited is not None:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = inherited + memory
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    signal.alarm(int(timeout) + 5)

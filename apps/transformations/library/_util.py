@@ -182,6 +182,15 @@ def sandbox() -> duckdb.DuckDBPyConnection:
 
 
 _local = threading.local()
+# Connections a forked child found in memory, kept referenced so that they are never closed from it.
+_inherited: list[Any] = []
+
+
+def forget_inherited_connections() -> None:
+    """For a forked child: the parent's DuckDB connection is not this process's to use (the engine's
+    worker threads did not survive the fork), nor to close; the child makes its own."""
+    _inherited.append(getattr(_local, "con", None))
+    _local.con = None
 
 
 def shared_sandbox() -> duckdb.DuckDBPyConnection:
