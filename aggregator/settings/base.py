@@ -344,10 +344,14 @@ LOGGING = configure_logging(log_format=LOG_FORMAT, level=LOG_LEVEL)
 # names and CIDRs, e.g. "127.0.0.1/32" for a database on this host. Empty: only public addresses.
 AGGREGATOR_ALLOWED_HOSTS = env.list("AGGREGATOR_ALLOWED_HOSTS", default=[])
 
-# Files sources may read: a `path` (or glob) in a connector is relative to this directory and can never
-# leave it (symlinks resolved). Destinations that write files (DuckDB, file outputs) write under DATA_DIR.
+# Files, one area per workspace (apps/connectors/file_areas.py): a file source's `path` (or glob) is relative
+# to IMPORT_DIR/workspaces/<workspace id>/ (uploads go to its uploads/) and can never leave it (symlinks
+# resolved); DuckDB and file outputs are written under DATA_DIR/workspaces/<workspace id>/.
 AGGREGATOR_IMPORT_DIR = Path(env.str("AGGREGATOR_IMPORT_DIR", default=str(BASE_DIR / "var" / "import")))
 AGGREGATOR_DATA_DIR = Path(env.str("AGGREGATOR_DATA_DIR", default=str(BASE_DIR / "var" / "data")))
+# Directories of IMPORT_DIR/shared/ that workspaces may read as shared/<name>/…: `name` (every workspace) or
+# `name=3,7` (those workspaces), separated by `;`. Empty: none.
+AGGREGATOR_SHARED_IMPORT_DIRS = env.str("AGGREGATOR_SHARED_IMPORT_DIRS", default="")
 # The Local warehouse destination (apps/connectors/plugins/local_warehouse.py): the admin URL of a PostgreSQL
 # server where the platform makes one database and role per workspace. `manage.py up` sets it to its embedded
 # server; empty (the default elsewhere) leaves the destination unavailable. Those databases are named

@@ -177,6 +177,12 @@ class ConnectorType:
         so a workspace can only ever name its own. Pure: no I/O."""
         return config
 
+    def check_config(self, config: Any, *, workspace_id: int) -> None:
+        """Checks of a validated config for a connector of `workspace_id` that need no connection (a file
+        path must stay inside the workspace's files), run when a connector is created or updated so the
+        person saving it learns at once. Raises ConnectorError naming the field; the operations repeat the
+        check, since what a path leads to can change after it is saved."""
+
     @classmethod
     def is_source(cls) -> bool:
         return cls.kind in (ConnectorKind.SOURCE, ConnectorKind.BOTH)

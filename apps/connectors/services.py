@@ -70,14 +70,21 @@ def _is_kept_marker(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"is_set"}
 
 
-def _seal(connector_type: type[ConnectorType], raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Validate `raw` and split it into (plain config JSON, encrypted secrets token)."""
+def _seal(
+    connector_type: type[ConnectorType], raw: dict[str, Any], *, workspace_id: int
+) -> tuple[dict[str, Any], str]:
+    """Validate `raw` for a connector of `workspace_id` and split it into (plain config JSON, encrypted
+    secrets token)."""
     if not isinstance(raw, dict):
         raise ValidationError({"config": ["Must be an object."]})
     try:
         validated: ConnectorConfig = connector_type.validate_config(raw)
     except ConfigInvalid as exc:
         raise _config_errors(exc) from None
+    try:
+        connector_type().check_config(validated, workspace_id=workspace_id)
+    except ConnectorError as exc:
+        raise connector_error(exc, top_level=()) from None
     secret_names = connector_type.secret_fields()
     plain = validated.model_dump(mode="json", by_alias=True, exclude=set(secret_names))
     secrets = {
@@ -106,7 +113,7 @@ def connector_create(
             {"connector_type": [f"Connector type {connector_type!r} is not available here."]}
         )
     raw = {k: v for k, v in (config or {}).items() if not _is_kept_marker(v)}
-    plain, sealed = _seal(type_cls, raw)
+    plain, sealed = _seal(type_cls, raw, workspace_id=workspace.id)
     _check_name_free(workspace_id=workspace.id, name=name)
     try:
         with transaction.atomic():
@@ -172,7 +179,9 @@ def connector_update(
                 merged.pop(key, None)
             else:
                 merged[key] = value
-        connector.config, connector.secrets_encrypted = _seal(type_cls, merged)
+        connector.config, connector.secrets_encrypted = _seal(
+            type_cls, merged, workspace_id=connector.workspace_id
+        )
         # A changed config makes the last check meaningless.
         connector.last_check_status = CheckStatus.NEVER
         connector.last_check_message = ""
@@ -348,7 +357,8 @@ def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
 
 def upload_create(*, workspace: Workspace, user: User | None, file: Any, file_name: str) -> StoredUpload:
     """Store an uploaded file in the workspace's upload directory (see `uploads.upload_store` for the checks);
-    a refused upload is a ValidationError on `file` and leaves nothing on disk."""
+    a refused upload is a ValidationError on `file` and leaves nothing on disk. The answer's `path`
+    (`uploads/<file>`) is what a file connector of this workspace names it by."""
     try:
         stored = upload_store(workspace_id=workspace.id, file=file, file_name=file_name)
     except UploadRefused as exc:

@@ -41,12 +41,15 @@ def _child(import_dir: str, file_name: str, pg: dict[str, Any], table: str) -> N
         AGGREGATOR_ALLOWED_HOSTS=[pg["host"] if not pg["host"][0].isdigit() else f"{pg['host']}/32"],
     )
     from aggregator.dataplane import Batch
+    from apps.connectors.file_areas import FileArea
     from apps.connectors.plugins.csv_file import CsvFileSource
     from apps.connectors.plugins.postgres import PostgresDestination
 
     source, destination = CsvFileSource(), PostgresDestination()
+    # Bound by hand, as connector_runtime would: the benchmark's directory is the workspace's area.
+    area = FileArea(workspace_id=1, kind="import", root=Path(import_dir))
     started = time.perf_counter()
-    source_config = source.validate_config({"path": file_name})
+    source_config = source.validate_config({"path": file_name}).bound_to(area)
     [stream] = source.discover(source_config)
     destination_config = destination.validate_config({**pg, "sslmode": "disable"})
     batches = (item for item in source.read(source_config, stream, None) if isinstance(item, Batch))

@@ -397,8 +397,12 @@ def test_pipeline_end_to_end_against_psql_copy_and_dlt(
 
     db = bench_database
     admin = {k: v for k, v in db.items() if v != "" and k != "database"}
-    root = flights_files[1].parent
-    settings.AGGREGATOR_IMPORT_DIR = root  # read by worker_env() for the worker
+    settings.AGGREGATOR_IMPORT_DIR = tmp_path / "import"  # read by worker_env() for the worker
+    # The workspace's own area; hard links, as the files are large (and a symlink would lead outside it).
+    root = tmp_path / "import" / "workspaces" / str(personas.workspace.id)
+    root.mkdir(parents=True)
+    for path in flights_files.values():
+        os.link(path, root / path.name)
     settings.AGGREGATOR_ALLOWED_HOSTS = ["127.0.0.1/32"]
     pg_config = {
         "host": "127.0.0.1",

@@ -1,5 +1,6 @@
-"""Fixtures for connector tests: an import directory of the test's own, and a scratch PostgreSQL database
-(created for the session on the server the tests run against, dropped at the end)."""
+"""Fixtures for connector tests: import and data directories of the test's own (the fixtures are the test
+workspace's areas in them), and a scratch PostgreSQL database (created for the session on the server the
+tests run against, dropped at the end)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,20 @@ from django.conf import settings as django_settings
 from apps.connectors.services import connector_create
 
 CANARY_PASSWORD = "canary-Pa55-" + "7f3e9c1d"
+# The workspace of tests that run a connector type directly, without a database: configs are bound to it.
+TEST_WORKSPACE_ID = 7
+
+
+def bound(connector_type: Any, raw: dict[str, Any], *, workspace_id: int = TEST_WORKSPACE_ID) -> Any:
+    """A config validated and bound to a workspace, as `selectors.connector_runtime` hands it over."""
+    instance = connector_type() if isinstance(connector_type, type) else connector_type
+    return instance.bind(instance.validate_config(raw), workspace_id=workspace_id)
+
+
+def _test_workspace_id(request: pytest.FixtureRequest) -> int:
+    if "personas" in request.fixturenames:
+        return int(request.getfixturevalue("personas").workspace.id)
+    return TEST_WORKSPACE_ID
 
 
 def _server() -> dict[str, Any]:
@@ -70,11 +85,27 @@ def scratch_conn(scratch_database: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture
-def import_dir(settings: Any, tmp_path: Path) -> Path:
+def import_dir(settings: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The import area of the test's workspace (the personas' when the test has them, else
+    TEST_WORKSPACE_ID's) in an import directory of the test's own: a file written here is what a
+    connector's `path` names by its path relative to it."""
     root = tmp_path / "import"
     root.mkdir()
     settings.AGGREGATOR_IMPORT_DIR = root
-    return root
+    area = root / "workspaces" / str(_test_workspace_id(request))
+    area.mkdir(parents=True)
+    return area
+
+
+@pytest.fixture
+def data_dir(settings: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The data area of the test's workspace, as `import_dir` for the destinations that write files."""
+    root = tmp_path / "data"
+    root.mkdir()
+    settings.AGGREGATOR_DATA_DIR = root
+    area = root / "workspaces" / str(_test_workspace_id(request))
+    area.mkdir(parents=True)
+    return area
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ import pytest
 from aggregator.dataplane import Batch, FieldType, RejectedRows, StateCheckpoint, StreamSchema
 from apps.connectors.base import ConnectorError
 from apps.connectors.plugins.csv_file import CsvFileSource
+from tests.connectors.conftest import TEST_WORKSPACE_ID, bound
 
 source = CsvFileSource()
 
 
 def _read(config: dict[str, Any], state: dict[str, Any] | None = None) -> tuple[StreamSchema, list[Any]]:
-    cfg = source.validate_config(config)
+    cfg = bound(source, config)
     [stream] = source.discover(cfg)
     return stream, list(source.read(cfg, stream, state))
 
@@ -150,7 +151,7 @@ def test_gzip_files_and_globs_form_one_stream(import_dir: Path) -> None:
 def test_incremental_state_skips_files_already_read(import_dir: Path) -> None:
     (import_dir / "a.csv").write_text("x\n1\n")
     (import_dir / "b.csv").write_text("x\n2\n")
-    cfg = source.validate_config({"path": "*.csv", "stream_name": "xs"})
+    cfg = bound(source, {"path": "*.csv", "stream_name": "xs"})
     [stream] = source.discover(cfg)
     first = list(source.read(cfg, stream, None))
     state = [i for i in first if isinstance(i, StateCheckpoint)][-1].state
@@ -161,10 +162,38 @@ def test_incremental_state_skips_files_already_read(import_dir: Path) -> None:
     assert [r["x"] for b in _batches(second) for r in b.table.to_pylist()] == [3]
 
 
+def test_state_kept_before_uploads_moved_into_the_workspace_area_still_counts(import_dir: Path) -> None:
+    (import_dir / "uploads").mkdir()
+    (import_dir / "uploads" / "u1.csv").write_text("x\n1\n")
+    cfg = bound(source, {"path": "uploads/*.csv", "stream_name": "xs"})
+    [stream] = source.discover(cfg)
+    first = list(source.read(cfg, stream, None))
+    [fingerprint] = [i for i in first if isinstance(i, StateCheckpoint)][-1].state["files"].values()
+    # What the state called the file when it was uploads/<workspace id>/u1.csv under the import directory.
+    legacy = {"files": {f"uploads/{TEST_WORKSPACE_ID}/u1.csv": fingerprint}}
+
+    (import_dir / "uploads" / "u2.csv").write_text("x\n2\n")
+    second = list(source.read(cfg, stream, legacy))
+
+    assert [r["x"] for b in _batches(second) for r in b.table.to_pylist()] == [2]
+    assert [i for i in second if isinstance(i, StateCheckpoint)][-1].state["files"] == {
+        "uploads/u1.csv": fingerprint,
+        "uploads/u2.csv": ANY_FINGERPRINT,
+    }
+
+
+class _AnyFingerprint:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and set(other) == {"size", "mtime_ns"}
+
+
+ANY_FINGERPRINT = _AnyFingerprint()
+
+
 @pytest.mark.parametrize("path", ["../outside.csv", "/etc/passwd", "sub/../../outside.csv"])
 def test_paths_leaving_the_import_directory_are_refused_by_validation(path: str, import_dir: Path) -> None:
     with pytest.raises(ConnectorError) as excinfo:
-        source.validate_config({"path": path})
+        bound(source, {"path": path})
     assert excinfo.value.field == "path"
 
 
@@ -174,22 +203,25 @@ def test_a_symlink_out_of_the_import_directory_is_refused(import_dir: Path, tmp_
     os.symlink(secret, import_dir / "innocent.csv")
     (import_dir / "linked").symlink_to(tmp_path, target_is_directory=True)
     for path in ("innocent.csv", "linked/secret.csv", "*.csv"):
-        cfg = source.validate_config({"path": path})
+        cfg = bound(source, {"path": path})
         with pytest.raises(ConnectorError) as excinfo:
             source.discover(cfg)
         assert excinfo.value.field == "path"
-        assert "outside the import directory" in excinfo.value.message
+        assert (
+            excinfo.value.message
+            == f"{path!r} leads outside this workspace's files (the import directory's workspaces/7/)."
+        )
         assert str(tmp_path) not in excinfo.value.message
 
 
 def test_no_matching_file_is_a_clear_error(import_dir: Path) -> None:
     with pytest.raises(ConnectorError, match=re.escape("No file matches 'missing/*.csv'")):
-        source.check(source.validate_config({"path": "missing/*.csv"}))
+        source.check(bound(source, {"path": "missing/*.csv"}))
 
 
 def test_a_column_of_the_wrong_type_fails_with_a_message_naming_it(import_dir: Path) -> None:
     (import_dir / "words.csv").write_text("n\n" + "\n".join(f"w{i}" for i in range(3000)) + "\n")
-    cfg = source.validate_config({"path": "words.csv", "column_types": {"n": "integer"}})
+    cfg = bound(source, {"path": "words.csv", "column_types": {"n": "integer"}})
     [stream] = source.discover(cfg)
     with pytest.raises(ConnectorError, match="Column 'n' does not hold integer values"):
         list(source.read(cfg, stream, None))
@@ -218,10 +250,7 @@ def test_a_zip_of_two_csvs_reads_both_entries_as_one_stream(import_dir: Path) ->
         },
     )
     config = {"path": "flights.zip", "column_types": {"delay": "number"}}
-    assert (
-        source.check(source.validate_config(config)).message
-        == "1 file matches (2 CSV entries in zip archives)."
-    )
+    assert source.check(bound(source, config)).message == "1 file matches (2 CSV entries in zip archives)."
 
     stream, items = _read(config)
     assert stream.name == "flights"
@@ -273,7 +302,7 @@ def test_a_zip_with_an_unsafe_entry_is_refused_before_anything_is_read(
     import_dir: Path, entries: dict[str, bytes], symlinks: tuple[str, ...], message: str
 ) -> None:
     _zip(import_dir / "bad.zip", {"first.csv": b"a\n1\n", **entries}, symlinks=symlinks)
-    cfg = source.validate_config({"path": "bad.zip"})
+    cfg = bound(source, {"path": "bad.zip"})
     for operation in (source.check, source.discover):
         with pytest.raises(ConnectorError) as error:
             operation(cfg)
@@ -297,7 +326,7 @@ def test_a_zip_that_decompresses_past_the_limit_is_stopped(import_dir: Path, set
 def test_a_zip_without_csv_entries_is_a_clear_error(import_dir: Path) -> None:
     _zip(import_dir / "docs.zip", {"README.md": b"hello"})
     with pytest.raises(ConnectorError) as error:
-        source.check(source.validate_config({"path": "docs.zip"}))
+        source.check(bound(source, {"path": "docs.zip"}))
     assert (error.value.message, error.value.field) == ("docs.zip holds no .csv / .tsv / .txt entry.", "path")
 
 

@@ -15,6 +15,7 @@ import pytest
 from aggregator.dataplane import Batch, Field, FieldType, StreamSchema, WriteMode
 from apps.connectors.base import ConnectorError, run_check
 from apps.connectors.plugins.duckdb_dest import DuckDbDestination
+from tests.connectors.conftest import bound
 
 UTC = dt.UTC
 SCHEMA = StreamSchema(
@@ -33,21 +34,13 @@ SCHEMA = StreamSchema(
 
 
 @pytest.fixture
-def data_dir(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    root.mkdir()
-    settings.AGGREGATOR_DATA_DIR = root
-    return root
-
-
-@pytest.fixture
 def dest() -> DuckDbDestination:
     return DuckDbDestination()
 
 
 @pytest.fixture
 def config(dest: DuckDbDestination, data_dir: Path) -> Any:
-    return dest.validate_config({"database": "wh/warehouse.duckdb", "schema": "analytics"})
+    return bound(dest, {"database": "wh/warehouse.duckdb", "schema": "analytics"})
 
 
 def batch(rows: list[dict[str, Any]], schema: StreamSchema = SCHEMA) -> Batch:
@@ -97,15 +90,17 @@ def test_paths_outside_the_data_directory_are_refused(
 ) -> None:
     for bad in ("../x.duckdb", "/tmp/x.duckdb", "a/../../x.duckdb"):
         with pytest.raises(ConnectorError) as exc:
-            dest.validate_config({"database": bad})
+            bound(dest, {"database": bad})
         assert exc.value.field == "database"
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     os.symlink(outside, data_dir / "link")
-    config = dest.validate_config({"database": "link/x.duckdb"})
+    config = bound(dest, {"database": "link/x.duckdb"})
     result = run_check(dest, config)
     assert not result.ok
-    assert result.message == "'link/x.duckdb' leads outside the data directory."
+    assert result.message == (
+        "'link/x.duckdb' leads outside this workspace's data directory (the data directory's workspaces/7/)."
+    )
     assert list(outside.iterdir()) == []
 
 
@@ -342,7 +337,7 @@ def test_a_database_error_is_a_connector_error_and_rolls_back(
 
 
 def test_odd_identifiers_are_quoted(dest: DuckDbDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"database": "wh/warehouse.duckdb", "schema": 'we"ird schema'})
+    config = bound(dest, {"database": "wh/warehouse.duckdb", "schema": 'we"ird schema'})
     schema = StreamSchema(name="t", fields=(Field('a"; DROP TABLE x; --', FieldType.STRING),))
     dest.write(
         config,
@@ -433,6 +428,6 @@ def test_remove_run_rows_deletes_one_runs_rows_and_keeps_the_others(
 def test_remove_run_rows_without_a_database_file_creates_none(
     dest: DuckDbDestination, data_dir: Path
 ) -> None:
-    config = dest.validate_config({"database": "nothing/here.duckdb"})
+    config = bound(dest, {"database": "nothing/here.duckdb"})
     assert dest.remove_run_rows(config, "orders", "r1") == 0
     assert list(data_dir.iterdir()) == []

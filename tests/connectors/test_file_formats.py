@@ -23,16 +23,14 @@ from apps.connectors.plugins.excel_file import ExcelFileSource
 from apps.connectors.plugins.json_file import CursorFilter, JsonFileSource
 from apps.connectors.plugins.parquet_file import ParquetFileSource
 from apps.connectors.registry import get_connector_type
+from tests.connectors.conftest import bound
 
 UTC = dt.UTC
 
 
 @pytest.fixture
-def import_root(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "import"
-    root.mkdir()
-    settings.AGGREGATOR_IMPORT_DIR = root
-    return root
+def import_root(import_dir: Path) -> Path:
+    return import_dir
 
 
 def read_all(source: Any, config: Any, stream: StreamSchema, state: dict[str, Any] | None = None) -> dict:
@@ -81,7 +79,7 @@ def write_jsonl(path: Path, lines: list[str]) -> None:
 def test_jsonl_discover_infers_types_and_read_returns_values(import_root: Path) -> None:
     write_jsonl(import_root / "events.jsonl", [json.dumps(e) for e in EVENTS])
     source = JsonFileSource()
-    config = source.validate_config({"path": "events.jsonl"})
+    config = bound(source, {"path": "events.jsonl"})
     assert run_check(source, config).ok
     [stream] = source.discover(config)
     assert stream.name == "events"
@@ -138,7 +136,7 @@ def test_jsonl_malformed_lines_are_rejected_with_their_line_numbers(import_root:
         ],
     )
     source = JsonFileSource()
-    config = source.validate_config({"path": "mixed.jsonl", "column_types": {"id": "integer"}})
+    config = bound(source, {"path": "mixed.jsonl", "column_types": {"id": "integer"}})
     [stream] = source.discover(config)
     assert stream.field("id").type == FieldType.INTEGER
     out = read_all(source, config, stream)
@@ -156,7 +154,7 @@ def test_jsonl_malformed_lines_are_rejected_with_their_line_numbers(import_root:
 def test_jsonl_is_read_in_batches_of_chunk_size(import_root: Path) -> None:
     write_jsonl(import_root / "n.jsonl", [json.dumps({"n": i, "sq": i * i}) for i in range(25)])
     source = JsonFileSource()
-    config = source.validate_config({"path": "n.jsonl", "chunk_size": 7})
+    config = bound(source, {"path": "n.jsonl", "chunk_size": 7})
     [stream] = source.discover(config)
     out = read_all(source, config, stream)
     assert [b.num_rows for b in out["batches"]] == [7, 7, 7, 4]
@@ -169,7 +167,7 @@ def test_jsonl_gzip_and_glob_form_one_stream(import_root: Path) -> None:
         fh.write('{"n": 1}\n{"n": 2}\n')
     (import_root / "logs" / "b.jsonl").write_text('{"n": 3}\n')
     source = JsonFileSource()
-    config = source.validate_config({"path": "logs/*.jsonl*"})
+    config = bound(source, {"path": "logs/*.jsonl*"})
     [stream] = source.discover(config)
     assert stream.name == "a"
     assert [r["n"] for r in read_all(source, config, stream)["rows"]] == [1, 2, 3]
@@ -179,7 +177,7 @@ def test_jsonl_incremental_by_cursor_round_trips_state(import_root: Path) -> Non
     path = import_root / "ev.jsonl"
     write_jsonl(path, [json.dumps({"id": i, "at": f"2024-01-0{i}T00:00:00Z"}) for i in (1, 2, 3)])
     source = JsonFileSource()
-    config = source.validate_config({"path": "ev.jsonl"})
+    config = bound(source, {"path": "ev.jsonl"})
     [stream] = source.discover(config)
     stream = with_cursor(stream, "at")
     first = read_all(source, config, stream)
@@ -210,8 +208,8 @@ def test_json_document_with_records_path_streams_records_and_rejects_by_index(im
     }
     (import_root / "orders.json").write_text(json.dumps(doc))
     source = JsonFileSource()
-    config = source.validate_config(
-        {"path": "orders.json", "records_path": "data.items", "column_types": {"qty": "integer"}}
+    config = bound(
+        source, {"path": "orders.json", "records_path": "data.items", "column_types": {"qty": "integer"}}
     )
     [stream] = source.discover(config)
     assert types_of(stream) == {"sku": "string", "qty": "integer", "day": "date"}
@@ -232,7 +230,7 @@ def test_json_top_level_array_in_a_zip_is_read_in_chunks(import_root: Path) -> N
         archive.writestr("inner/data.json", json.dumps(records))
         archive.writestr("README.txt", "not json")
     source = JsonFileSource()
-    config = source.validate_config({"path": "bundle.zip", "chunk_size": 4})
+    config = bound(source, {"path": "bundle.zip", "chunk_size": 4})
     [stream] = source.discover(config)
     assert stream.name == "data"
     out = read_all(source, config, stream)
@@ -243,12 +241,12 @@ def test_json_top_level_array_in_a_zip_is_read_in_chunks(import_root: Path) -> N
 def test_json_object_without_records_path_names_the_field(import_root: Path) -> None:
     (import_root / "obj.json").write_text('{"data": [{"a": 1}]}')
     source = JsonFileSource()
-    config = source.validate_config({"path": "obj.json"})
+    config = bound(source, {"path": "obj.json"})
     with pytest.raises(ConnectorError) as exc:
         source.discover(config)
     assert exc.value.field == "records_path"
     assert "set records_path" in exc.value.message
-    config = source.validate_config({"path": "obj.json", "records_path": "nothing.here"})
+    config = bound(source, {"path": "obj.json", "records_path": "nothing.here"})
     with pytest.raises(ConnectorError, match=r"no array of records at 'nothing\.here'"):
         source.discover(config)
 
@@ -256,7 +254,7 @@ def test_json_object_without_records_path_names_the_field(import_root: Path) -> 
 def test_json_syntax_error_stops_the_read_naming_the_record(import_root: Path) -> None:
     (import_root / "broken.json").write_text('[{"a": 1}, {"a": 2}, {"a": ')
     source = JsonFileSource()
-    config = source.validate_config({"path": "broken.json", "sample_records": 1})
+    config = bound(source, {"path": "broken.json", "sample_records": 1})
     [stream] = source.discover(config)
     with pytest.raises(ConnectorError, match=r"broken.json is not valid JSON after record 2: parse error"):
         read_all(source, config, stream)
@@ -270,7 +268,7 @@ def test_paths_outside_the_import_directory_are_refused(import_root: Path, tmp_p
     connector_type = get_connector_type(slug)
     for bad in ("../secret.json", "/etc/passwd", "a/../../x"):
         with pytest.raises(ConnectorError) as exc:
-            connector_type.validate_config({"path": bad})
+            bound(connector_type, {"path": bad})
         assert exc.value.field == "path"
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -279,8 +277,8 @@ def test_paths_outside_the_import_directory_are_refused(import_root: Path, tmp_p
     os.symlink(outside, import_root / "linkdir")
     source = connector_type()
     for path in ("link.json", "linkdir/*"):
-        config = connector_type.validate_config({"path": path})
-        with pytest.raises(ConnectorError, match="outside the import directory") as exc:
+        config = bound(connector_type, {"path": path})
+        with pytest.raises(ConnectorError, match="leads outside this workspace's files") as exc:
             source.discover(config)
         assert exc.value.field == "path"
 
@@ -290,7 +288,7 @@ def test_zip_source_with_a_traversal_entry_is_refused(import_root: Path) -> None
         archive.writestr("ok.jsonl", '{"a": 1}\n')
         archive.writestr("../../escape.jsonl", '{"a": 2}\n')
     source = JsonFileSource()
-    config = source.validate_config({"path": "evil.zip"})
+    config = bound(source, {"path": "evil.zip"})
     with pytest.raises(ConnectorError, match=r"zip entry '../../escape.jsonl' escapes the archive") as exc:
         source.discover(config)
     assert exc.value.field == "path"
@@ -301,14 +299,14 @@ def test_gzip_source_over_the_archive_limit_stops_at_the_counter(import_root: Pa
     with gzip.open(import_root / "big.jsonl.gz", "wb") as fh:
         fh.write(b'{"pad": "' + b"x" * 300_000 + b'"}\n')
     source = JsonFileSource()
-    config = source.validate_config({"path": "big.jsonl.gz"})
+    config = bound(source, {"path": "big.jsonl.gz"})
     with pytest.raises(ConnectorError, match="decompresses to more than 100000 bytes") as exc:
         source.discover(config)
     assert exc.value.field == "path"
     # The same through the streaming JSON parser (its C backend pulls from the counted stream).
     with gzip.open(import_root / "big.json.gz", "wb") as fh:
         fh.write(b'[{"pad": "' + b"x" * 300_000 + b'"}]')
-    config = source.validate_config({"path": "big.json.gz"})
+    config = bound(source, {"path": "big.json.gz"})
     with pytest.raises(ConnectorError, match=r"big\.json\.gz decompresses to more than 100000 bytes"):
         source.discover(config)
 
@@ -334,7 +332,7 @@ def sales_table(start: int, n: int) -> pa.Table:
 def test_parquet_discover_and_read_in_batches(import_root: Path) -> None:
     pq.write_table(sales_table(0, 25), import_root / "sales.parquet", row_group_size=10)
     source = ParquetFileSource()
-    config = source.validate_config({"path": "sales.parquet", "chunk_size": 8})
+    config = bound(source, {"path": "sales.parquet", "chunk_size": 8})
     assert run_check(source, config).message == "1 input matches; the first has 25 rows."
     [stream] = source.discover(config)
     assert types_of(stream) == {
@@ -368,7 +366,7 @@ def test_parquet_in_gzip_and_zip_and_incremental(import_root: Path) -> None:
         pq.write_table(sales_table(6, 4), b)
         archive.writestr("b.parquet", b.getvalue().to_pybytes())
     source = ParquetFileSource()
-    config = source.validate_config({"path": "*.*z*"})
+    config = bound(source, {"path": "*.*z*"})
     [stream] = source.discover(config)
     stream = with_cursor(stream, "id")
     out = read_all(source, config, stream)
@@ -381,7 +379,7 @@ def test_parquet_in_gzip_and_zip_and_incremental(import_root: Path) -> None:
 def test_parquet_incremental_skips_row_groups_below_the_cursor(import_root: Path) -> None:
     pq.write_table(sales_table(0, 30), import_root / "sales.parquet", row_group_size=10)
     source = ParquetFileSource()
-    config = source.validate_config({"path": "sales.parquet", "chunk_size": 4})
+    config = bound(source, {"path": "sales.parquet", "chunk_size": 4})
     [stream] = source.discover(config)
     by_id = with_cursor(stream, "id")
     out = read_all(source, config, by_id, {"cursor": 14})
@@ -403,7 +401,7 @@ def test_parquet_value_out_of_range_rejects_its_row(import_root: Path) -> None:
     table = pa.table({"n": pa.array([1, 2**63 + 5, 3], pa.uint64()), "s": ["a", "b", "c"]})
     pq.write_table(table, import_root / "u.parquet")
     source = ParquetFileSource()
-    config = source.validate_config({"path": "u.parquet"})
+    config = bound(source, {"path": "u.parquet"})
     [stream] = source.discover(config)
     out = read_all(source, config, stream)
     assert out["rows"] == [{"n": 1, "s": "a"}, {"n": 3, "s": "c"}]
@@ -414,7 +412,7 @@ def test_parquet_value_out_of_range_rejects_its_row(import_root: Path) -> None:
 def test_a_non_parquet_file_is_a_clear_error(import_root: Path) -> None:
     (import_root / "fake.parquet").write_text("id,name\n1,a\n")
     source = ParquetFileSource()
-    config = source.validate_config({"path": "fake.parquet"})
+    config = bound(source, {"path": "fake.parquet"})
     with pytest.raises(ConnectorError, match=r"fake\.parquet is not a Parquet file"):
         source.discover(config)
 
@@ -441,8 +439,9 @@ def write_workbook(path: Path) -> None:
 def test_excel_sheet_choice_header_row_discover_and_read(import_root: Path) -> None:
     write_workbook(import_root / "book.xlsx")
     source = ExcelFileSource()
-    config = source.validate_config(
-        {"path": "book.xlsx", "sheet": "Orders", "header_row": 2, "column_types": {"amount": "number"}}
+    config = bound(
+        source,
+        {"path": "book.xlsx", "sheet": "Orders", "header_row": 2, "column_types": {"amount": "number"}},
     )
     assert run_check(source, config).ok
     [stream] = source.discover(config)
@@ -496,12 +495,12 @@ def test_excel_chunking_and_unknown_sheet(import_root: Path) -> None:
         sheet.append([i, f"w{i}"])
     book.save(import_root / "n.xlsx")
     source = ExcelFileSource()
-    config = source.validate_config({"path": "n.xlsx", "chunk_size": 5})
+    config = bound(source, {"path": "n.xlsx", "chunk_size": 5})
     [stream] = source.discover(config)
     out = read_all(source, config, stream)
     assert [b.num_rows for b in out["batches"]] == [5, 5, 1]
     assert [r["n"] for r in out["rows"]] == list(range(11))
-    config = source.validate_config({"path": "n.xlsx", "sheet": "Nope"})
+    config = bound(source, {"path": "n.xlsx", "sheet": "Nope"})
     with pytest.raises(ConnectorError, match=r"n.xlsx has no sheet 'Nope' \(sheets: Sheet\)") as exc:
         source.discover(config)
     assert exc.value.field == "sheet"
@@ -512,7 +511,7 @@ def test_excel_workbook_inside_a_zip(import_root: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(import_root / "books.zip", "w") as archive:
         archive.write(tmp_path / "book.xlsx", "2024/book.xlsx")
     source = ExcelFileSource()
-    config = source.validate_config({"path": "books.zip", "sheet": "Orders", "header_row": 2})
+    config = bound(source, {"path": "books.zip", "sheet": "Orders", "header_row": 2})
     [stream] = source.discover(config)
     out = read_all(source, config, stream)
     assert [r["customer"] for r in out["rows"]] == ["Ann", "Bob", "Cy", "Di"]

@@ -9,7 +9,6 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -18,6 +17,7 @@ import pytest
 from aggregator.dataplane import Batch, Field, FieldType, StreamSchema, WriteMode
 from apps.connectors.base import ConnectorError, run_check
 from apps.connectors.plugins.files_dest import FilesDestination
+from tests.connectors.conftest import bound
 
 UTC = dt.UTC
 SCHEMA = StreamSchema(
@@ -31,14 +31,6 @@ SCHEMA = StreamSchema(
         Field("meta", FieldType.JSON),
     ),
 )
-
-
-@pytest.fixture
-def data_dir(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    root.mkdir()
-    settings.AGGREGATOR_DATA_DIR = root
-    return root
 
 
 @pytest.fixture
@@ -68,13 +60,13 @@ def listing(root: Path) -> list[str]:
 
 
 def test_check_reports_a_writable_directory(dest: FilesDestination, data_dir: Path) -> None:
-    result = run_check(dest, dest.validate_config({"directory": "exports/daily"}))
+    result = run_check(dest, bound(dest, {"directory": "exports/daily"}))
     assert result.ok and result.message == "exports/daily is writable."
     assert listing(data_dir) == ["exports", "exports/daily"]
 
 
 def test_parquet_append_writes_one_run_directory_per_run(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "exports", "format": "parquet"})
+    config = bound(dest, {"directory": "exports", "format": "parquet"})
     first = dest.write(config, SCHEMA, [rows(0, 3), rows(3, 2)], WriteMode.APPEND, None, "r1")
     assert (first.table, first.rows_written, first.batches) == ("exports/orders/run=r1", 5, 2)
     dest.write(config, SCHEMA, [rows(5, 1)], WriteMode.APPEND, None, "r2")
@@ -112,7 +104,7 @@ def test_parquet_append_writes_one_run_directory_per_run(dest: FilesDestination,
 
 
 def test_parts_are_split_at_max_rows_per_file(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "out", "format": "parquet", "max_rows_per_file": 4})
+    config = bound(dest, {"directory": "out", "format": "parquet", "max_rows_per_file": 4})
     result = dest.write(config, SCHEMA, [rows(0, 3), rows(3, 7)], WriteMode.APPEND, None, "r1")
     assert result.rows_written == 10
     run = data_dir / "out/orders/run=r1"
@@ -127,7 +119,7 @@ def test_parts_are_split_at_max_rows_per_file(dest: FilesDestination, data_dir: 
 
 
 def test_csv_format(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "out", "format": "csv", "max_rows_per_file": 2})
+    config = bound(dest, {"directory": "out", "format": "csv", "max_rows_per_file": 2})
     dest.write(config, SCHEMA, [rows(0, 3)], WriteMode.APPEND, None, "r1", table="sales")
     run = data_dir / "out/sales/run=r1"
     assert sorted(p.name for p in run.iterdir()) == ["part-00000.csv", "part-00001.csv"]
@@ -156,7 +148,7 @@ def test_jsonl_format(dest: FilesDestination, data_dir: Path) -> None:
         ],
         schema,
     )
-    config = dest.validate_config({"directory": "out", "format": "jsonl"})
+    config = bound(dest, {"directory": "out", "format": "jsonl"})
     dest.write(config, schema, [batch], WriteMode.APPEND, None, "r1")
     lines = (data_dir / "out/m/run=r1/part-00000.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
@@ -187,7 +179,7 @@ def test_jsonl_format(dest: FilesDestination, data_dir: Path) -> None:
 
 
 def test_overwrite_replaces_the_previous_runs(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "out"})
+    config = bound(dest, {"directory": "out"})
     dest.write(config, SCHEMA, [rows(0, 2)], WriteMode.APPEND, None, "r1")
     dest.write(config, SCHEMA, [rows(2, 2)], WriteMode.APPEND, None, "r2")
     dest.write(config, SCHEMA, [rows(10, 1)], WriteMode.OVERWRITE, None, "r3")
@@ -196,7 +188,7 @@ def test_overwrite_replaces_the_previous_runs(dest: FilesDestination, data_dir: 
 
 
 def test_a_retry_of_the_same_run_replaces_its_directory(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "out"})
+    config = bound(dest, {"directory": "out"})
     dest.write(config, SCHEMA, [rows(0, 5)], WriteMode.APPEND, None, "r1")
     dest.write(config, SCHEMA, [rows(0, 2)], WriteMode.APPEND, None, "r1")
     assert listing(data_dir / "out/orders") == ["run=r1", "run=r1/part-00000.parquet"]
@@ -204,7 +196,7 @@ def test_a_retry_of_the_same_run_replaces_its_directory(dest: FilesDestination, 
 
 
 def test_an_empty_stream_writes_a_schema_only_part(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "out"})
+    config = bound(dest, {"directory": "out"})
     result = dest.write(config, SCHEMA, [], WriteMode.APPEND, None, "r1")
     assert result.rows_written == 0
     table = pq.read_table(data_dir / "out/orders/run=r1/part-00000.parquet")
@@ -212,7 +204,7 @@ def test_an_empty_stream_writes_a_schema_only_part(dest: FilesDestination, data_
 
 
 def test_merge_is_refused_naming_write_mode(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "out"})
+    config = bound(dest, {"directory": "out"})
     with pytest.raises(ConnectorError, match="cannot merge") as exc:
         dest.write(config, SCHEMA, [rows(0, 1)], WriteMode.MERGE, ["id"], "r1")
     assert exc.value.field == "write_mode"
@@ -227,7 +219,7 @@ def failing(good: list[Batch]) -> Iterator[Batch]:
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
 def test_a_failed_run_leaves_no_part_files(dest: FilesDestination, data_dir: Path, fmt: str) -> None:
-    config = dest.validate_config({"directory": "out", "format": fmt, "max_rows_per_file": 2})
+    config = bound(dest, {"directory": "out", "format": fmt, "max_rows_per_file": 2})
     dest.write(config, SCHEMA, [rows(0, 1)], WriteMode.APPEND, None, "r1")
     before = listing(data_dir)
     with pytest.raises(RuntimeError, match="the source died"):
@@ -240,9 +232,9 @@ def test_paths_and_names_that_leave_the_directory_are_refused(
 ) -> None:
     for bad in ("../out", "/tmp/out", "a/../../out"):
         with pytest.raises(ConnectorError) as exc:
-            dest.validate_config({"directory": bad})
+            bound(dest, {"directory": bad})
         assert exc.value.field == "directory"
-    config = dest.validate_config({"directory": "out"})
+    config = bound(dest, {"directory": "out"})
     for table in ("../escape", "a/b", ".hidden"):
         with pytest.raises(ConnectorError, match="cannot be used as a table directory name") as exc:
             dest.write(config, SCHEMA, [rows(0, 1)], WriteMode.APPEND, None, "r1", table=table)
@@ -252,8 +244,8 @@ def test_paths_and_names_that_leave_the_directory_are_refused(
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(outside, data_dir / "link")
-    config = dest.validate_config({"directory": "link"})
-    with pytest.raises(ConnectorError, match="leads outside the data directory"):
+    config = bound(dest, {"directory": "link"})
+    with pytest.raises(ConnectorError, match="leads outside this workspace's data directory"):
         dest.write(config, SCHEMA, [rows(0, 1)], WriteMode.APPEND, None, "r1")
     assert list(outside.iterdir()) == []
 
@@ -277,7 +269,7 @@ def test_registered_as_a_destination_with_its_config_schema() -> None:
 def test_remove_run_rows_removes_the_run_directory_and_keeps_the_others(
     dest: FilesDestination, data_dir: Path, fmt: str
 ) -> None:
-    config = dest.validate_config({"directory": "exports", "format": fmt, "max_rows_per_file": 2})
+    config = bound(dest, {"directory": "exports", "format": fmt, "max_rows_per_file": 2})
     dest.write(config, SCHEMA, [rows(0, 5)], WriteMode.APPEND, None, "r1")
     dest.write(config, SCHEMA, [rows(5, 2)], WriteMode.APPEND, None, "r2")
 
@@ -295,7 +287,7 @@ def test_remove_run_rows_removes_the_run_directory_and_keeps_the_others(
 
 
 def test_remove_run_rows_refuses_a_run_id_that_is_a_path(dest: FilesDestination, data_dir: Path) -> None:
-    config = dest.validate_config({"directory": "exports"})
+    config = bound(dest, {"directory": "exports"})
     dest.write(config, SCHEMA, [rows(0, 1)], WriteMode.APPEND, None, "r1")
     with pytest.raises(ConnectorError) as error:
         dest.remove_run_rows(config, "orders", "../orders")

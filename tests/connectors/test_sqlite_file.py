@@ -1,4 +1,4 @@
-"""The SQLite file source, on database files made in each test under the test's own import directory."""
+"""The SQLite file source, on database files made in each test in the test workspace's import area."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from aggregator.dataplane import Batch, FieldType, RejectedRows, StateCheckpoint
 from apps.connectors.base import ConfigInvalid, ConnectorError, run_check
 from apps.connectors.plugins.sqlite_file import SqliteFileConfig, SqliteFileSource, field_type_for
 from apps.connectors.registry import get_connector_type
+from tests.connectors.conftest import bound
 
 UTC = dt.UTC
+WHERE = "this workspace's files (the import directory's workspaces/7/)"
 
 
 def _make(path: Path, *statements: str, rows: dict[str, list[tuple[Any, ...]]] | None = None) -> Path:
@@ -32,7 +34,7 @@ def _make(path: Path, *statements: str, rows: dict[str, list[tuple[Any, ...]]] |
 
 
 def _config(**raw: Any) -> SqliteFileConfig:
-    config = SqliteFileSource.validate_config(raw)
+    config = bound(SqliteFileSource, raw)
     assert isinstance(config, SqliteFileConfig)
     return config
 
@@ -90,8 +92,8 @@ def test_check_counts_tables_and_views(shop: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("../outside.db", "Must not leave the import directory"),
-        ("/etc/passwd.db", "Must be relative"),
+        ("../outside.db", "'../outside.db' must not leave this workspace's files"),
+        ("/etc/passwd.db", "'/etc/passwd.db' must be relative"),
         ("notes.txt", "Must be a .sqlite, .sqlite3, .db file"),
     ],
 )
@@ -108,13 +110,13 @@ def test_a_symlink_out_of_the_import_dir_is_refused(import_dir: Path, tmp_path: 
     with pytest.raises(ConnectorError) as caught:
         SqliteFileSource().discover(_config(path="link.db"))
     assert caught.value.field == "path"
-    assert caught.value.message == "'link.db' leads outside the import directory."
+    assert caught.value.message == f"'link.db' leads outside {WHERE}."
     assert str(tmp_path) not in caught.value.message
 
 
 def test_missing_and_non_sqlite_files_name_the_path(import_dir: Path) -> None:
     result = run_check(SqliteFileSource(), _config(path="nope.db"))
-    assert not result.ok and result.message == "No file 'nope.db' in the import directory."
+    assert not result.ok and result.message == f"No file matches 'nope.db' in {WHERE}."
     (import_dir / "fake.db").write_text("this is not a database, just text" * 100)
     with pytest.raises(ConnectorError) as caught:
         SqliteFileSource().check(_config(path="fake.db"))

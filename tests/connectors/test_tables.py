@@ -21,7 +21,7 @@ from apps.connectors.plugins.duckdb_dest import DuckDbDestination
 from apps.connectors.plugins.mysql import MySqlConnector
 from apps.connectors.plugins.postgres import PostgresDestination
 from apps.connectors.services import connector_create
-from tests.connectors.conftest import CANARY_PASSWORD
+from tests.connectors.conftest import CANARY_PASSWORD, bound
 
 pytestmark = pytest.mark.django_db
 
@@ -206,17 +206,9 @@ def test_mysql_unknown_tables_views_and_injections_are_not_found(mysql_database:
 # --- DuckDB ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def data_dir(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    root.mkdir()
-    settings.AGGREGATOR_DATA_DIR = root
-    return root
-
-
 def test_duckdb_describes_a_table_and_never_creates_the_file(data_dir: Path) -> None:
     dest = DuckDbDestination()
-    config = dest.validate_config({"database": "wh.duckdb"})
+    config = bound(dest, {"database": "wh.duckdb"})
     assert dest.list_tables(config) == []
     assert dest.describe_table(config, "people") is None
     assert not (data_dir / "wh.duckdb").exists()

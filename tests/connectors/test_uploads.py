@@ -23,20 +23,20 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from aggregator.dataplane import Batch
 from apps.connectors.plugins.json_file import JsonFileSource
 from apps.connectors.uploads import UploadRefused, upload_store
+from tests.connectors.conftest import bound
 
 WORKSPACE = 7
 
 
 @pytest.fixture
-def import_root(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "import"
-    root.mkdir()
-    settings.AGGREGATOR_IMPORT_DIR = root
-    return root
+def import_root(import_dir: Path) -> Path:
+    """The import area of workspace WORKSPACE: what the stored paths are relative to."""
+    assert import_dir.name == str(WORKSPACE)
+    return import_dir
 
 
 def upload_dir(root: Path) -> Path:
-    return root / "uploads" / str(WORKSPACE)
+    return root / "uploads"
 
 
 def files_in(directory: Path) -> list[str]:
@@ -66,7 +66,7 @@ def test_a_csv_upload_is_stored_under_a_server_name_with_its_digest(import_root:
     assert stored.size == len(data)
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
     assert stored.original_name == "People List.CSV"
-    assert stored.path.startswith("uploads/7/") and stored.path.endswith(".csv")
+    assert stored.path.startswith("uploads/") and stored.path.endswith(".csv")
     assert len(Path(stored.path).stem) == 32  # a uuid4 hex, nothing of the client's name
     assert (import_root / stored.path).read_bytes() == data
     assert files_in(upload_dir(import_root)) == [Path(stored.path).name]
@@ -89,7 +89,7 @@ def test_an_uploaded_jsonl_file_can_be_read_by_a_source(import_root: Path) -> No
     stored = store(("\n".join(lines) + "\n").encode(), "events.jsonl")
     assert stored.format == "jsonl"
     source = JsonFileSource()
-    config = source.validate_config({"path": stored.path})
+    config = bound(source, {"path": stored.path}, workspace_id=WORKSPACE)
     [stream] = source.discover(config)
     rows = [
         r

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from apps.connectors.file_areas import workspace_import_dir
 from apps.connectors.services import connector_create
 from apps.pipelines.models import Pipeline, Run
 from tests.factories import DEFAULT_PASSWORD
@@ -57,7 +58,7 @@ def test_an_editor_builds_previews_runs_and_watches_the_flights_pipeline_on_the_
     scratch_conn: Any,
 ) -> None:
     settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
-    (e2e_import_dir / "flights.csv").write_text(CSV)
+    (workspace_import_dir(personas.workspace.id) / "flights.csv").write_text(CSV)
     connector_create(workspace=personas.workspace, name="flights-csv", connector_type="csv_file",
                      config={"path": "flights.csv"}, user=personas.owner)  # fmt: skip
     connector_create(workspace=personas.workspace, name="warehouse-pg", connector_type="postgres",
@@ -275,12 +276,13 @@ def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
     from apps.schemas.services import schema_discover, stream_contract_set
 
     settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
-    (e2e_import_dir / "drift.csv").write_text("id,name\n1,a\n")
+    files = workspace_import_dir(personas.workspace.id)
+    (files / "drift.csv").write_text("id,name\n1,a\n")
     connector = connector_create(workspace=personas.workspace, name="drift-csv", connector_type="csv_file",
                                  config={"path": "drift.csv"}, user=personas.owner)  # fmt: skip
     stream_contract_set(connector=connector, stream="", user=None, new_columns="freeze")
     schema_discover(connector=connector)
-    (e2e_import_dir / "drift.csv").write_text("id,name,tailnum\n1,a,N1\n")
+    (files / "drift.csv").write_text("id,name,tailnum\n1,a,N1\n")
     schema_discover(connector=connector)
     change = SchemaChange.objects.get(connector=connector)
 
@@ -297,7 +299,7 @@ def test_an_editor_approves_a_drift_change_a_frozen_contract_held(
     assert change.status == "approved"
 
     # A further drift (a new column again) is rejected: it stays recorded, and runs refuse the stream.
-    (e2e_import_dir / "drift.csv").write_text("id,name,tailnum,origin\n1,a,N1,EWR\n")
+    (files / "drift.csv").write_text("id,name,tailnum,origin\n1,a,N1,EWR\n")
     schema_discover(connector=connector)
     newer = SchemaChange.objects.get(connector=connector, status="pending")
     page.reload()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from apps.connectors.file_areas import workspace_import_dir
 from apps.connectors.services import connector_create
 from apps.pipelines.models import RejectedRecord, Run
 from apps.pipelines.services import pipeline_create
@@ -41,7 +42,7 @@ def test_an_editor_adds_quality_rules_previews_their_failures_and_the_run_quaran
     scratch_conn: Any,
 ) -> None:
     settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
-    (e2e_import_dir / "checked_flights.csv").write_text(CSV)
+    (workspace_import_dir(personas.workspace.id) / "checked_flights.csv").write_text(CSV)
     connector_create(workspace=personas.workspace, name="flights-csv", connector_type="csv_file",
                      config={"path": "checked_flights.csv"}, user=personas.owner)  # fmt: skip
     connector_create(workspace=personas.workspace, name="warehouse-pg", connector_type="postgres",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from apps.connectors.file_areas import workspace_import_dir
 from apps.connectors.services import connector_create
 from apps.pipelines.services import pipeline_create
 from tests.factories import DEFAULT_PASSWORD
@@ -70,7 +71,7 @@ def test_a_viewer_traces_a_column_and_profiles_a_stream(
     personas: Any, new_page: Any, settings: Any, e2e_import_dir: Path
 ) -> None:
     settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
-    (e2e_import_dir / "flights.csv").write_text(CSV)
+    (workspace_import_dir(personas.workspace.id) / "flights.csv").write_text(CSV)
     flights = connector_create(workspace=personas.workspace, name="flights-csv", connector_type="csv_file",
                                config={"path": "flights.csv"}, user=personas.owner)  # fmt: skip
     connector_create(workspace=personas.workspace, name="warehouse", connector_type="duckdb",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from apps.connectors.file_areas import workspace_import_dir
 from apps.connectors.services import connector_create
 from apps.pipelines.services import pipeline_create
 from tests.factories import DEFAULT_PASSWORD
@@ -28,7 +29,8 @@ def test_the_mapper_maps_onto_the_columns_of_an_existing_table(
     pg_schema: str,
 ) -> None:
     settings.AGGREGATOR_IMPORT_DIR = e2e_import_dir
-    (e2e_import_dir / "people.csv").write_text("id,name,amount\n1,ann,1.5\n2,bob,2.5\n")
+    files = workspace_import_dir(personas.workspace.id)
+    (files / "people.csv").write_text("id,name,amount\n1,ann,1.5\n2,bob,2.5\n")
     scratch_conn.execute(f'CREATE SCHEMA "{pg_schema}"')
     scratch_conn.execute(
         f'CREATE TABLE "{pg_schema}".people_out (id bigint PRIMARY KEY, full_name text NOT NULL, '

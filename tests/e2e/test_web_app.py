@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from apps.connectors.file_areas import workspace_import_dir
 from apps.connectors.services import connector_create
 from apps.pipelines.services import pipeline_create
 from tests.factories import DEFAULT_PASSWORD
@@ -65,7 +66,7 @@ def test_an_editor_connects_builds_runs_and_watches_a_pipeline_live(
     page.get_by_test_id("upload-done").wait_for()
     # The server stored it under a name of its own and the form points the connector at it.
     stored = page.get_by_label(re.compile("^Path or glob")).input_value()
-    assert re.fullmatch(r"uploads/\d+/[0-9a-f]+\.csv", stored)
+    assert re.fullmatch(r"uploads/[0-9a-f]+\.csv", stored)
     _fill_config(page, "Stream name", "people")
     check_screen(page, "03-connector-form-csv")
     page.get_by_role("button", name="Create connector").click()
@@ -153,7 +154,7 @@ def test_an_editor_connects_builds_runs_and_watches_a_pipeline_live(
 
 def _pipeline(personas: Any, settings: Any, import_dir: Path, pg_config: dict[str, Any]) -> Any:
     settings.AGGREGATOR_IMPORT_DIR = import_dir
-    (import_dir / "people.csv").write_text(CSV)
+    (workspace_import_dir(personas.workspace.id) / "people.csv").write_text(CSV)
     connector_create(workspace=personas.workspace, name="people-csv", connector_type="csv_file",
                      config={"path": "people.csv"}, user=personas.owner)  # fmt: skip
     connector_create(workspace=personas.workspace, name="warehouse-pg", connector_type="postgres",

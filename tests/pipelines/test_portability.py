@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from io import StringIO
 
 import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
+from apps.connectors.file_areas import workspace_import_dir
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.pipelines.services import pipeline_create, pipeline_update
 from apps.users.models import Workspace
@@ -24,7 +26,7 @@ def export(workspace) -> str:
 
 
 def test_export_then_import_into_a_new_workspace_reproduces_the_documents(
-    personas, csv_connector, pg_connector, monkeypatch, tmp_path
+    personas, csv_connector, pg_connector, flights_file, monkeypatch, tmp_path
 ):
     first = pipeline_create(
         workspace=personas.workspace,
@@ -43,6 +45,8 @@ def test_export_then_import_into_a_new_workspace_reproduces_the_documents(
     assert "password" not in document["connectors"][1]["config"]  # not set: nothing to reference
 
     target = Workspace.objects.create(name="Copy", slug="copy")
+    # A workspace reads its own files only: the copy's source needs the file in the copy's area.
+    shutil.copy(flights_file, workspace_import_dir(target.id) / flights_file.name)
     file = tmp_path / "export.yaml"
     file.write_text(text)
     out = StringIO()

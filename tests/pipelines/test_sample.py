@@ -4,6 +4,7 @@ them, starts a run, and that run loads exactly the late flights of the sample fi
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import psycopg
@@ -70,7 +71,7 @@ def test_an_editor_makes_and_runs_the_sample_pipeline(
     assert connectors == {"Local warehouse": "local_warehouse", "Sample flights": "csv_file"}
     sample = Connector.objects.get(workspace=personas.workspace, name="Sample flights")
     copied = Path(import_dir) / sample.config["path"]
-    assert sample.config["path"].startswith(f"uploads/{personas.workspace.id}/")
+    assert re.fullmatch(r"uploads/[0-9a-f]{32}\.csv", sample.config["path"])  # the workspace's own upload
     assert copied.read_bytes() == SAMPLE_FILE.read_bytes()
 
     assert run_execute(run_id=run.id, attempt=1) == RunStatus.SUCCEEDED

@@ -307,13 +307,12 @@ def _api(client: httpx.Client, method: str, url: str, expected: int, **kwargs: A
 def test_a_fresh_checkout_runs_up_and_a_pipeline_through_the_api(runtime: Runtime, tmp_path: Path) -> None:
     data_dir = tmp_path / "up"
     # The import and data directories default to var/ in the checkout; a directory of this run's own keeps
-    # a reused checkout (AGGREGATOR_RUNTIME_CHECKOUT) from mixing runs.
+    # a reused checkout (AGGREGATOR_RUNTIME_CHECKOUT) from mixing runs. Files are per workspace: they go to
+    # the default workspace's areas once its id is known.
     run_dir = f"smoke-{secrets.token_hex(4)}"
-    import_dir = runtime.checkout / "var" / "import" / run_dir
-    warehouse = runtime.checkout / "var" / "data" / run_dir / "warehouse.duckdb"
-    import_dir.mkdir(parents=True)
+    import_dir: Path | None = None
+    warehouse: Path | None = None
     text, rows = _orders_csv()
-    (import_dir / "orders.csv").write_text(text)
     # The filter below, on the CSV's text: an empty amount is null, which the filter drops.
     kept = sorted(
         (int(r["id"]), r["customer"], float(r["amount"]))
@@ -351,6 +350,12 @@ def test_a_fresh_checkout_runs_up_and_a_pipeline_through_the_api(runtime: Runtim
             json={"name": "smoke", "scopes": ["read", "write"]},
         )["key"]
         headers = {"Authorization": f"Api-Key {key}"}
+        [workspace] = _api(client, "GET", up.url("/api/v1/workspaces/"), 200, headers=headers)["results"]
+        area = Path("workspaces") / str(workspace["id"]) / run_dir
+        import_dir = runtime.checkout / "var" / "import" / area
+        warehouse = runtime.checkout / "var" / "data" / area / "warehouse.duckdb"
+        import_dir.mkdir(parents=True)
+        (import_dir / "orders.csv").write_text(text)
         _api(
             client,
             "POST",
@@ -463,5 +468,6 @@ def test_a_fresh_checkout_runs_up_and_a_pipeline_through_the_api(runtime: Runtim
         for line in _processes_of(data_dir, known):  # never leave servers behind a failed test
             with contextlib.suppress(psutil.Error):
                 psutil.Process(int(line.split()[0])).kill()
-        shutil.rmtree(import_dir, ignore_errors=True)
-        shutil.rmtree(warehouse.parent, ignore_errors=True)
+        if import_dir is not None and warehouse is not None:
+            shutil.rmtree(import_dir, ignore_errors=True)
+            shutil.rmtree(warehouse.parent, ignore_errors=True)

@@ -77,7 +77,8 @@ class UploadInputSerializer(serializers.Serializer):
 
 class StoredUploadSerializer(serializers.Serializer):
     path = serializers.CharField(
-        help_text="Relative to the import directory: put it in a file connector's `path` config as it is."
+        help_text="`uploads/<file>`, relative to the workspace's files: put it in a file connector's `path` "
+        "config (of this workspace) as it is."
     )
     size = serializers.IntegerField(help_text="Bytes stored.")
     sha256 = serializers.CharField()

@@ -1,4 +1,5 @@
-"""CSV files source: a file or a glob under the operator's import directory (AGGREGATOR_IMPORT_DIR).
+"""CSV files source: a file or a glob among the workspace's files (its uploads, the files an operator put in
+its import area, the shared directories opened to it: `apps/connectors/file_areas.py`).
 
 How it reads: pyarrow's streaming CSV reader (`pyarrow.csv.open_csv`, multithreaded, in blocks) with every
 column read as text, then a vectorised cast of each column to the stream's field types. Reading as text and
@@ -46,7 +47,6 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from django.conf import settings
 from pydantic import Field, field_validator
 
 from aggregator.dataplane import (
@@ -62,7 +62,8 @@ from aggregator.dataplane import (
     arrow_type_for,
     rechunk,
 )
-from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
+from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 from apps.connectors.uploads import InputMember, expand_inputs, open_member
 
 SAMPLE_BYTES = 64 * 1024
@@ -73,18 +74,18 @@ BLOCK_SIZE = 1024 * 1024
 # Past this many failed casts in one column of one block, the column is not of the declared type at all:
 # failing with a message that says so beats rejecting most of the file row by row.
 MAX_BAD_VALUES_PER_BLOCK = 1000
-GLOB_CHARS = frozenset("*?[")
 # Entries of a zip that are read as CSV; other entries (a README, a manifest) are left alone.
 ZIP_ENTRY_SUFFIXES = (".csv", ".tsv", ".txt")
 # Errors of a corrupt compressed input (not a bug): reported against `path`.
 _MEMBER_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
-class CsvFileConfig(ConnectorConfig):
+class CsvFileConfig(WorkspaceFilesConfig):
     path: str = Field(
         title="Path or glob",
-        description="A file or a glob (e.g. `flights/2013-*.csv.gz`) relative to the import directory. "
-        "All files of a glob form one stream and must share their columns.",
+        description="A file or a glob (e.g. `flights/2013-*.csv.gz`, `uploads/<file>`, "
+        "`shared/<name>/<file>`) among the workspace's files. All files of a glob form one stream and "
+        "must share their columns.",
         min_length=1,
         max_length=1000,
     )
@@ -131,13 +132,7 @@ class CsvFileConfig(ConnectorConfig):
     @field_validator("path")
     @classmethod
     def _relative_path(cls, value: str) -> str:
-        if "\x00" in value:
-            raise ValueError("Must not contain NUL characters.")
-        if Path(value).is_absolute() or value.startswith("~"):
-            raise ValueError("Must be relative to the import directory.")
-        if ".." in Path(value).parts:
-            raise ValueError("Must not leave the import directory ('..').")
-        return value
+        return relative_path(value)
 
     @field_validator("encoding")
     @classmethod
@@ -159,36 +154,12 @@ class Dialect:
     header: bool
 
 
-def import_root() -> Path:
-    return Path(settings.AGGREGATOR_IMPORT_DIR).resolve()
-
-
-def resolve_files(pattern: str) -> list[Path]:
-    """The regular files the config's path names, symlinks resolved; anything resolving outside the import
-    directory is refused (the error names the configured path only, never a server path)."""
-    root = import_root()
-    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-        raise ConnectorError("The path must stay inside the import directory.", field="path")
-    candidates = sorted(root.glob(pattern)) if GLOB_CHARS & set(pattern) else [root / pattern]
-    files: list[Path] = []
-    for candidate in candidates:
-        real = candidate.resolve()
-        if not real.is_relative_to(root):
-            raise ConnectorError(f"{pattern!r} leads outside the import directory.", field="path")
-        if real.is_file():
-            files.append(real)
-    if not files:
-        raise ConnectorError(f"No file matches {pattern!r} in the import directory.", field="path")
-    return files
-
-
 def resolve_inputs(config: CsvFileConfig) -> tuple[list[Path], list[InputMember]]:
     """The matching files and the inputs to read from them: each file, or each CSV entry of a zip (the zip
     checked whole before anything of it is read)."""
-    files = resolve_files(config.path)
-    return files, expand_inputs(
-        files, root=import_root(), compression=config.compression, suffixes=ZIP_ENTRY_SUFFIXES
-    )
+    area = config.area
+    files = area.files(config.path)
+    return files, expand_inputs(files, area=area, compression=config.compression, suffixes=ZIP_ENTRY_SUFFIXES)
 
 
 def _detect_encoding(sample: bytes) -> str:
@@ -367,11 +338,11 @@ class _DirectReadFailed(Exception):
     """The fast path met a value the CSV reader could not convert to its column's type."""
 
 
-class CsvFileSource(ConnectorType):
+class CsvFileSource(WorkspaceFilesType):
     slug = "csv_file"
     title = "CSV files"
     kind = ConnectorKind.SOURCE
-    description = "CSV files (optionally gzip- or zip-compressed) from the operator's import directory."
+    description = "CSV files (optionally gzip- or zip-compressed) from the workspace's files."
     config_model = CsvFileConfig
 
     def check(self, config: CsvFileConfig) -> CheckResult:
@@ -479,10 +450,14 @@ class CsvFileSource(ConnectorType):
         _, members = resolve_inputs(config)
         done: dict[str, Any] = dict((state or {}).get("files", {}))
         for member in members:
-            # A file's key is its path relative to the import directory; a zip entry's `archive.zip!entry`,
+            # A file's key is its path as the workspace names it; a zip entry's `archive.zip!entry`,
             # fingerprinted by the archive (a changed archive re-reads its entries).
             stat = member.path.stat()
             fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            legacy = config.area.legacy_upload_label(member.label)
+            if legacy is not None and legacy in done:
+                # An upload moved into the workspace's area keeps its size and mtime: not a new file.
+                done.setdefault(member.label, done.pop(legacy))
             if done.get(member.label) == fingerprint:
                 continue  # incremental: this exact file was read completely before
             yield from self._read_file(member, config, stream)

@@ -1,4 +1,5 @@
-"""DuckDB destination: the embedded warehouse, one database file under AGGREGATOR_DATA_DIR.
+"""DuckDB destination: the embedded warehouse, one database file in the workspace's data directory,
+`<AGGREGATOR_DATA_DIR>/workspaces/<workspace id>/` (`file_areas`).
 
 Every write is one DuckDB transaction on a connection of its own:
 
@@ -31,13 +32,11 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from django.conf import settings
 from pydantic import Field, field_validator
 
 from aggregator.dataplane import (
@@ -58,10 +57,10 @@ from apps.connectors.base import (
     ConnectorConfig,
     ConnectorError,
     ConnectorKind,
-    ConnectorType,
     TableColumn,
     TableDescription,
 )
+from apps.connectors.file_areas import Kind, WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 
 logger = get_logger(__name__)
 
@@ -95,36 +94,9 @@ def identifier_ok(name: str, field: str) -> str:
     return name
 
 
-def data_root() -> Path:
-    return Path(settings.AGGREGATOR_DATA_DIR).resolve()
-
-
 def relative_data_path(value: str) -> str:
-    """Config validator of a path under the data directory."""
-    if "\x00" in value:
-        raise ValueError("Must not contain NUL characters.")
-    if Path(value).is_absolute() or value.startswith("~"):
-        raise ValueError("Must be relative to the data directory.")
-    if ".." in Path(value).parts:
-        raise ValueError("Must not leave the data directory ('..').")
-    return value
-
-
-def resolve_under_data_dir(value: str, *, field: str, make_parent: bool = True) -> Path:
-    """The absolute path of `value` under AGGREGATOR_DATA_DIR, symlinks resolved; outside is refused (the
-    error names the configured value, never a server path)."""
-    root = data_root()
-    if Path(value).is_absolute() or ".." in Path(value).parts:
-        raise ConnectorError("The path must stay inside the data directory.", field=field)
-    candidate = (root / value).resolve()
-    if not candidate.is_relative_to(root) or candidate == root:
-        raise ConnectorError(f"{value!r} leads outside the data directory.", field=field)
-    if make_parent:
-        candidate.parent.mkdir(parents=True, exist_ok=True)
-        # A symlink swapped in while the directories were made must not carry the write out either.
-        if not candidate.resolve().is_relative_to(root):
-            raise ConnectorError(f"{value!r} leads outside the data directory.", field=field)
-    return candidate
+    """Config validator of a path in the workspace's data directory."""
+    return relative_path(value, kind="data")
 
 
 def stamp_table(table: pa.Table, schema: StreamSchema, run_id: str, loaded_at: Any) -> pa.Table:
@@ -171,10 +143,10 @@ def check_stream_columns(
         raise ConnectorError("A merge needs a primary key.", field="primary_key")
 
 
-class DuckDbConfig(ConnectorConfig):
+class DuckDbConfig(WorkspaceFilesConfig):
     database: str = Field(
         title="Database file",
-        description="Path of the DuckDB file relative to the data directory, e.g. `warehouse.duckdb` "
+        description="Path of the DuckDB file in the workspace's data directory, e.g. `warehouse.duckdb` "
         "(created if missing).",
         min_length=1,
         max_length=1000,
@@ -201,19 +173,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class DuckDbDestination(ConnectorType):
+class DuckDbDestination(WorkspaceFilesType):
     slug = "duckdb"
     title = "DuckDB"
     kind = ConnectorKind.DESTINATION
-    description = "Tables in a DuckDB database file under the data directory: the embedded warehouse."
+    description = "Tables in a DuckDB file in the workspace's data directory: the embedded warehouse."
     config_model = DuckDbConfig
+    file_area: ClassVar[Kind] = "data"
+    path_field: ClassVar[str] = "database"
 
     def _connect(self, config: DuckDbConfig) -> duckdb.DuckDBPyConnection:
-        path = resolve_under_data_dir(config.database, field="database")
+        path = config.area.output(config.database, field="database")
         try:
             return duckdb.connect(str(path))
         except duckdb.Error as exc:
-            message = _first_line(exc).replace(str(data_root()), "<data dir>")
+            message = config.area.scrub(_first_line(exc))
             raise ConnectorError(f"Cannot open {config.database}: {message}", field="database") from None
 
     def check(self, config: DuckDbConfig) -> CheckResult:
@@ -305,7 +279,7 @@ class DuckDbDestination(ConnectorType):
         does not exist holds none (and is not created)."""
         schema_name = identifier_ok(config.db_schema, "schema")
         table_name = identifier_ok(table, "table")
-        if not resolve_under_data_dir(config.database, field="database", make_parent=False).exists():
+        if not config.area.output(config.database, field="database", make_parent=False).exists():
             return 0
         con = self._connect(config)
         try:
@@ -342,13 +316,13 @@ class DuckDbDestination(ConnectorType):
     def _open_existing(self, config: DuckDbConfig) -> duckdb.DuckDBPyConnection | None:
         """A read-only connection to the database file, or None when the file does not exist (looking at
         tables never creates it)."""
-        path = resolve_under_data_dir(config.database, field="database", make_parent=False)
+        path = config.area.output(config.database, field="database", make_parent=False)
         if not path.exists():
             return None
         try:
             return duckdb.connect(str(path), read_only=True)
         except duckdb.Error as exc:
-            message = _first_line(exc).replace(str(data_root()), "<data dir>")
+            message = config.area.scrub(_first_line(exc))
             raise ConnectorError(f"Cannot open {config.database}: {message}", field="database") from None
 
     def list_tables(self, config: DuckDbConfig) -> list[str]:

@@ -1,4 +1,4 @@
-"""Excel workbooks (.xlsx) source: a file or a glob under the import directory (AGGREGATOR_IMPORT_DIR).
+"""Excel workbooks (.xlsx) source: a file or a glob among the workspace's files (`file_areas`).
 
 One sheet per connector (`sheet`, by name; the first sheet when empty), its header in row `header_row`
 (1-based; rows above it are ignored), data in the rows below. The workbook is opened with openpyxl in
@@ -31,14 +31,14 @@ import openpyxl
 from pydantic import Field, field_validator
 
 from aggregator.dataplane import DEFAULT_CHUNK_SIZE, Batch, FieldType, ReadItem, RejectedRow, StreamSchema
-from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
+from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 from apps.connectors.plugins.json_file import (
     CursorFilter,
     build_schema,
     columns_to_table,
     members_for,
     rejected,
-    relative_path,
     short_repr,
     stream_name_for,
 )
@@ -47,10 +47,10 @@ from apps.connectors.uploads import ArchiveRefused, InputMember, check_zip, is_m
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 
 
-class ExcelFileConfig(ConnectorConfig):
+class ExcelFileConfig(WorkspaceFilesConfig):
     path: str = Field(
         title="Path or glob",
-        description="An .xlsx file or a glob relative to the import directory. All files of a glob form one "
+        description="An .xlsx file or a glob among the workspace's files. All files of a glob form one "
         "stream and must have the same header.",
         min_length=1,
         max_length=1000,
@@ -170,22 +170,22 @@ class _Sheet:
         self._stack.close()
 
 
-class ExcelFileSource(ConnectorType):
+class ExcelFileSource(WorkspaceFilesType):
     slug = "excel_file"
     title = "Excel workbooks"
     kind = ConnectorKind.SOURCE
-    description = "A sheet of .xlsx workbooks from the import directory, streamed in read-only mode."
+    description = "A sheet of .xlsx workbooks from the workspace's files, streamed in read-only mode."
     config_model = ExcelFileConfig
 
     def check(self, config: ExcelFileConfig) -> CheckResult:
-        members = members_for(config.path, config.compression, EXCEL_SUFFIXES)
+        members = members_for(config, EXCEL_SUFFIXES)
         with _Sheet(members[0], config) as sheet:
             columns = len(sheet.names)
         noun = "workbook matches" if len(members) == 1 else "workbooks match"
         return CheckResult(ok=True, message=f"{len(members)} {noun}; {columns} columns.")
 
     def discover(self, config: ExcelFileConfig) -> list[StreamSchema]:
-        members = members_for(config.path, config.compression, EXCEL_SUFFIXES)
+        members = members_for(config, EXCEL_SUFFIXES)
         with _Sheet(members[0], config) as sheet:
             sample: list[tuple[Any, ...]] = []
             for _, row in sheet.rows():
@@ -201,7 +201,7 @@ class ExcelFileSource(ConnectorType):
     def read(
         self, config: ExcelFileConfig, stream: StreamSchema, state: dict[str, Any] | None
     ) -> Iterator[ReadItem]:
-        members = members_for(config.path, config.compression, EXCEL_SUFFIXES)
+        members = members_for(config, EXCEL_SUFFIXES)
         cursor = CursorFilter(stream, state)
         for member in members:
             yield from self._read_member(member, config, stream, cursor)

@@ -1,4 +1,5 @@
-"""Files destination: CSV, JSON Lines or Parquet files in a directory under AGGREGATOR_DATA_DIR.
+"""Files destination: CSV, JSON Lines or Parquet files in a directory of the workspace's data directory,
+`<AGGREGATOR_DATA_DIR>/workspaces/<workspace id>/` (`file_areas`).
 
 Layout — one file set per run, so a run's output can be found, read or removed as a whole:
 
@@ -33,7 +34,7 @@ import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import duckdb
 import numpy as np
@@ -55,13 +56,12 @@ from aggregator.dataplane import (
     utc_now,
 )
 from aggregator.logging import get_logger
-from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
+from apps.connectors.file_areas import Kind, WorkspaceFilesConfig, WorkspaceFilesType
 from apps.connectors.plugins.duckdb_dest import (
     check_stream_columns,
-    data_root,
     quote_identifier,
     relative_data_path,
-    resolve_under_data_dir,
     stamp_table,
 )
 
@@ -83,10 +83,10 @@ def _component(value: str, field: str, what: str) -> str:
     return value
 
 
-class FilesDestConfig(ConnectorConfig):
+class FilesDestConfig(WorkspaceFilesConfig):
     directory: str = Field(
         title="Directory",
-        description="Relative to the data directory, e.g. `exports/daily`. Each table gets a subdirectory "
+        description="In the workspace's data directory, e.g. `exports/daily`. Each table gets a subdirectory "
         "with one `run=<run id>` directory per run.",
         min_length=1,
         max_length=1000,
@@ -227,15 +227,17 @@ def _part_rows(part: Path) -> int:
     return sum(batch.num_rows for batch in reader)
 
 
-class FilesDestination(ConnectorType):
+class FilesDestination(WorkspaceFilesType):
     slug = "files"
     title = "Files (CSV, JSON Lines, Parquet)"
     kind = ConnectorKind.DESTINATION
-    description = "Part files under the data directory, one `run=<id>` directory per run."
+    description = "Part files in the workspace's data directory, one `run=<id>` directory per run."
     config_model = FilesDestConfig
+    file_area: ClassVar[Kind] = "data"
+    path_field: ClassVar[str] = "directory"
 
     def check(self, config: FilesDestConfig) -> CheckResult:
-        directory = resolve_under_data_dir(config.directory, field="directory")
+        directory = config.area.output(config.directory, field="directory")
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / f".ag-check-{secrets.token_hex(4)}"
         try:
@@ -269,7 +271,7 @@ class FilesDestination(ConnectorType):
         table_name = _component(table or stream_schema.name, "table", "table")
         run_dir_name = f"run={_component(run_id, 'run_id', 'run')}"
         check_stream_columns(stream_schema, [], write_mode, max_len=1000)
-        table_dir = resolve_under_data_dir(f"{config.directory}/{table_name}", field="directory")
+        table_dir = config.area.output(f"{config.directory}/{table_name}", field="directory")
         table_dir.mkdir(parents=True, exist_ok=True)
         result = WriteResult(table=f"{config.directory}/{table_name}/{run_dir_name}")
         tmp = table_dir / f".{run_dir_name}.tmp-{secrets.token_hex(4)}"
@@ -298,7 +300,7 @@ class FilesDestination(ConnectorType):
             writer.close()
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, (OSError, pa.ArrowException, duckdb.Error)):
-                reason = str(exc).splitlines()[0].replace(str(data_root()), "<data dir>")
+                reason = config.area.scrub(str(exc).splitlines()[0])
                 logger.warning("files_write_failed", table=result.table, error=reason)
                 raise ConnectorError(f"Writing {result.table} failed: {reason}", field="directory") from None
             raise
@@ -319,7 +321,7 @@ class FilesDestination(ConnectorType):
         half of it); returns how many rows its parts held. No directory: 0."""
         table_name = _component(table, "table", "table")
         run_dir_name = f"run={_component(run_id, 'run_id', 'run')}"
-        table_dir = resolve_under_data_dir(
+        table_dir = config.area.output(
             f"{config.directory}/{table_name}", field="directory", make_parent=False
         )
         run_dir = table_dir / run_dir_name
@@ -330,7 +332,7 @@ class FilesDestination(ConnectorType):
             trash = table_dir / f".trash-{secrets.token_hex(4)}"
             run_dir.rename(trash)
         except (OSError, pa.ArrowException) as exc:
-            reason = str(exc).splitlines()[0].replace(str(data_root()), "<data dir>")
+            reason = config.area.scrub(str(exc).splitlines()[0])
             raise ConnectorError(
                 f"Removing {config.directory}/{table_name}/{run_dir_name} failed: {reason}", field="directory"
             ) from None

@@ -1,4 +1,4 @@
-"""JSON and JSON Lines files source: a file or a glob under the import directory (AGGREGATOR_IMPORT_DIR).
+"""JSON and JSON Lines files source: a file or a glob among the workspace's files (`file_areas`).
 
 Formats (`format`, or by suffix when `auto`):
 - **JSON Lines** (`.jsonl`, `.ndjson`): one JSON object per line, read line by line (orjson) and turned into
@@ -24,15 +24,14 @@ Incremental: when the stream has a cursor field, rows whose cursor is not greate
 the greatest cursor seen is yielded at the end of the stream: files are not ordered by cursor, so an
 earlier checkpoint could skip rows after a crash.
 
-The helpers below (type inference, column conversion, cursor filtering) are shared with the Parquet and
-Excel sources.
+The helpers below (type inference, column conversion, cursor filtering, binding to the workspace's files)
+are shared with the Parquet and Excel sources.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import ijson
@@ -54,8 +53,8 @@ from aggregator.dataplane import (
     arrow_type_for,
 )
 from aggregator.dataplane import Field as StreamField
-from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
-from apps.connectors.plugins.csv_file import import_root, resolve_files
+from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
+from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 from apps.connectors.uploads import InputMember, expand_inputs, is_member_error, open_member
 
 # Past this many bad values in one column of one chunk, the column is not of the declared type at all.
@@ -73,17 +72,6 @@ _ZONED = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
 # --- shared by the file sources ------------------------------------------------------------------------
 
 
-def relative_path(value: str) -> str:
-    """The config validator of a `path`: relative, and no `..` (symlinks are checked when resolving)."""
-    if "\x00" in value:
-        raise ValueError("Must not contain NUL characters.")
-    if Path(value).is_absolute() or value.startswith("~"):
-        raise ValueError("Must be relative to the import directory.")
-    if ".." in Path(value).parts:
-        raise ValueError("Must not leave the import directory ('..').")
-    return value
-
-
 def stream_name_for(name: str, suffixes: tuple[str, ...]) -> str:
     lowered = name.lower()
     for suffix in (".gz", ".zip", *suffixes):
@@ -92,8 +80,12 @@ def stream_name_for(name: str, suffixes: tuple[str, ...]) -> str:
     return name or "data"
 
 
-def members_for(path: str, compression: Any, suffixes: tuple[str, ...]) -> list[InputMember]:
-    return expand_inputs(resolve_files(path), root=import_root(), compression=compression, suffixes=suffixes)
+def members_for(config: Any, suffixes: tuple[str, ...]) -> list[InputMember]:
+    """The inputs a bound file config's `path` and `compression` name in its workspace's files."""
+    area = config.area
+    return expand_inputs(
+        area.files(config.path), area=area, compression=config.compression, suffixes=suffixes
+    )
 
 
 def short_repr(value: Any, limit: int = 200) -> str:
@@ -375,11 +367,11 @@ def member_error(member: InputMember, exc: BaseException) -> ConnectorError:
 # --- the connector -------------------------------------------------------------------------------------
 
 
-class JsonFileConfig(ConnectorConfig):
+class JsonFileConfig(WorkspaceFilesConfig):
     path: str = Field(
         title="Path or glob",
-        description="A file or a glob (e.g. `events/*.jsonl.gz`) relative to the import directory; "
-        "`.gz` and `.zip` files are read compressed. All files of a glob form one stream.",
+        description="A file or a glob (e.g. `events/*.jsonl.gz`, `uploads/<file>`) among the workspace's "
+        "files; `.gz` and `.zip` files are read compressed. All files of a glob form one stream.",
         min_length=1,
         max_length=1000,
     )
@@ -421,22 +413,22 @@ class JsonFileConfig(ConnectorConfig):
         return value
 
 
-class JsonFileSource(ConnectorType):
+class JsonFileSource(WorkspaceFilesType):
     slug = "json_file"
     title = "JSON / JSON Lines files"
     kind = ConnectorKind.SOURCE
-    description = "JSON documents (an array of records) and JSON Lines files from the import directory."
+    description = "JSON documents (an array of records) and JSON Lines files from the workspace's files."
     config_model = JsonFileConfig
 
     def check(self, config: JsonFileConfig) -> CheckResult:
-        members = members_for(config.path, config.compression, JSON_SUFFIXES)
+        members = members_for(config, JSON_SUFFIXES)
         with open_member(members[0]) as fh:
             fh.read(1)
         noun = "input matches" if len(members) == 1 else "inputs match"
         return CheckResult(ok=True, message=f"{len(members)} {noun}.")
 
     def discover(self, config: JsonFileConfig) -> list[StreamSchema]:
-        members = members_for(config.path, config.compression, JSON_SUFFIXES)
+        members = members_for(config, JSON_SUFFIXES)
         first = members[0]
         sample: list[dict[str, Any]] = []
         for item in self._records(first, config, limit=config.sample_records):
@@ -456,7 +448,7 @@ class JsonFileSource(ConnectorType):
     def read(
         self, config: JsonFileConfig, stream: StreamSchema, state: dict[str, Any] | None
     ) -> Iterator[ReadItem]:
-        members = members_for(config.path, config.compression, JSON_SUFFIXES)
+        members = members_for(config, JSON_SUFFIXES)
         cursor = CursorFilter(stream, state)
         for member in members:
             yield from self._read_member(member, config, stream, cursor)

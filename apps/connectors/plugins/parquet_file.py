@@ -1,4 +1,4 @@
-"""Parquet files source: a file or a glob under the import directory (AGGREGATOR_IMPORT_DIR).
+"""Parquet files source: a file or a glob among the workspace's files (`file_areas`).
 
 Read with `pyarrow.parquet.ParquetFile.iter_batches(batch_size=chunk_size)`: one batch at a time, never the
 whole file (a row group is decoded at most once, in slices of `chunk_size` rows). Parquet needs random access
@@ -36,14 +36,14 @@ from aggregator.dataplane import (
     SyncMode,
     arrow_type_for,
 )
-from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
+from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 from apps.connectors.plugins.json_file import (
     _CONVERT_ERRORS,
     CursorFilter,
     columns_to_table,
     members_for,
     rejected,
-    relative_path,
     stream_name_for,
 )
 from apps.connectors.uploads import InputMember, is_member_error, local_file
@@ -94,10 +94,10 @@ def conform(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, dict[int, 
     return good, bad
 
 
-class ParquetFileConfig(ConnectorConfig):
+class ParquetFileConfig(WorkspaceFilesConfig):
     path: str = Field(
         title="Path or glob",
-        description="A file or a glob (e.g. `sales/*.parquet`) relative to the import directory. All files "
+        description="A file or a glob (e.g. `sales/*.parquet`) among the workspace's files. All files "
         "of a glob form one stream; columns missing from a file are null.",
         min_length=1,
         max_length=1000,
@@ -118,22 +118,22 @@ class ParquetFileConfig(ConnectorConfig):
         return relative_path(value)
 
 
-class ParquetFileSource(ConnectorType):
+class ParquetFileSource(WorkspaceFilesType):
     slug = "parquet_file"
     title = "Parquet files"
     kind = ConnectorKind.SOURCE
-    description = "Parquet files from the import directory, read batch by batch."
+    description = "Parquet files from the workspace's files, read batch by batch."
     config_model = ParquetFileConfig
 
     def check(self, config: ParquetFileConfig) -> CheckResult:
-        members = members_for(config.path, config.compression, PARQUET_SUFFIXES)
+        members = members_for(config, PARQUET_SUFFIXES)
         with self._open(members[0]) as parquet:
             rows = parquet.metadata.num_rows
         noun = "input matches" if len(members) == 1 else "inputs match"
         return CheckResult(ok=True, message=f"{len(members)} {noun}; the first has {rows} rows.")
 
     def discover(self, config: ParquetFileConfig) -> list[StreamSchema]:
-        members = members_for(config.path, config.compression, PARQUET_SUFFIXES)
+        members = members_for(config, PARQUET_SUFFIXES)
         with self._open(members[0]) as parquet:
             arrow_schema = parquet.schema_arrow
         name = config.stream_name or stream_name_for(members[0].name, PARQUET_SUFFIXES)
@@ -155,7 +155,7 @@ class ParquetFileSource(ConnectorType):
     def read(
         self, config: ParquetFileConfig, stream: StreamSchema, state: dict[str, Any] | None
     ) -> Iterator[ReadItem]:
-        members = members_for(config.path, config.compression, PARQUET_SUFFIXES)
+        members = members_for(config, PARQUET_SUFFIXES)
         cursor = CursorFilter(stream, state)
         for member in members:
             yield from self._read_member(member, config, stream, cursor)

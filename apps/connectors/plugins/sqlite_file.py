@@ -1,9 +1,9 @@
-"""SQLite file source: a `.sqlite` / `.sqlite3` / `.db` file under the operator's import directory
-(AGGREGATOR_IMPORT_DIR), opened read-only.
+"""SQLite file source: a `.sqlite` / `.sqlite3` / `.db` file among the workspace's files (`file_areas`),
+opened read-only.
 
 The file is opened through a `file:…?mode=ro` URI, so nothing this connector runs can change it (SQLite
 refuses writes on such a connection) and a missing file is an error rather than a new empty database.
-The path is resolved with symlinks followed and must stay inside the import directory.
+The path is resolved with symlinks followed and must stay inside the workspace's files.
 
 Types: SQLite's columns have a declared type only as a hint ("type affinity", sqlite.org/datatype3.html
 §3.1). Discovery applies the affinity rules to the declared type, with the common conventions on top
@@ -24,11 +24,10 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from django.conf import settings
 from pydantic import Field as PydanticField
 from pydantic import field_validator
 
@@ -45,7 +44,8 @@ from aggregator.dataplane import (
     SyncMode,
     arrow_type_for,
 )
-from apps.connectors.base import CheckResult, ConnectorConfig, ConnectorError, ConnectorKind, ConnectorType
+from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
+from apps.connectors.file_areas import FileArea, WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 from apps.connectors.plugins.mysql import CursorTracker
 
 SUFFIXES = (".sqlite", ".sqlite3", ".db")
@@ -54,10 +54,10 @@ SAMPLE_ROWS = 1000
 _CURSOR_TYPES = (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.DATETIME)
 
 
-class SqliteFileConfig(ConnectorConfig):
+class SqliteFileConfig(WorkspaceFilesConfig):
     path: str = PydanticField(
         title="Path",
-        description="A .sqlite, .sqlite3 or .db file relative to the import directory.",
+        description="A .sqlite, .sqlite3 or .db file among the workspace's files (e.g. `uploads/<file>`).",
         min_length=1,
         max_length=1000,
     )
@@ -72,28 +72,16 @@ class SqliteFileConfig(ConnectorConfig):
     @field_validator("path")
     @classmethod
     def _relative_path(cls, value: str) -> str:
-        if "\x00" in value:
-            raise ValueError("Must not contain NUL characters.")
-        if Path(value).is_absolute() or value.startswith("~"):
-            raise ValueError("Must be relative to the import directory.")
-        if ".." in Path(value).parts:
-            raise ValueError("Must not leave the import directory ('..').")
+        relative_path(value)
         if not value.lower().endswith(SUFFIXES):
             raise ValueError(f"Must be a {', '.join(SUFFIXES)} file.")
         return value
 
 
-def resolve_database(relative: str) -> Path:
-    """The file the config names, symlinks resolved; refused when it resolves outside the import directory.
-    Errors name the configured path only, never a server path."""
-    root = Path(settings.AGGREGATOR_IMPORT_DIR).resolve()
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        raise ConnectorError("The path must stay inside the import directory.", field="path")
-    real = (root / relative).resolve()
-    if not real.is_relative_to(root):
-        raise ConnectorError(f"{relative!r} leads outside the import directory.", field="path")
-    if not real.is_file():
-        raise ConnectorError(f"No file {relative!r} in the import directory.", field="path")
+def resolve_database(area: FileArea, relative: str) -> Path:
+    """The file the config names among the workspace's files, symlinks resolved (no glob: a name is a
+    name). Errors name the configured path only, never a server path."""
+    [real] = area.files(relative, glob=False)
     return real
 
 
@@ -222,15 +210,16 @@ def _raw(value: Any) -> Any:
     return "0x" + value.hex() if isinstance(value, bytes) else value
 
 
-class SqliteFileSource(ConnectorType):
+class SqliteFileSource(WorkspaceFilesType):
     slug = "sqlite_file"
     title = "SQLite file"
     kind = ConnectorKind.SOURCE
-    description = "Tables and views of a SQLite database file in the operator's import directory (read-only)."
+    description = "Tables and views of a SQLite database file among the workspace's files (read-only)."
     config_model = SqliteFileConfig
+    path_is_glob: ClassVar[bool] = False
 
     def _open(self, config: SqliteFileConfig) -> sqlite3.Connection:
-        path = resolve_database(config.path)
+        path = resolve_database(config.area, config.path)
         try:
             conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
             # The file comes from outside: its views and triggers may not call functions with side effects.

@@ -3443,7 +3443,7 @@ export interface components {
             format: string;
             /** @description The client's file name, for display only. */
             original_name: string;
-            /** @description Relative to the import directory: put it in a file connector's `path` config as it is. */
+            /** @description `uploads/<file>`, relative to the workspace's files: put it in a file connector's `path` config (of this workspace) as it is. */
             path: string;
             sha256: string;
             /** @description Bytes stored. */
