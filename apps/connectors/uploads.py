@@ -12,7 +12,8 @@ answers, `uploads/<uuid>.<ext>`, is relative to the workspace's files, as a file
 - the content is sniffed (magic bytes; text must be text) and must be what the extension claims;
 - a zip (or an xlsx, which is a zip) is checked entry by entry before anything reads it (`check_zip`),
   then decompressed once into the void through a byte counter, and a gzip is decompressed through the
-  same counter: an archive whose headers lie about its sizes is refused at upload, not at read time.
+  same counter, which also watches its ratio: an archive whose headers lie about its sizes, or a gzip that
+  expands more than `AGGREGATOR_ARCHIVE_MAX_RATIO`, is refused at upload, not at read time.
 
 Archives are never extracted to disk: the sources read zip entries and gzip members as streams through
 `open_member`, which applies the same checks and counter again (a file in the import directory may have
@@ -20,7 +21,10 @@ been put there by other means than an upload).
 
 Limits (settings, with the defaults below when unset): `AGGREGATOR_ARCHIVE_MAX_ENTRIES`,
 `AGGREGATOR_ARCHIVE_MAX_BYTES` (decompressed bytes of one archive, all entries together) and
-`AGGREGATOR_ARCHIVE_MAX_RATIO` (decompressed / compressed size of an entry or of the whole archive).
+`AGGREGATOR_ARCHIVE_MAX_RATIO` (decompressed / compressed size of an entry or of the whole archive). A zip
+declares its sizes, so its ratios are checked before reading; a gzip does not (its size trailer is not
+trusted), so its ratio is checked while it is read: once more than `RATIO_MIN_BYTES` came out, the bytes out
+per compressed byte read so far must stay within the limit.
 """
 
 from __future__ import annotations
@@ -110,12 +114,23 @@ class Readable(Protocol):
 
 
 class ByteBudget:
-    """Decompressed bytes left for one archive, shared by all of its entries."""
+    """Decompressed bytes left for one archive, shared by all of its entries. Given the compressed bytes
+    read so far (`compressed`), it also refuses a stream whose ratio passes `max_ratio`: a gzip has no
+    trustworthy size to check beforehand."""
 
-    def __init__(self, limit: int, *, label: str) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        label: str,
+        max_ratio: float | None = None,
+        compressed: CountingFile | None = None,
+    ) -> None:
         self.limit = limit
         self.used = 0
         self.label = label
+        self.max_ratio = max_ratio
+        self.compressed = compressed
 
     def spend(self, n: int) -> None:
         self.used += n
@@ -125,6 +140,55 @@ class ByteBudget:
                 "refused as a decompression bomb.",
                 field="path",
             )
+        if self.max_ratio is not None and self.compressed is not None and self.used > RATIO_MIN_BYTES:
+            ratio = self.used / max(1, self.compressed.count)
+            if ratio > self.max_ratio:
+                # "At least": the decompressor reads ahead, so the count runs ahead of what it consumed.
+                raise ArchiveRefused(
+                    f"{self.label} expands at least {ratio:.0f}x (the limit is {self.max_ratio:g}x); "
+                    "refused as a decompression bomb.",
+                    field="path",
+                )
+
+
+class CountingFile(io.RawIOBase):
+    """A file read through a count of its bytes: what a decompressor has consumed so far (read-ahead
+    included, so a ratio computed from it errs on the side of accepting)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__()
+        self._inner = inner
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._inner.read(-1 if size is None else size)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._inner.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def open_gzip(path: Path, *, label: str, limits: ArchiveLimits | None = None) -> Iterator[BinaryIO]:
+    """The decompressed content of a gzip file through the byte counter, which stops it at
+    `max_bytes` and at `max_ratio` (both checked as the bytes come, so a bomb never expands far)."""
+    limits = limits or ArchiveLimits.from_settings()
+    with path.open("rb") as fh:
+        compressed = CountingFile(fh)
+        budget = ByteBudget(limits.max_bytes, label=label, max_ratio=limits.max_ratio, compressed=compressed)
+        with gzip.GzipFile(fileobj=compressed, mode="rb") as raw:
+            yield io.BufferedReader(CountingReader(raw, budget), buffer_size=COPY_CHUNK)  # type: ignore[misc]
 
 
 class CountingReader(io.RawIOBase):
@@ -252,15 +316,16 @@ def verify_zip(path: Path, *, label: str, limits: ArchiveLimits | None = None) -
 
 
 def verify_gzip(path: Path, *, label: str, limits: ArchiveLimits | None = None) -> int:
-    """Decompress a gzip file into the void through the byte counter; returns its decompressed size."""
-    limits = limits or ArchiveLimits.from_settings()
-    budget = ByteBudget(limits.max_bytes, label=label)
+    """Decompress a gzip file into the void through the byte counter (size and ratio); returns its
+    decompressed size."""
+    size = 0
     try:
-        with gzip.open(path, "rb") as raw:
-            _drain(CountingReader(raw, budget))
+        with open_gzip(path, label=label, limits=limits) as stream:
+            while chunk := stream.read(COPY_CHUNK):
+                size += len(chunk)
     except (OSError, EOFError, zlib.error) as exc:
         raise ArchiveRefused(f"{label} is not a readable gzip file ({exc}).") from None
-    return budget.used
+    return size
 
 
 # --- inputs of the file sources ---------------------------------------------------------------------------
@@ -328,7 +393,8 @@ def expand_inputs(
 @contextlib.contextmanager
 def open_member(member: InputMember) -> Iterator[BinaryIO]:
     """A binary stream of the member's decompressed content. Compressed content passes the byte counter, so
-    a bomb stops at `AGGREGATOR_ARCHIVE_MAX_BYTES` however its headers lie."""
+    a bomb stops at `AGGREGATOR_ARCHIVE_MAX_BYTES` however its headers lie (and a gzip at
+    `AGGREGATOR_ARCHIVE_MAX_RATIO`, checked as it is read)."""
     limits = ArchiveLimits.from_settings()
     budget = ByteBudget(limits.max_bytes, label=member.label)
     if member.compression == "none":
@@ -336,8 +402,8 @@ def open_member(member: InputMember) -> Iterator[BinaryIO]:
             yield fh
         return
     if member.compression == "gzip":
-        with gzip.open(member.path, "rb") as raw:
-            yield io.BufferedReader(CountingReader(raw, budget), buffer_size=COPY_CHUNK)  # type: ignore[misc]
+        with open_gzip(member.path, label=member.label, limits=limits) as stream:
+            yield stream
         return
     assert member.entry is not None
     try:

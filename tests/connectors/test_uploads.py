@@ -7,10 +7,13 @@ import gzip
 import hashlib
 import io
 import json
+import random
+import re
 import sqlite3
 import stat
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from aggregator.dataplane import Batch
+from apps.connectors.base import ConnectorError
+from apps.connectors.plugins.csv_file import CsvFileSource
 from apps.connectors.plugins.json_file import JsonFileSource
+from apps.connectors.plugins.parquet_file import ParquetFileSource
 from apps.connectors.uploads import UploadRefused, upload_store
 from tests.connectors.conftest import bound
 
@@ -296,3 +302,80 @@ def test_a_gzip_bomb_is_stopped_by_the_byte_counter(import_root: Path, settings:
     with pytest.raises(UploadRefused, match=r"'rows.csv.gz' decompresses to more than 200000 bytes"):
         store(bytes(data), "rows.csv.gz")
     assert files_in(upload_dir(import_root)) == []
+
+
+# --- gzip ratio ---------------------------------------------------------------------------------------------
+
+BOMB_MESSAGE = r"'?{name}'? expands at least \d+x \(the limit is 200x\); refused as a decompression bomb\."
+
+
+def gzip_bomb(chunk: bytes, total: int = 1024**3) -> bytes:
+    """`total` bytes of `chunk` repeated, gzip-compressed by a streaming compressor (never held whole)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    block = chunk * (1024 * 1024 // len(chunk))
+    out = io.BytesIO()
+    for _ in range(total // len(block)):
+        out.write(compressor.compress(block))
+    out.write(compressor.flush())
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def zeros_gz() -> bytes:
+    """1 GiB of zeros in about 1 MB of gzip (1029x)."""
+    return gzip_bomb(b"\x00")
+
+
+def test_a_gzip_bomb_is_refused_at_upload_by_its_ratio(import_root: Path, zeros_gz: bytes) -> None:
+    assert len(zeros_gz) < 1_100_000
+    with pytest.raises(UploadRefused) as exc:
+        store(zeros_gz, "zeros.csv.gz")
+    assert re.fullmatch(BOMB_MESSAGE.format(name="zeros.csv.gz"), exc.value.message), exc.value.message
+    assert files_in(upload_dir(import_root)) == []  # no part file either
+    with pytest.raises(UploadRefused, match=BOMB_MESSAGE.format(name="zeros.gz")):
+        store(zeros_gz, "zeros.gz")
+    assert files_in(upload_dir(import_root)) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "chunk"),
+    [
+        (CsvFileSource, "zeros.csv.gz", b"0\n"),
+        (JsonFileSource, "zeros.jsonl.gz", b'{"a":0}\n'),
+        (ParquetFileSource, "zeros.parquet.gz", b"\x00"),
+    ],
+)
+def test_a_gzip_bomb_put_in_the_import_area_is_refused_when_read(
+    import_root: Path, source: Any, name: str, chunk: bytes
+) -> None:
+    (import_root / name).write_bytes(gzip_bomb(chunk, total=64 * 1024 * 1024))  # by other means
+    config = bound(source, {"path": name}, workspace_id=WORKSPACE)
+    with pytest.raises(ConnectorError) as exc:
+        [stream] = source().discover(config)  # reads a sample only: a bomb may pass this far
+        for _ in source().read(config, stream, None):
+            pass
+    assert re.fullmatch(BOMB_MESSAGE.format(name=name), exc.value.message), exc.value.message
+    assert exc.value.field == "path"
+
+
+def test_the_zeros_bomb_read_by_the_csv_source_is_refused_too(import_root: Path, zeros_gz: bytes) -> None:
+    (import_root / "zeros.csv.gz").write_bytes(zeros_gz)
+    config = bound(CsvFileSource, {"path": "zeros.csv.gz"}, workspace_id=WORKSPACE)
+    with pytest.raises(ConnectorError) as exc:
+        CsvFileSource().discover(config)
+    assert exc.value.field == "path" and exc.value.message.startswith("Cannot parse zeros.csv.gz")
+
+
+def test_a_normal_csv_gz_is_uploaded_and_read(import_root: Path) -> None:
+    rng = random.Random(7)
+    lines = [f"{i},{rng.random():.6f},{rng.choice(['UA', 'AA', 'B6', 'DL'])}" for i in range(200_000)]
+    text = ("id,x,carrier\n" + "\n".join(lines) + "\n").encode()
+    data = gzip.compress(text)
+    assert len(text) > 2 * 1024 * 1024 and len(text) / len(data) < 10  # past the ratio's 1 MiB floor
+    stored = store(data, "flights.csv.gz")
+    assert stored.format == "csv.gz" and stored.path.endswith(".csv.gz")
+    source = CsvFileSource()
+    config = bound(source, {"path": stored.path}, workspace_id=WORKSPACE)
+    [stream] = source.discover(config)
+    rows = sum(item.table.num_rows for item in source.read(config, stream, None) if isinstance(item, Batch))
+    assert rows == 200_000

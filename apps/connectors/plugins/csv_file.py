@@ -23,6 +23,9 @@ Detection (each one can be overridden in the config): encoding from the BOM or a
 first row is a number; gzip by the `.gz` suffix or the gzip magic bytes. Column types are inferred by pyarrow
 from the first `sample_bytes` of the first file; `column_types` pins them.
 
+Gzip files are decompressed through `uploads.open_member` like every other compressed input, not by
+pyarrow's own reader: only that path counts the bytes and the ratio that stop a gzip bomb.
+
 Zip archives (`.zip`, or `compression: zip`): every `.csv` / `.tsv` / `.txt` entry is one input of the stream.
 The whole archive is checked from its central directory first (`uploads.check_zip`: traversal names,
 symlinks and special files, encryption, entry count, declared sizes and ratios) and each entry is then read
@@ -223,14 +226,13 @@ def _pyarrow_encoding(encoding: str) -> str:
 
 @contextlib.contextmanager
 def _arrow_input(member: InputMember) -> Iterator[Any]:
-    """What pyarrow's CSV reader reads: a file or gzip file natively (its own decompression, the fast path),
-    a zip entry as the checked, counted stream of `open_member`."""
-    if member.compression == "zip":
+    """What pyarrow's CSV reader reads: a plain file natively, a gzip file or zip entry as the checked,
+    counted stream of `open_member` (pyarrow's own gzip reader would not stop a bomb)."""
+    if member.compression != "none":
         with open_member(member) as fh:
             yield pa.PythonFile(fh, mode="r")
         return
-    compression = "gzip" if member.compression == "gzip" else None
-    with pa.input_stream(str(member.path), compression=compression, buffer_size=BLOCK_SIZE) as stream:
+    with pa.input_stream(str(member.path), buffer_size=BLOCK_SIZE) as stream:
         yield stream
 
 
