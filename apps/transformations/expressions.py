@@ -998,13 +998,17 @@ class _Compiler:
                 text = value.as_py()
                 self.guard_built(call, len(text.encode()) + text.count(old) * (new_bytes - old_bytes))
             return
-        if self._small(value.nbytes * new_bytes / old_bytes):
+        ratio = new_bytes / old_bytes
+        if self._small(value.nbytes * ratio):
+            return
+        lengths = pc.cast(pc.binary_length(value), pa.int64())
+        # Still cheap (the lengths come from the offsets): every value and the batch fit even if the
+        # whole text were occurrences. Only otherwise are the occurrences counted, a pass like the kernel's.
+        longest = pc.max(lengths).as_py() or 0
+        if longest * ratio <= self.max_string and value.nbytes * ratio <= self.budget:
             return
         counts = pc.cast(pc.count_substring(value, old), pa.int64())
-        lengths = pc.add(
-            pc.cast(pc.binary_length(value), pa.int64()), pc.multiply(counts, new_bytes - old_bytes)
-        )
-        self.guard_built(call, lengths)
+        self.guard_built(call, pc.add(lengths, pc.multiply(counts, new_bytes - old_bytes)))
 
     def guard_concat(self, call: Call, parts: list[pc.Expression]) -> None:
         constant = sum(_text_bytes(p) for p in parts if isinstance(p, pa.Scalar))
@@ -1012,12 +1016,16 @@ class _Compiler:
         if not arrays:
             self.guard_built(call, constant)
             return
-        if self._small(sum(a.nbytes for a in arrays) + constant * self.rows):
+        total = sum(a.nbytes for a in arrays) + constant * self.rows
+        if self._small(total):
             return
-        lengths = None
-        for part in arrays:
-            part_lengths = pc.fill_null(pc.cast(pc.binary_length(part), pa.int64()), 0)
-            lengths = part_lengths if lengths is None else pc.add(lengths, part_lengths)
+        part_lengths = [pc.fill_null(pc.cast(pc.binary_length(part), pa.int64()), 0) for part in arrays]
+        longest = sum(pc.max(part).as_py() or 0 for part in part_lengths) + constant
+        if longest <= self.max_string and total <= self.budget:
+            return
+        lengths = part_lengths[0]
+        for part in part_lengths[1:]:
+            lengths = pc.add(lengths, part)
         self.guard_built(call, pc.add(lengths, constant))
 
     def spread(self, node: Node, t: _Type, values: list[pc.Expression]) -> None:
