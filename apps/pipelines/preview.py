@@ -11,10 +11,11 @@ failing `fail` rule is reported rather than stopping the preview.
 
 Isolation: a preview runs whatever the document says on whatever the source holds, inside the web
 server. So it runs in a child process forked for it (copy-on-write: the code and the plan are already
-there), with its address space capped at AGGREGATOR_PREVIEW_MEMORY_BYTES above what it inherited and
-killed after AGGREGATOR_PREVIEW_TIMEOUT_S; the answer comes back through a pipe. Whatever the preview
-does to its memory, the web server's stays as it was, and a preview past either limit is a 400 naming
-the node it was working on.
+there). The web process watches the memory it uses of its own (private pages) and kills it past
+AGGREGATOR_PREVIEW_MEMORY_BYTES, or after AGGREGATOR_PREVIEW_TIMEOUT_S; its address space is capped too, at
+a few times that budget, for what grows faster than the watch looks. The answer comes back through a
+pipe. Whatever the preview does to its memory, the web server's stays as it was, and a preview past
+either limit is a 400 naming the node it was working on.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ PREVIEW_MAX_REJECTED = 200
 # A thousand rows through a dozen steps needs tens of MB; this is room for wide rows and DuckDB's arenas.
 PREVIEW_MEMORY_BYTES = 1024 * 1024 * 1024
 PREVIEW_TIMEOUT_S = 30.0
+# How often the web process looks at a preview's memory: an allocation faster than this overshoots by what
+# it grows in this time, and the address-space cap (MEMORY_CAP_FACTOR) stops whatever outruns the watch.
+MEMORY_POLL_S = 0.05
+# The address-space cap is this many times the memory budget above what the child inherited: the budget
+# itself is kept on the pages the child really uses, as address space also counts what the allocators and
+# thread pools merely reserve (tens of MB per thread), which made a 1 GiB cap refuse a 100-row preview.
+MEMORY_CAP_FACTOR = 4
 
 
 def _rows(batches: list[Batch], limit: int) -> list[dict[str, Any]]:
@@ -241,7 +249,7 @@ def _isolated(work: Callable[[Callable[[str], None]], dict[str, Any]]) -> dict[s
     os.close(write_fd)
     started = time.monotonic()
     try:
-        node, outcome, timed_out = _collect(pid, read_fd, timeout)
+        node, outcome, timed_out = _collect(pid, read_fd, timeout, memory)
     finally:
         os.close(read_fd)
     _, status = os.waitpid(pid, 0)
@@ -289,9 +297,26 @@ def _ending(status: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
-def _collect(pid: int, fd: int, timeout: float) -> tuple[str | None, tuple[str, Any] | None, bool]:
-    """Read the child's messages until it closes the pipe or the time is up (then kill it). Returns the
-    node it last started, its final message, and whether it was stopped for time."""
+def _private_bytes(pid: int) -> int | None:
+    """Memory the child holds of its own: its private pages (what it allocated, and the parent's pages it
+    wrote to). The pages it still shares with the web server are not its cost."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+def _collect(
+    pid: int, fd: int, timeout: float, memory: int
+) -> tuple[str | None, tuple[str, Any] | None, bool]:
+    """Read the child's messages until it closes the pipe or the time is up (then kill it), watching its
+    memory every MEMORY_POLL_S (past `memory`, it is killed). Returns the node it last started, its final
+    message, and whether it was stopped for time."""
     deadline = time.monotonic() + timeout
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP)
@@ -304,7 +329,12 @@ def _collect(pid: int, fd: int, timeout: float) -> tuple[str | None, tuple[str, 
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             return node, None, True
-        if not poller.poll(remaining * 1000):
+        used = _private_bytes(pid)
+        if used is not None and used > memory:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return node, ("memory", None), False
+        if not poller.poll(min(remaining, MEMORY_POLL_S) * 1000):
             continue
         chunk = os.read(fd, 1 << 20)
         if not chunk:
@@ -384,7 +414,8 @@ def _forget_parent() -> None:
 
 
 def _hold_to(memory: int, timeout: float) -> None:
-    """Cap the address space at what the fork inherited plus `memory`: allocations past it fail (Arrow and
+    """Cap the address space at what the fork inherited plus MEMORY_CAP_FACTOR times `memory`: a backstop for
+    an allocation that outruns the parent's watch on the pages used (allocations past it fail: Arrow and
     Python raise MemoryError) instead of growing into the machine's memory. The alarm ends the child even
     if its parent is gone and nobody is left to kill it."""
     try:
@@ -394,7 +425,7 @@ def _hold_to(memory: int, timeout: float) -> None:
         inherited = None
     if inherited is not None:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        soft = inherited + memory
+        soft = inherited + memory * MEMORY_CAP_FACTOR
         if hard != resource.RLIM_INFINITY:
             soft = min(soft, hard)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
