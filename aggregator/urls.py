@@ -50,5 +50,8 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
 ]
 
+# A path under /api/ that no route matches answers the API's error body (aggregator/api/exceptions.py).
+handler404 = "aggregator.api.exceptions.not_found"
+
 # Last: every other path is a page of the web app (deep links, reloads), never /api/, /admin/, /ws/, …
 urlpatterns += [app_catch_all()]

@@ -11,6 +11,9 @@ from django import forms
 
 class _UtcDateTimeField(django_filters.fields.IsoDateTimeField):
     def clean(self, value: Any) -> dt.datetime | None:
+        if value == "":
+            # `?since=` is a mistake, not "no bound": django-filter would answer the unfiltered list.
+            raise forms.ValidationError("Enter a date and time.", code="invalid")
         cleaned = super().clean(value)
         if cleaned is None:
             return None
@@ -26,3 +29,21 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     """An ISO 8601 date-time query parameter, compared in UTC whatever offset it was written with."""
 
     field_class = _UtcDateTimeField
+
+
+class _TrueOrFalseField(forms.Field):
+    widget = forms.TextInput
+
+    def to_python(self, value: Any) -> bool | None:
+        if value is None:
+            return None
+        if value in ("true", "false"):
+            return value == "true"
+        raise forms.ValidationError("Must be true or false.", code="invalid")
+
+
+class TrueOrFalseFilter(django_filters.BooleanFilter):
+    """A boolean query parameter that is `true` or `false` and nothing else: django-filter's own reads any
+    other value (`7`, `yes`, an empty string) as "not given" and answers the unfiltered list."""
+
+    field_class = _TrueOrFalseField

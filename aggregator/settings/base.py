@@ -189,7 +189,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "aggregator.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Bodies are JSON: pipeline definitions, connector configs and the rest nest objects and lists, which
+    # form encodings cannot carry. The upload endpoint takes multipart on its own.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # drf-spectacular's, plus the error responses of every operation (aggregator/api/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "aggregator.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "aggregator.api.exceptions.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("AGGREGATOR_LOGIN_THROTTLE", default="30/min"),
@@ -212,6 +216,8 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "apps.users.models.Role",
         "RunStatusEnum": "apps.pipelines.models.RunStatus",
         "CheckStatusEnum": "apps.connectors.models.CheckStatus",
+        # A contract's three settings share one choice set: one enum rather than three names for it.
+        "ContractPolicyEnum": "apps.schemas.models.ContractPolicy",
     },
 }
 # The schema and Swagger UI are public in development; production settings require a login.
