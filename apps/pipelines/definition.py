@@ -208,8 +208,8 @@ def _structure(
         if (
             not isinstance(edge, dict)
             or set(edge) - {"from", "to", "id"}
-            or "from" not in edge
-            or "to" not in edge
+            or not isinstance(edge.get("from"), str)
+            or not isinstance(edge.get("to"), str)
         ):
             problems.append(Problem('An edge is `{"from": <node id>, "to": <node id>}`.', edge=index))
             continue

@@ -294,7 +294,7 @@ def _clean_options(options: dict[str, Any] | None) -> dict[str, Any]:
             raise ValidationError({"options.streams": ["A list of source node ids."]})
         out["streams"] = streams
     backfill = options.get("backfill")
-    if backfill:
+    if backfill is not None:
         if (
             not isinstance(backfill, dict)
             or not set(backfill) <= {"from", "to", "node"}

@@ -81,6 +81,15 @@ def test_unknown_connector_stream_step_and_edge_ends(personas, base):
     ]
 
 
+def test_an_edge_whose_end_is_not_a_node_id_is_an_error_not_a_crash(personas, base):
+    broken = copy.deepcopy(base)
+    broken["edges"].append({"from": "late", "to": {"node": "warehouse"}})
+    broken["edges"].append({"from": ["flights"], "to": "late"})
+    errors = errors_of(personas.workspace, broken)
+    assert errors["edges.2"] == ['An edge is `{"from": <node id>, "to": <node id>}`.']
+    assert errors["edges.3"] == ['An edge is `{"from": <node id>, "to": <node id>}`.']
+
+
 def test_connectors_of_another_workspace_are_unknown(personas, base):
     from apps.connectors.services import connector_create
 

@@ -77,11 +77,13 @@ class ConnectorTableViewSet(viewsets.ViewSet):
 
     permission_classes = [IsAuthenticated]
     lookup_field = "table"
+    list_is_object = True
     lookup_value_regex = r"[^/]+"
 
     @extend_schema(
         parameters=[OpenApiParameter("connector_pk", int, OpenApiParameter.PATH)],
         responses={200: TableListSerializer},
+        operation_id="connectors_tables_list",
     )
     def list(self, request: Request, connector_pk: str) -> Response:
         """The tables in the schema (or database) the connector writes to, by name."""

@@ -4,7 +4,7 @@ from typing import Any, cast
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -56,7 +56,9 @@ class ConnectorTypeViewSet(viewsets.GenericViewSet):
         responses={200: ConnectorTypeSerializer(many=True)},
     )
     def list(self, request: Request) -> Response:
-        kind = request.query_params.get("kind") or None
+        kind = request.query_params.get("kind")
+        if kind is not None and kind not in ("source", "destination"):
+            raise exceptions.ValidationError({"kind": ["source or destination."]})
         types = selectors.connector_type_list(kind=kind)  # type: ignore[arg-type]
         page = self.paginate_queryset([connector_type_data(t) for t in types])
         return self.get_paginated_response(page)
@@ -163,7 +165,8 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
     def preview(self, request: Request, pk: str) -> Response:
         """The first rows of a stream as JSON (`limit` at most 1000), and rows rejected on the way."""
         connector = self.get_object()
-        query = PreviewQuerySerializer(data=request.query_params)
+        # A plain dict: DRF reads an empty form value (`?limit=`) as "not given" rather than refusing it.
+        query = PreviewQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         body = services.connector_preview(
             connector=connector, stream=query.validated_data["stream"], limit=query.validated_data["limit"]
@@ -177,7 +180,7 @@ class ConnectorViewSet(WorkspaceScopedModelViewSet):
         nulls, distinct count, min/max/mean/stddev, top values and a histogram of numbers. Nothing is
         stored."""
         connector = self.get_object()
-        data = StreamProfileInputSerializer(data=request.query_params)
+        data = StreamProfileInputSerializer(data=request.query_params.dict())
         data.is_valid(raise_exception=True)
         body = services.connector_profile(
             connector=connector, stream=data.validated_data["stream"], limit=data.validated_data["limit"]

@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aggregator.api.filters import TrueOrFalseFilter
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
 from apps.monitoring import alerts
 from apps.monitoring.models import Alert, AlertKind, AlertRule, AlertStatus
@@ -89,13 +90,21 @@ def _rule_values(data: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+class AlertRuleFilter(django_filters.FilterSet):
+    is_enabled = TrueOrFalseFilter()
+
+    class Meta:
+        model = AlertRule
+        fields = ["kind", "pipeline", "is_enabled"]
+
+
 @extend_schema(tags=["alerts"])
 class AlertRuleViewSet(WorkspaceScopedModelViewSet):
     """What raises alerts, per workspace or per pipeline. Viewers read; editors and admins change."""
 
     queryset = AlertRule.objects.none()
     serializer_class = AlertRuleSerializer
-    filterset_fields = ["kind", "pipeline", "is_enabled"]
+    filterset_class = AlertRuleFilter
 
     def scoped_queryset(self) -> QuerySet[AlertRule]:
         return alerts.alert_rule_list_for_user(user=self.request.user)

@@ -7,7 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
@@ -86,21 +86,19 @@ class SystemSeriesSerializer(serializers.Serializer):
     points = SystemPointSerializer(many=True)
 
 
-def _params(serializer_class: type[serializers.Serializer]) -> list[OpenApiParameter]:
-    return [
-        OpenApiParameter(name, location="query", required=False) for name in serializer_class().get_fields()
-    ]
-
-
 class MetricsViewSet(viewsets.GenericViewSet):
     """Run metrics of the workspaces the caller can see (`?workspace=` / `?pipeline=` narrow; another
     workspace's id is a 404), and the platform's system samples."""
 
     permission_classes = [IsAuthenticated]
     serializer_class = RunSeriesSerializer
+    # `?workspace=` or `?pipeline=` naming one the caller cannot see.
+    error_statuses = ("404",)
 
     def _query(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
-        query = serializer_class(data=self.request.query_params)
+        # A plain dict, not the QueryDict: DRF reads an empty form value (`?bucket=`) as "not given" and
+        # would take the default instead of refusing it.
+        query = serializer_class(data=self.request.query_params.dict())
         query.is_valid(raise_exception=True)
         values = dict(query.validated_data)
         try:
@@ -128,7 +126,7 @@ class MetricsViewSet(viewsets.GenericViewSet):
         values["workspace_ids"] = visible
         return values
 
-    @extend_schema(parameters=_params(MetricsQuerySerializer), responses={200: RunSeriesSerializer})
+    @extend_schema(parameters=[MetricsQuerySerializer], responses={200: RunSeriesSerializer})
     @action(detail=False, methods=["get"])
     def runs(self, request: Request) -> Response:
         """Runs per bucket: counts by status, success rate, rows written, p50/p95 duration."""
@@ -147,7 +145,7 @@ class MetricsViewSet(viewsets.GenericViewSet):
         }
         return Response(RunSeriesSerializer(body).data)
 
-    @extend_schema(parameters=_params(SummaryQuerySerializer), responses={200: RunSummarySerializer})
+    @extend_schema(parameters=[SummaryQuerySerializer], responses={200: RunSummarySerializer})
     @action(detail=False, methods=["get"])
     def summary(self, request: Request) -> Response:
         """The same aggregates over the whole range, per pipeline or per workspace."""
@@ -166,7 +164,7 @@ class MetricsViewSet(viewsets.GenericViewSet):
         }
         return Response(RunSummarySerializer(body).data)
 
-    @extend_schema(parameters=_params(SystemQuerySerializer), responses={200: SystemSeriesSerializer})
+    @extend_schema(parameters=[SystemQuerySerializer], responses={200: SystemSeriesSerializer})
     @action(detail=False, methods=["get"])
     def system(self, request: Request) -> Response:
         """Platform samples (queue depth per queue, active workers, runs running/queued), for operators

@@ -13,6 +13,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aggregator.api.schema import ERROR_RESPONSE
 from apps.pipelines.lineage import lineage_tables_for_user, table_lineage_for_user
 
 
@@ -99,6 +100,16 @@ class TableLineageSerializer(serializers.Serializer):
     edges = LineageEdgeSerializer(many=True)
 
 
+class TableLineageQuerySerializer(serializers.Serializer):
+    """The query of `lineage/table/`, as the schema documents it (the view reads it with `_int_param`)."""
+
+    connector = serializers.IntegerField(help_text="The destination connector.")
+    table = serializers.CharField()
+    workspace = serializers.IntegerField(
+        required=False, help_text="Must be the connector's workspace if given."
+    )
+
+
 def _int_param(request: Request, name: str, *, required: bool = False) -> int | None:
     raw = request.query_params.get(name)
     if raw in (None, ""):
@@ -120,6 +131,7 @@ class LineageViewSet(viewsets.GenericViewSet):
     serializer_class = LineageTableSerializer
     filter_backends: list[Any] = []
     pagination_class = None
+    list_is_object = True
 
     def get_queryset(self) -> list[Any]:  # type: ignore[override]
         # Tables are derived from pipeline documents, not rows of their own; only for schema generation.
@@ -128,6 +140,7 @@ class LineageViewSet(viewsets.GenericViewSet):
     @extend_schema(
         parameters=[OpenApiParameter("workspace", int, description="Only this workspace's tables.")],
         responses={200: LineageTableListSerializer},
+        operation_id="lineage_list",
     )
     def list(self, request: Request) -> Response:
         """The destination tables written by the caller's pipelines, with the pipelines writing each."""
@@ -135,12 +148,9 @@ class LineageViewSet(viewsets.GenericViewSet):
         return Response({"count": len(tables), "results": tables})
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("connector", int, required=True, description="The destination connector."),
-            OpenApiParameter("table", str, required=True),
-            OpenApiParameter("workspace", int, description="Must be the connector's workspace if given."),
-        ],
-        responses={200: TableLineageSerializer},
+        parameters=[TableLineageQuerySerializer],
+        # The connector is looked up like any object: another workspace's is a 404.
+        responses={200: TableLineageSerializer, 404: ERROR_RESPONSE},
     )
     @action(detail=False, methods=["get"])
     def table(self, request: Request) -> Response:

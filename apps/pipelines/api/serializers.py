@@ -5,6 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.pipelines.definition import MAX_NODES, NODE_KINDS
 from apps.pipelines.models import (
     ConcurrencyPolicy,
     NodeProfile,
@@ -67,11 +68,55 @@ class PipelineSerializer(serializers.ModelSerializer):
         return {"id": run_id, "status": pipeline.last_run_status, "queued_at": pipeline.last_run_at}  # type: ignore[attr-defined]
 
 
+# What the schema can say of a pipeline document (apps/pipelines/definition.py checks the rest, node by node):
+# its shape, so a client and the API docs see the graph rather than "any JSON".
+DEFINITION_SCHEMA = {
+    "type": "object",
+    "description": "The pipeline graph (docs/pipelines.md): sources, transform steps and destinations, and "
+    "the edges between them.",
+    "properties": {
+        "nodes": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_NODES,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "kind": {"type": "string", "enum": list(NODE_KINDS)},
+                },
+                "required": ["id", "kind"],
+            },
+        },
+        "edges": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "from": {"type": "string", "description": "A node id."},
+                    "to": {"type": "string", "description": "A node id."},
+                    "id": {"description": "The builder's own id of the edge, kept as it is."},
+                },
+                "required": ["from", "to"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["nodes"],
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field(DEFINITION_SCHEMA)
+class DefinitionField(serializers.JSONField):
+    pass
+
+
 class PipelineWriteSerializer(serializers.Serializer):
     workspace = serializers.IntegerField(required=False, write_only=True)
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True)
-    definition = serializers.JSONField()
+    definition = DefinitionField()
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=20)
     retry_backoff_s = serializers.IntegerField(required=False, min_value=0, max_value=86400)
@@ -86,6 +131,7 @@ class PipelineWriteSerializer(serializers.Serializer):
 
 
 class ValidateInputSerializer(serializers.Serializer):
+    # Any JSON: validating is reporting what is wrong with a document, whatever it is (200, `valid: false`).
     definition = serializers.JSONField(
         required=False, help_text="A document to check; the saved one when absent."
     )
@@ -139,14 +185,26 @@ class VersionDiffSerializer(serializers.Serializer):
     removed_edges = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "Re-read an incremental source's cursor range: `from` (and `to`) cursor values, "
+        "`node` the source node (needed when the pipeline has several incremental sources).",
+        "properties": {"from": {}, "to": {}, "node": {"type": "string"}},
+        "required": ["from"],
+        "additionalProperties": False,
+    }
+)
+class BackfillField(serializers.DictField):
+    pass
+
+
 class RunStartSerializer(serializers.Serializer):
     full_refresh = serializers.BooleanField(required=False, default=False)
     streams = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Source node ids."
     )
-    backfill = serializers.DictField(
-        required=False, help_text='{"from": …, "to": …, "node": <source node id>}'
-    )
+    backfill = BackfillField(required=False)
 
 
 class NodeRunSerializer(serializers.ModelSerializer):
@@ -301,9 +359,7 @@ class NodeProfileSerializer(serializers.ModelSerializer):
 
 class PipelinePreviewInputSerializer(serializers.Serializer):
     node = serializers.CharField(max_length=100, help_text="The node whose input and output to show.")
-    definition = serializers.JSONField(
-        required=False, help_text="An unsaved document (default: the saved one)."
-    )
+    definition = DefinitionField(required=False, help_text="An unsaved document (default: the saved one).")
     limit = serializers.IntegerField(
         required=False, default=100, min_value=1, max_value=1000, help_text="Rows read from each source."
     )
@@ -314,7 +370,7 @@ class PreviewDocumentInputSerializer(PipelinePreviewInputSerializer):
         required=False,
         help_text="The workspace whose connectors the document names (your only one when absent).",
     )
-    definition = serializers.JSONField(help_text="The document to preview.")
+    definition = DefinitionField(help_text="The document to preview.")
 
 
 class PipelinePreviewOutputSerializer(serializers.Serializer):

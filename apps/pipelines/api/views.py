@@ -335,6 +335,9 @@ class RunFilter(django_filters.FilterSet):
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WorkspaceScopedViewSet):
     """Runs of every pipeline you can see, newest first, with their per-node progress."""
 
+    # The detail actions below that list a run's lines take `filter_backends=[]`: the run filters (status,
+    # pipeline, dates) belong to the run list, and the schema would document them on those actions too.
+
     queryset = Run.objects.none()
     serializer_class = RunSerializer
     filterset_class = RunFilter
@@ -370,7 +373,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WorkspaceScop
         ],
         responses={200: RunLogSerializer(many=True)},
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def logs(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()
         after = request.query_params.get("after")
@@ -390,7 +393,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WorkspaceScop
         ],
         responses={200: RejectedRecordSerializer(many=True)},
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def rejected(self, request: Request, pk: str | None = None) -> Response:
         """The run's quarantine: rows a source, step or validation rule refused, with the reason, the rule
         and where they were."""
@@ -432,7 +435,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WorkspaceScop
     @extend_schema(
         parameters=[OpenApiParameter("node", str)], responses={200: NodeProfileSerializer(many=True)}
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def profiles(self, request: Request, pk: str | None = None) -> Response:
         """Profiles of the run's node outputs: sources by default (first rows), nodes with `profile: true`."""
         run = self.get_object()

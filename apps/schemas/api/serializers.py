@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.schemas.models import (
@@ -15,12 +13,10 @@ from apps.schemas.models import (
 )
 
 
-# The three settings share one choice set, which the schema generator would name three ways (a warning):
-# documented as a string listing the values instead; validation is the ChoiceField's.
-@extend_schema_field(OpenApiTypes.STR)
 class PolicyField(serializers.ChoiceField):
+    """One of the contract policies; the three settings share one enum in the schema (ContractPolicyEnum)."""
+
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("help_text", "One of: evolve, freeze, discard_value, discard_row.")
         super().__init__(choices=ContractPolicy.choices, **kwargs)
 
 
@@ -82,7 +78,7 @@ class StreamContractSerializer(serializers.ModelSerializer):
     workspace = serializers.IntegerField(source="workspace_id", read_only=True)
     connector = serializers.IntegerField(source="connector_id")
     updated_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="email", read_only=True
+        slug_field="email", read_only=True, allow_null=True
     )
     new_columns = PolicyField(required=False)
     type_changes = PolicyField(required=False)
@@ -117,7 +113,7 @@ class SchemaChangeSerializer(serializers.ModelSerializer):
     connector = serializers.IntegerField(source="connector_id", read_only=True)
     status = serializers.ChoiceField(choices=SchemaChangeStatus.choices, read_only=True)
     decided_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="email", read_only=True
+        slug_field="email", read_only=True, allow_null=True
     )
 
     class Meta:

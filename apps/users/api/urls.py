@@ -1,6 +1,5 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
-from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
 
 from . import views
 
@@ -14,8 +13,8 @@ router.register(
 
 urlpatterns = [
     path("auth/token/", views.TokenObtainView.as_view(), name="token-obtain"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
-    path("auth/token/logout/", TokenBlacklistView.as_view(), name="token-logout"),
+    path("auth/token/refresh/", views.TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/token/logout/", views.TokenBlacklistView.as_view(), name="token-logout"),
     path("auth/login/", views.SessionLoginView.as_view(), name="session-login"),
     path("auth/logout/", views.SessionLogoutView.as_view(), name="session-logout"),
     path("auth/csrf/", views.CsrfView.as_view(), name="csrf"),

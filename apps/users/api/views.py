@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
+from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
@@ -142,6 +143,8 @@ class TokenObtainView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
     throttle_classes = [LoginThrottle]
+    # A wrong password or code; the view reads no credential of the request itself.
+    error_statuses = ("401",)
 
     def get_authenticate_header(self, request: Request) -> str:
         # Without one, DRF would turn a wrong password's 401 into a 403.
@@ -167,6 +170,15 @@ class TokenObtainView(APIView):
             refresh[MFA_CLAIM] = True
         logger.info("jwt_issued", user_id=user.id, mfa=device is not None)
         return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
+
+
+class TokenRefreshView(jwt_views.TokenRefreshView):
+    # An invalid, expired or blacklisted refresh token in the body.
+    error_statuses = ("401",)
+
+
+class TokenBlacklistView(jwt_views.TokenBlacklistView):
+    error_statuses = ("401",)
 
 
 @method_decorator(ensure_csrf_cookie, name="dispatch")
@@ -559,7 +571,9 @@ class WorkspaceViewSet(WorkspaceScopedModelViewSet):
         return Response(self.get_serializer(workspace).data, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer: Any) -> None:
-        services.workspace_update(workspace=serializer.instance, name=serializer.validated_data["name"])
+        # A PATCH may leave the name out: then nothing changes.
+        name = serializer.validated_data.get("name", serializer.instance.name)
+        services.workspace_update(workspace=serializer.instance, name=name)
 
     def perform_destroy(self, instance: Workspace) -> None:
         services.workspace_delete(workspace=instance)
@@ -585,11 +599,13 @@ class MembershipViewSet(
     @extend_schema(request=MembershipRoleSerializer, responses={200: MembershipSerializer})
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         membership = self.get_object()
-        data = MembershipRoleSerializer(data=request.data)
+        data = MembershipRoleSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        membership = services.membership_set_role(
-            membership=membership, role=Role(data.validated_data["role"])
-        )
+        # A PATCH without a role changes nothing (the schema's PATCH body has no required field).
+        if "role" in data.validated_data:
+            membership = services.membership_set_role(
+                membership=membership, role=Role(data.validated_data["role"])
+            )
         return Response(MembershipSerializer(membership).data)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -9,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aggregator.api.schema import ERROR_RESPONSE
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
 from apps.pipelines.selectors import pipeline_get_for_user
 from apps.users.models import Role
@@ -157,7 +158,8 @@ class PipelineTriggerViewSet(
         return selectors.trigger_list_for_user(user=self.request.user)
 
     @extend_schema(
-        request=PipelineTriggerCreateSerializer, responses={201: PipelineTriggerWithSecretSerializer}
+        request=PipelineTriggerCreateSerializer,
+        responses={201: PipelineTriggerWithSecretSerializer, 404: ERROR_RESPONSE},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = PipelineTriggerCreateSerializer(data=request.data)
