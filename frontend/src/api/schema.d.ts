@@ -2089,7 +2089,7 @@ export interface components {
             /** Format: date-time */
             readonly created_at: string;
             /** Format: email */
-            readonly created_by: string;
+            readonly created_by: string | null;
             readonly id: number;
             readonly last_check: {
                 [key: string]: unknown;
@@ -2098,7 +2098,7 @@ export interface components {
             /** Format: date-time */
             readonly updated_at: string;
             /** Format: email */
-            readonly updated_by: string;
+            readonly updated_by: string | null;
             readonly workspace: number;
         };
         ConnectorCreateInputRequest: {
@@ -2142,13 +2142,18 @@ export interface components {
             connector_type?: string;
             name: string;
         };
+        /**
+         * @description * `evolve` - Evolve: accept the change
+         *     * `freeze` - Freeze: fail runs until an editor approves the change
+         *     * `discard_value` - Discard the value: keep reading the accepted schema
+         *     * `discard_row` - Discard the row: rows carrying the change go to quarantine
+         * @enum {string}
+         */
+        ContractPolicyEnum: "evolve" | "freeze" | "discard_value" | "discard_row";
         ContractSettings: {
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_columns: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_tables: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            type_changes: string;
+            new_columns: components["schemas"]["ContractPolicyEnum"];
+            new_tables: components["schemas"]["ContractPolicyEnum"];
+            type_changes: components["schemas"]["ContractPolicyEnum"];
         };
         /**
          * @description * `stream` - stream
@@ -2214,6 +2219,21 @@ export interface components {
             /** @description One entry per stream, removed streams included. */
             changes: components["schemas"]["StreamChange"][];
             streams: components["schemas"]["Stream"][];
+        };
+        Error: {
+            error: components["schemas"]["ErrorDetail"];
+        };
+        ErrorDetail: {
+            /** @description What went wrong, for programs: `validation_error`, `not_authenticated`, `authentication_failed`, `permission_denied`, `not_found`, `throttled`, `locked_out`, … */
+            code: string;
+            /** @description Validation errors only: each bad field (dotted for nested ones, e.g. `config.port`, `nodes.late.config.expression`) with its messages. */
+            fields?: {
+                [key: string]: string[];
+            };
+            /** @description What went wrong, for people. */
+            message: string;
+            /** @description 429 from a rate limit only: seconds until a request is let through again. */
+            retry_after?: number;
         };
         /** @description The same shape as the `event` of a WebSocket message, so a client can use one parser for both. */
         Event: {
@@ -2922,7 +2942,22 @@ export interface components {
         PatchedPipelineWriteRequest: {
             chunk_size?: number;
             concurrency_policy?: components["schemas"]["ConcurrencyPolicyEnum"];
-            definition?: unknown;
+            /** @description The pipeline graph (docs/pipelines.md): sources, transform steps and destinations, and the edges between them. */
+            definition?: {
+                edges?: {
+                    /** @description A node id. */
+                    from: string;
+                    /** @description The builder's own id of the edge, kept as it is. */
+                    id?: unknown;
+                    /** @description A node id. */
+                    to: string;
+                }[];
+                nodes: {
+                    id: string;
+                    /** @enum {string} */
+                    kind: "source" | "transform" | "destination";
+                }[];
+            };
             depends_on?: number[];
             description?: string;
             is_paused?: boolean;
@@ -2937,12 +2972,9 @@ export interface components {
             workspace?: number;
         };
         PatchedStreamContractUpdateRequest: {
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_columns?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_tables?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            type_changes?: string;
+            new_columns?: components["schemas"]["ContractPolicyEnum"];
+            new_tables?: components["schemas"]["ContractPolicyEnum"];
+            type_changes?: components["schemas"]["ContractPolicyEnum"];
         };
         PatchedWebhookWriteRequest: {
             description?: string;
@@ -2987,7 +3019,21 @@ export interface components {
         };
         PipelinePreviewInputRequest: {
             /** @description An unsaved document (default: the saved one). */
-            definition?: unknown;
+            definition?: {
+                edges?: {
+                    /** @description A node id. */
+                    from: string;
+                    /** @description The builder's own id of the edge, kept as it is. */
+                    id?: unknown;
+                    /** @description A node id. */
+                    to: string;
+                }[];
+                nodes: {
+                    id: string;
+                    /** @enum {string} */
+                    kind: "source" | "transform" | "destination";
+                }[];
+            };
             /**
              * @description Rows read from each source.
              * @default 100
@@ -3060,7 +3106,22 @@ export interface components {
         PipelineWriteRequest: {
             chunk_size?: number;
             concurrency_policy?: components["schemas"]["ConcurrencyPolicyEnum"];
-            definition: unknown;
+            /** @description The pipeline graph (docs/pipelines.md): sources, transform steps and destinations, and the edges between them. */
+            definition: {
+                edges?: {
+                    /** @description A node id. */
+                    from: string;
+                    /** @description The builder's own id of the edge, kept as it is. */
+                    id?: unknown;
+                    /** @description A node id. */
+                    to: string;
+                }[];
+                nodes: {
+                    id: string;
+                    /** @enum {string} */
+                    kind: "source" | "transform" | "destination";
+                }[];
+            };
             depends_on?: number[];
             description?: string;
             is_paused?: boolean;
@@ -3076,7 +3137,21 @@ export interface components {
         };
         PreviewDocumentInputRequest: {
             /** @description The document to preview. */
-            definition: unknown;
+            definition: {
+                edges?: {
+                    /** @description A node id. */
+                    from: string;
+                    /** @description The builder's own id of the edge, kept as it is. */
+                    id?: unknown;
+                    /** @description A node id. */
+                    to: string;
+                }[];
+                nodes: {
+                    id: string;
+                    /** @enum {string} */
+                    kind: "source" | "transform" | "destination";
+                }[];
+            };
             /**
              * @description Rows read from each source.
              * @default 100
@@ -3310,9 +3385,11 @@ export interface components {
             success_rate: number | null;
         };
         RunStartRequest: {
-            /** @description {"from": …, "to": …, "node": <source node id>} */
+            /** @description Re-read an incremental source's cursor range: `from` (and `to`) cursor values, `node` the source node (needed when the pipeline has several incremental sources). */
             backfill?: {
-                [key: string]: unknown;
+                from: unknown;
+                node?: string;
+                to?: unknown;
             };
             /** @default false */
             full_refresh: boolean;
@@ -3372,7 +3449,7 @@ export interface components {
             /** Format: date-time */
             readonly decided_at: string | null;
             /** Format: email */
-            readonly decided_by: string;
+            readonly decided_by: string | null;
             /** @description The accepted version. */
             readonly from_version: number | null;
             /** @description The contract settings that refused it. */
@@ -3502,38 +3579,29 @@ export interface components {
             /** Format: date-time */
             readonly created_at: string;
             readonly id: number;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_columns?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_tables?: string;
+            new_columns?: components["schemas"]["ContractPolicyEnum"];
+            new_tables?: components["schemas"]["ContractPolicyEnum"];
             /** @description Empty: the connector's default. */
             stream?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            type_changes?: string;
+            type_changes?: components["schemas"]["ContractPolicyEnum"];
             /** Format: date-time */
             readonly updated_at: string;
             /** Format: email */
-            readonly updated_by: string;
+            readonly updated_by: string | null;
             readonly workspace: number;
         };
         StreamContractRequest: {
             connector: number;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_columns?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_tables?: string;
+            new_columns?: components["schemas"]["ContractPolicyEnum"];
+            new_tables?: components["schemas"]["ContractPolicyEnum"];
             /** @description Empty: the connector's default. */
             stream?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            type_changes?: string;
+            type_changes?: components["schemas"]["ContractPolicyEnum"];
         };
         StreamContractUpdateRequest: {
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_columns?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            new_tables?: string;
-            /** @description One of: evolve, freeze, discard_value, discard_row. */
-            type_changes?: string;
+            new_columns?: components["schemas"]["ContractPolicyEnum"];
+            new_tables?: components["schemas"]["ContractPolicyEnum"];
+            type_changes?: components["schemas"]["ContractPolicyEnum"];
         };
         StreamField: {
             /** @description Present only when the source has one. */
@@ -3826,7 +3894,7 @@ export interface operations {
                  *     * `quality_failed` - Quality check failed
                  */
                 kind?: "consecutive_failures" | "duration_over" | "freshness" | "quality_failed" | "rows_above" | "rows_anomaly" | "rows_below" | "run_failed" | "schema_drift";
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -3846,6 +3914,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedAlertRuleList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     alert_rules_create: {
@@ -3858,8 +3953,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["AlertRuleWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["AlertRuleWriteRequest"];
-                "multipart/form-data": components["schemas"]["AlertRuleWriteRequest"];
             };
         };
         responses: {
@@ -3869,6 +3962,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3893,6 +4022,33 @@ export interface operations {
                     "application/json": components["schemas"]["AlertRule"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     alert_rules_update: {
@@ -3908,8 +4064,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["AlertRuleWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["AlertRuleWriteRequest"];
-                "multipart/form-data": components["schemas"]["AlertRuleWriteRequest"];
             };
         };
         responses: {
@@ -3919,6 +4073,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3942,6 +4141,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     alert_rules_partial_update: {
@@ -3957,8 +4192,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedAlertRuleWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedAlertRuleWriteRequest"];
-                "multipart/form-data": components["schemas"]["PatchedAlertRuleWriteRequest"];
             };
         };
         responses: {
@@ -3968,6 +4201,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3987,7 +4265,7 @@ export interface operations {
                  *     * `quality_failed` - Quality check failed
                  */
                 kind?: "consecutive_failures" | "duration_over" | "freshness" | "quality_failed" | "rows_above" | "rows_anomaly" | "rows_below" | "run_failed" | "schema_drift";
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -4015,6 +4293,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedAlertList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     alerts_retrieve: {
@@ -4035,6 +4340,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Alert"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4059,6 +4391,42 @@ export interface operations {
                     "application/json": components["schemas"]["Alert"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     alerts_resolve_create: {
@@ -4081,12 +4449,48 @@ export interface operations {
                     "application/json": components["schemas"]["Alert"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     api_keys_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -4105,6 +4509,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedApiKeyList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     api_keys_create: {
@@ -4117,8 +4548,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ApiKeyCreateInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["ApiKeyCreateInputRequest"];
-                "multipart/form-data": components["schemas"]["ApiKeyCreateInputRequest"];
             };
         };
         responses: {
@@ -4128,6 +4557,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiKeyCreated"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4152,6 +4617,33 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     api_keys_destroy: {
@@ -4172,6 +4664,42 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -4194,7 +4722,7 @@ export interface operations {
                  *     * `system` - System (no request)
                  */
                 credential?: "anonymous" | "api_key" | "jwt" | "session" | "system";
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 object_id?: string;
                 /** @description e.g. "connectors.connector" */
@@ -4216,6 +4744,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedAuditEntryList"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4240,6 +4795,33 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEntry"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     auth_accept_invitation_create: {
@@ -4252,8 +4834,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["AcceptInvitationRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["AcceptInvitationRequest"];
-                "multipart/form-data": components["schemas"]["AcceptInvitationRequest"];
             };
         };
         responses: {
@@ -4263,6 +4843,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Membership"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4296,8 +4921,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["LoginInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["LoginInputRequest"];
-                "multipart/form-data": components["schemas"]["LoginInputRequest"];
             };
         };
         responses: {
@@ -4307,6 +4930,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4327,6 +4995,33 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     auth_mfa_retrieve: {
@@ -4346,6 +5041,24 @@ export interface operations {
                     "application/json": components["schemas"]["MfaStatus"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     auth_mfa_disable_create: {
@@ -4358,8 +5071,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["OtpInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["OtpInputRequest"];
-                "multipart/form-data": components["schemas"]["OtpInputRequest"];
             };
         };
         responses: {
@@ -4369,6 +5080,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MfaStatus"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4383,8 +5139,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["MfaProofInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["MfaProofInputRequest"];
-                "multipart/form-data": components["schemas"]["MfaProofInputRequest"];
             };
         };
         responses: {
@@ -4394,6 +5148,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MfaRecoveryCodes"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4415,6 +5214,33 @@ export interface operations {
                     "application/json": components["schemas"]["MfaTotpEnrolment"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     auth_mfa_totp_confirm_create: {
@@ -4427,8 +5253,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["MfaConfirmInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["MfaConfirmInputRequest"];
-                "multipart/form-data": components["schemas"]["MfaConfirmInputRequest"];
             };
         };
         responses: {
@@ -4438,6 +5262,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MfaRecoveryCodes"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4452,8 +5321,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PasswordResetRequestInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PasswordResetRequestInputRequest"];
-                "multipart/form-data": components["schemas"]["PasswordResetRequestInputRequest"];
             };
         };
         responses: {
@@ -4463,6 +5330,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PasswordResetRequested"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4477,8 +5371,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PasswordResetConfirmInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PasswordResetConfirmInputRequest"];
-                "multipart/form-data": components["schemas"]["PasswordResetConfirmInputRequest"];
             };
         };
         responses: {
@@ -4488,6 +5380,33 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -4501,8 +5420,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PasswordChangeInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PasswordChangeInputRequest"];
-                "multipart/form-data": components["schemas"]["PasswordChangeInputRequest"];
             };
         };
         responses: {
@@ -4512,6 +5429,42 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -4525,8 +5478,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["LoginInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["LoginInputRequest"];
-                "multipart/form-data": components["schemas"]["LoginInputRequest"];
             };
         };
         responses: {
@@ -4536,6 +5487,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TokenPair"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: wait `retry_after` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4550,8 +5537,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["TokenBlacklistRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["TokenBlacklistRequest"];
-                "multipart/form-data": components["schemas"]["TokenBlacklistRequest"];
             };
         };
         responses: {
@@ -4561,6 +5546,33 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -4574,8 +5586,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["TokenRefreshRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["TokenRefreshRequest"];
-                "multipart/form-data": components["schemas"]["TokenRefreshRequest"];
             };
         };
         responses: {
@@ -4587,13 +5597,40 @@ export interface operations {
                     "application/json": components["schemas"]["TokenRefresh"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connector_types_list: {
         parameters: {
             query?: {
                 kind?: "destination" | "source";
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -4610,6 +5647,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedConnectorTypeList"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4633,13 +5697,40 @@ export interface operations {
                     "application/json": components["schemas"]["ConnectorType"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connectors_list: {
         parameters: {
             query?: {
                 connector_type?: string;
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -4658,6 +5749,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedConnectorList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connectors_create: {
@@ -4670,8 +5788,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ConnectorCreateInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["ConnectorCreateInputRequest"];
-                "multipart/form-data": components["schemas"]["ConnectorCreateInputRequest"];
             };
         };
         responses: {
@@ -4681,6 +5797,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Connector"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4701,7 +5853,34 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TableList"][];
+                    "application/json": components["schemas"]["TableList"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4726,6 +5905,33 @@ export interface operations {
                     "application/json": components["schemas"]["Table"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connectors_retrieve: {
@@ -4748,6 +5954,33 @@ export interface operations {
                     "application/json": components["schemas"]["Connector"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connectors_update: {
@@ -4763,8 +5996,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ConnectorUpdateInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["ConnectorUpdateInputRequest"];
-                "multipart/form-data": components["schemas"]["ConnectorUpdateInputRequest"];
             };
         };
         responses: {
@@ -4774,6 +6005,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Connector"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4797,6 +6073,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connectors_partial_update: {
@@ -4812,8 +6124,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedConnectorUpdateInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedConnectorUpdateInputRequest"];
-                "multipart/form-data": components["schemas"]["PatchedConnectorUpdateInputRequest"];
             };
         };
         responses: {
@@ -4823,6 +6133,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Connector"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4847,6 +6202,42 @@ export interface operations {
                     "application/json": components["schemas"]["CheckOutput"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connectors_discover_create: {
@@ -4867,6 +6258,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DiscoverOutput"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4895,6 +6322,42 @@ export interface operations {
                     "application/json": components["schemas"]["PreviewOutput"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     connectors_profile_retrieve: {
@@ -4921,12 +6384,48 @@ export interface operations {
                     "application/json": components["schemas"]["StreamProfileOutput"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     events_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -4951,6 +6450,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedEventList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     events_retrieve: {
@@ -4973,6 +6499,33 @@ export interface operations {
                     "application/json": components["schemas"]["Event"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     expressions_check_create: {
@@ -4985,8 +6538,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ExpressionCheckInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["ExpressionCheckInputRequest"];
-                "multipart/form-data": components["schemas"]["ExpressionCheckInputRequest"];
             };
         };
         responses: {
@@ -4996,6 +6547,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ExpressionCheck"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5017,6 +6604,24 @@ export interface operations {
                     "application/json": components["schemas"]["Health"][];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     lineage_list: {
@@ -5036,7 +6641,34 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["LineageTableList"][];
+                    "application/json": components["schemas"]["LineageTableList"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5064,6 +6696,42 @@ export interface operations {
                     "application/json": components["schemas"]["TableLineage"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The error body. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     me_retrieve: {
@@ -5083,6 +6751,24 @@ export interface operations {
                     "application/json": components["schemas"]["Me"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     me_partial_update: {
@@ -5095,8 +6781,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedMeRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedMeRequest"];
-                "multipart/form-data": components["schemas"]["PatchedMeRequest"];
             };
         };
         responses: {
@@ -5108,16 +6792,59 @@ export interface operations {
                     "application/json": components["schemas"]["Me"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     metrics_runs_retrieve: {
         parameters: {
             query?: {
-                bucket?: string;
-                pipeline?: string;
+                /**
+                 * @description * `minute` - minute
+                 *     * `hour` - hour
+                 *     * `day` - day
+                 */
+                bucket?: "minute" | "hour" | "day";
+                pipeline?: number;
+                /** @description Inclusive; default `until` - 24 h. */
                 since?: string;
+                /** @description Exclusive; default now. */
                 until?: string;
-                workspace?: string;
+                workspace?: number;
             };
             header?: never;
             path?: never;
@@ -5133,17 +6860,64 @@ export interface operations {
                     "application/json": components["schemas"]["RunSeries"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     metrics_summary_retrieve: {
         parameters: {
             query?: {
-                bucket?: string;
-                group_by?: string;
-                pipeline?: string;
+                /**
+                 * @description * `minute` - minute
+                 *     * `hour` - hour
+                 *     * `day` - day
+                 */
+                bucket?: "minute" | "hour" | "day";
+                /**
+                 * @description * `pipeline` - pipeline
+                 *     * `workspace` - workspace
+                 */
+                group_by?: "pipeline" | "workspace";
+                pipeline?: number;
+                /** @description Inclusive; default `until` - 24 h. */
                 since?: string;
+                /** @description Exclusive; default now. */
                 until?: string;
-                workspace?: string;
+                workspace?: number;
             };
             header?: never;
             path?: never;
@@ -5159,17 +6933,66 @@ export interface operations {
                     "application/json": components["schemas"]["RunSummary"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     metrics_system_retrieve: {
         parameters: {
             query?: {
-                bucket?: string;
-                name?: string;
-                pipeline?: string;
+                /**
+                 * @description * `minute` - minute
+                 *     * `hour` - hour
+                 *     * `day` - day
+                 */
+                bucket?: "minute" | "hour" | "day";
+                /**
+                 * @description * `queue_depth` - queue_depth
+                 *     * `active_workers` - active_workers
+                 *     * `runs_running` - runs_running
+                 *     * `runs_queued` - runs_queued
+                 */
+                name?: "queue_depth" | "active_workers" | "runs_running" | "runs_queued";
+                pipeline?: number;
+                /** @description Inclusive; default `until` - 24 h. */
                 since?: string;
+                /** @description Exclusive; default now. */
                 until?: string;
-                workspace?: string;
+                workspace?: number;
             };
             header?: never;
             path?: never;
@@ -5185,12 +7008,48 @@ export interface operations {
                     "application/json": components["schemas"]["SystemSeries"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipeline_triggers_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -5209,6 +7068,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedPipelineTriggerList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipeline_triggers_create: {
@@ -5221,8 +7107,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PipelineTriggerCreateRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PipelineTriggerCreateRequest"];
-                "multipart/form-data": components["schemas"]["PipelineTriggerCreateRequest"];
             };
         };
         responses: {
@@ -5232,6 +7116,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PipelineTriggerWithSecret"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The error body. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5256,6 +7185,33 @@ export interface operations {
                     "application/json": components["schemas"]["PipelineTrigger"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipeline_triggers_destroy: {
@@ -5277,12 +7233,48 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -5301,6 +7293,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedPipelineList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_create: {
@@ -5313,8 +7332,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PipelineWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PipelineWriteRequest"];
-                "multipart/form-data": components["schemas"]["PipelineWriteRequest"];
             };
         };
         responses: {
@@ -5324,6 +7341,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Pipeline"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5348,6 +7401,33 @@ export interface operations {
                     "application/json": components["schemas"]["Pipeline"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_update: {
@@ -5363,8 +7443,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PipelineWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PipelineWriteRequest"];
-                "multipart/form-data": components["schemas"]["PipelineWriteRequest"];
             };
         };
         responses: {
@@ -5374,6 +7452,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Pipeline"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5397,6 +7520,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_partial_update: {
@@ -5412,8 +7571,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedPipelineWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedPipelineWriteRequest"];
-                "multipart/form-data": components["schemas"]["PatchedPipelineWriteRequest"];
             };
         };
         responses: {
@@ -5423,6 +7580,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Pipeline"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5449,6 +7651,33 @@ export interface operations {
                     };
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_pause_create: {
@@ -5471,6 +7700,42 @@ export interface operations {
                     "application/json": components["schemas"]["Pipeline"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_preview_create: {
@@ -5486,8 +7751,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PipelinePreviewInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PipelinePreviewInputRequest"];
-                "multipart/form-data": components["schemas"]["PipelinePreviewInputRequest"];
             };
         };
         responses: {
@@ -5497,6 +7760,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PipelinePreviewOutput"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5521,12 +7829,48 @@ export interface operations {
                     "application/json": components["schemas"]["Pipeline"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_runs_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -5548,6 +7892,42 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedRunList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_runs_create: {
@@ -5563,8 +7943,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["RunStartRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["RunStartRequest"];
-                "multipart/form-data": components["schemas"]["RunStartRequest"];
             };
         };
         responses: {
@@ -5574,6 +7952,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Run"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5591,8 +8014,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["ValidateInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["ValidateInputRequest"];
-                "multipart/form-data": components["schemas"]["ValidateInputRequest"];
             };
         };
         responses: {
@@ -5604,12 +8025,57 @@ export interface operations {
                     "application/json": components["schemas"]["ValidateOutput"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_versions_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -5629,6 +8095,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedPipelineVersionList"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5656,6 +8158,42 @@ export interface operations {
                     "application/json": components["schemas"]["VersionDiff"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pipelines_preview_document: {
@@ -5668,8 +8206,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PreviewDocumentInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PreviewDocumentInputRequest"];
-                "multipart/form-data": components["schemas"]["PreviewDocumentInputRequest"];
             };
         };
         responses: {
@@ -5679,6 +8215,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PipelinePreviewOutput"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5693,8 +8265,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["SampleInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["SampleInputRequest"];
-                "multipart/form-data": components["schemas"]["SampleInputRequest"];
             };
         };
         responses: {
@@ -5704,6 +8274,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SampleOutput"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5718,8 +8324,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ValidateDocumentInputRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["ValidateDocumentInputRequest"];
-                "multipart/form-data": components["schemas"]["ValidateDocumentInputRequest"];
             };
         };
         responses: {
@@ -5731,12 +8335,48 @@ export interface operations {
                     "application/json": components["schemas"]["ValidateOutput"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     push_streams_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -5755,6 +8395,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedPushStreamList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     push_streams_create: {
@@ -5767,8 +8434,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PushStreamCreateRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PushStreamCreateRequest"];
-                "multipart/form-data": components["schemas"]["PushStreamCreateRequest"];
             };
         };
         responses: {
@@ -5778,6 +8443,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PushStreamWithSecrets"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5802,6 +8503,33 @@ export interface operations {
                     "application/json": components["schemas"]["PushStream"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     push_streams_destroy: {
@@ -5823,6 +8551,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     rule_types_list: {
@@ -5842,12 +8606,30 @@ export interface operations {
                     "application/json": components["schemas"]["RuleType"][];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     runs_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -5877,6 +8659,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedRunList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     runs_retrieve: {
@@ -5897,6 +8706,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunDetail"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5921,6 +8757,42 @@ export interface operations {
                     "application/json": components["schemas"]["Run"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     runs_logs_list: {
@@ -5929,21 +8801,10 @@ export interface operations {
                 /** @description Only lines after this id (for tailing). */
                 after?: number;
                 level?: "debug" | "error" | "info" | "warning";
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
-                pipeline?: number;
-                queued_after?: string;
-                queued_before?: string;
-                /**
-                 * @description * `queued` - Queued
-                 *     * `running` - Running
-                 *     * `succeeded` - Succeeded
-                 *     * `failed` - Failed
-                 *     * `cancelled` - Cancelled
-                 */
-                status?: ("cancelled" | "failed" | "queued" | "running" | "succeeded")[];
             };
             header?: never;
             path: {
@@ -5962,27 +8823,52 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedRunLogList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     runs_profiles_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 node?: string;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
-                pipeline?: number;
-                queued_after?: string;
-                queued_before?: string;
-                /**
-                 * @description * `queued` - Queued
-                 *     * `running` - Running
-                 *     * `succeeded` - Succeeded
-                 *     * `failed` - Failed
-                 *     * `cancelled` - Cancelled
-                 */
-                status?: ("cancelled" | "failed" | "queued" | "running" | "succeeded")[];
             };
             header?: never;
             path: {
@@ -5999,6 +8885,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedNodeProfileList"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6025,6 +8947,42 @@ export interface operations {
                     "application/json": components["schemas"]["QualityReport"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     "runs_rejected.csv_retrieve": {
@@ -6049,29 +9007,54 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     runs_rejected_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 node?: string;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
-                pipeline?: number;
-                queued_after?: string;
-                queued_before?: string;
                 /** @description Only rows this validation rule rejected. */
                 rule?: string;
-                /**
-                 * @description * `queued` - Queued
-                 *     * `running` - Running
-                 *     * `succeeded` - Succeeded
-                 *     * `failed` - Failed
-                 *     * `cancelled` - Cancelled
-                 */
-                status?: ("cancelled" | "failed" | "queued" | "running" | "succeeded")[];
             };
             header?: never;
             path: {
@@ -6090,13 +9073,49 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedRejectedRecordList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_changes_list: {
         parameters: {
             query?: {
                 connector?: number;
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6125,6 +9144,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedSchemaChangeList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_changes_retrieve: {
@@ -6145,6 +9191,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SchemaChange"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6169,6 +9242,42 @@ export interface operations {
                     "application/json": components["schemas"]["SchemaChange"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_changes_reject_create: {
@@ -6189,6 +9298,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SchemaChange"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6219,6 +9364,42 @@ export interface operations {
                     "application/json": components["schemas"]["SchemaDiff"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_connectors_streams_retrieve: {
@@ -6241,13 +9422,40 @@ export interface operations {
                     "application/json": components["schemas"]["ConnectorStreams"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_contracts_list: {
         parameters: {
             query?: {
                 connector?: number;
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6269,6 +9477,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedStreamContractList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_contracts_create: {
@@ -6281,8 +9516,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["StreamContractRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["StreamContractRequest"];
-                "multipart/form-data": components["schemas"]["StreamContractRequest"];
             };
         };
         responses: {
@@ -6292,6 +9525,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StreamContract"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6316,6 +9585,33 @@ export interface operations {
                     "application/json": components["schemas"]["StreamContract"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_contracts_update: {
@@ -6331,8 +9627,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["StreamContractUpdateRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["StreamContractUpdateRequest"];
-                "multipart/form-data": components["schemas"]["StreamContractUpdateRequest"];
             };
         };
         responses: {
@@ -6342,6 +9636,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StreamContract"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6365,6 +9704,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     schemas_contracts_partial_update: {
@@ -6380,8 +9755,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedStreamContractUpdateRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedStreamContractUpdateRequest"];
-                "multipart/form-data": components["schemas"]["PatchedStreamContractUpdateRequest"];
             };
         };
         responses: {
@@ -6393,12 +9766,57 @@ export interface operations {
                     "application/json": components["schemas"]["StreamContract"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     step_types_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6415,6 +9833,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedStepTypeList"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6436,6 +9881,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StepType"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6463,6 +9935,42 @@ export interface operations {
                     "application/json": components["schemas"]["StoredUpload"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     webhook_deliveries_retrieve: {
@@ -6483,6 +9991,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Delivery"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6507,12 +10042,48 @@ export interface operations {
                     "application/json": components["schemas"]["Delivery"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     webhooks_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6531,6 +10102,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedWebhookList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     webhooks_create: {
@@ -6543,8 +10141,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["WebhookWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["WebhookWriteRequest"];
-                "multipart/form-data": components["schemas"]["WebhookWriteRequest"];
             };
         };
         responses: {
@@ -6554,6 +10150,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6578,6 +10210,33 @@ export interface operations {
                     "application/json": components["schemas"]["Webhook"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     webhooks_update: {
@@ -6593,8 +10252,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["WebhookWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["WebhookWriteRequest"];
-                "multipart/form-data": components["schemas"]["WebhookWriteRequest"];
             };
         };
         responses: {
@@ -6604,6 +10261,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6627,6 +10329,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     webhooks_partial_update: {
@@ -6642,8 +10380,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedWebhookWriteRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedWebhookWriteRequest"];
-                "multipart/form-data": components["schemas"]["PatchedWebhookWriteRequest"];
             };
         };
         responses: {
@@ -6655,12 +10391,57 @@ export interface operations {
                     "application/json": components["schemas"]["Webhook"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     webhooks_deliveries_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6683,6 +10464,42 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedDeliveryList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     webhooks_rotate_secret_create: {
@@ -6698,8 +10515,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["RotateSecretRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["RotateSecretRequest"];
-                "multipart/form-data": components["schemas"]["RotateSecretRequest"];
             };
         };
         responses: {
@@ -6709,6 +10524,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6733,12 +10593,48 @@ export interface operations {
                     "application/json": components["schemas"]["Delivery"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6757,6 +10653,33 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedWorkspaceList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_create: {
@@ -6769,8 +10692,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["WorkspaceRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["WorkspaceRequest"];
-                "multipart/form-data": components["schemas"]["WorkspaceRequest"];
             };
         };
         responses: {
@@ -6780,6 +10701,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Workspace"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6804,6 +10761,33 @@ export interface operations {
                     "application/json": components["schemas"]["Workspace"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_update: {
@@ -6819,8 +10803,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["WorkspaceRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["WorkspaceRequest"];
-                "multipart/form-data": components["schemas"]["WorkspaceRequest"];
             };
         };
         responses: {
@@ -6830,6 +10812,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Workspace"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6853,6 +10880,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_partial_update: {
@@ -6868,8 +10931,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedWorkspaceRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedWorkspaceRequest"];
-                "multipart/form-data": components["schemas"]["PatchedWorkspaceRequest"];
             };
         };
         responses: {
@@ -6881,12 +10942,57 @@ export interface operations {
                     "application/json": components["schemas"]["Workspace"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_invitations_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6907,6 +11013,42 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedInvitationList"];
                 };
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_invitations_create: {
@@ -6921,8 +11063,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["InvitationRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["InvitationRequest"];
-                "multipart/form-data": components["schemas"]["InvitationRequest"];
             };
         };
         responses: {
@@ -6932,6 +11072,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Invitation"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -6956,12 +11141,48 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_members_list: {
         parameters: {
             query?: {
-                /** @description Number of results to return per page. */
+                /** @description Number of results to return per page (50 when absent; at most 500, a larger one is cut to it). */
                 limit?: number;
                 /** @description The initial index from which to return the results. */
                 offset?: number;
@@ -6980,6 +11201,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaginatedMembershipList"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -7005,6 +11262,33 @@ export interface operations {
                     "application/json": components["schemas"]["Membership"];
                 };
             };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_members_destroy: {
@@ -7027,6 +11311,42 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     workspaces_members_partial_update: {
@@ -7043,8 +11363,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedMembershipRoleRequest"];
-                "application/x-www-form-urlencoded": components["schemas"]["PatchedMembershipRoleRequest"];
-                "multipart/form-data": components["schemas"]["PatchedMembershipRoleRequest"];
             };
         };
         responses: {
@@ -7054,6 +11372,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Membership"];
+                };
+            };
+            /** @description The request is not valid: `fields` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials: missing, malformed, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: the role in the workspace, an API key's scopes, the MFA policy or a CSRF check. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one the caller may not see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's content type is not one this operation takes. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
