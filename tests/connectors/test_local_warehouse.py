@@ -4,7 +4,9 @@ anything a user types."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,3 +191,39 @@ def test_the_platforms_server_stays_refused_to_what_users_type(warehouse_setting
         assert response.status_code == 400
         assert response.json()["error"]["fields"] == {"config.host": [reason]}
     assert not Connector.objects.filter(name="typed").exists()
+
+
+class _NeverProvisioned(set):
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+def test_worker_processes_provisioning_at_once_all_succeed(warehouse_settings, personas, monkeypatch):
+    """Each worker process provisions on its first use, its thread lock shared with no other process: the
+    threads here go without it (and without the memory of what is provisioned), as processes do. ALTER ROLE
+    and REVOKE on one role and database at once failed a run with "tuple concurrently updated"."""
+    monkeypatch.setattr(local_warehouse, "_provision_lock", contextlib.nullcontext())
+    monkeypatch.setattr(local_warehouse, "_provisioned", _NeverProvisioned())
+    config = local_warehouse._bound_config(local_warehouse.LocalWarehouseConfig(), personas.workspace.id)
+    errors: list[Exception] = []
+
+    def provision(start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            local_warehouse.provision(config)
+        except Exception as exc:
+            errors.append(exc)
+
+    for _ in range(3):
+        start = threading.Barrier(6)
+        threads = [threading.Thread(target=provision, args=(start,)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (config.database,)
+        ).fetchone()
+    assert owner == (config.database,)

@@ -49,6 +49,7 @@ from apps.connectors.plugins.postgres import (
 
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 ADMIN_CONNECT_TIMEOUT_S = 10
+ADVISORY_LOCK_PREFIX = "aggregator.local_warehouse:"
 UNAVAILABLE = (
     "The Local warehouse is not available here: it lives on the platform's own PostgreSQL, which "
     "`manage.py up` runs (or set AGGREGATOR_LOCAL_WAREHOUSE_URL)."
@@ -133,6 +134,12 @@ def provision(config: ManagedPostgresConfig) -> None:
             with psycopg.connect(
                 url, autocommit=True, connect_timeout=ADMIN_CONNECT_TIMEOUT_S, application_name="aggregator"
             ) as conn:
+                # The thread lock above holds only within this process: each worker process provisions on its
+                # first use, and two doing ALTER ROLE or REVOKE on the same role or database at once fail
+                # with "tuple concurrently updated". Held until the connection closes.
+                conn.execute(
+                    "SELECT pg_advisory_lock(hashtext(%s))", (f"{ADVISORY_LOCK_PREFIX}{config.database}",)
+                )
                 # Not a superuser, cannot make roles or databases: it owns one database and nothing else.
                 try:
                     conn.execute(
