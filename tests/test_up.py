@@ -278,6 +278,15 @@ class _Api:
         assert response.status_code == 201, response.text
         return dict(response.json())
 
+    def workspace_id(self) -> int:
+        """The id of the admin's one workspace."""
+        response = self.client.get(self.up.url("/api/v1/workspaces/"), headers=self.headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        rows = body["results"] if isinstance(body, dict) else body
+        assert len(rows) == 1, body
+        return int(rows[0]["id"])
+
     def run(self, run_id: int) -> dict[str, Any]:
         response = self.client.get(self.up.url(f"/api/v1/runs/{run_id}/"), headers=self.headers)
         assert response.status_code == 200, response.text
@@ -339,9 +348,6 @@ def _write_big_csv(path: Path) -> None:
 @pytest.mark.timeout(420)
 def test_a_killed_worker_is_restarted_and_the_run_it_was_executing_still_succeeds(tmp_path: Path) -> None:
     data_dir, import_dir, warehouse_dir = tmp_path / "data", tmp_path / "import", tmp_path / "warehouse"
-    import_dir.mkdir()
-    _write_big_csv(import_dir / "big.csv")
-    (import_dir / "small.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
     env = _up_env(
         AGGREGATOR_IMPORT_DIR=str(import_dir),
         AGGREGATOR_DATA_DIR=str(warehouse_dir),
@@ -357,6 +363,12 @@ def test_a_killed_worker_is_restarted_and_the_run_it_was_executing_still_succeed
         ups.append(up)
         up.wait_ready(client)
         api = _Api(client, up)
+        # A file source reads its workspace's own area of the import directory.
+        workspace_id = api.workspace_id()
+        area = import_dir / "workspaces" / str(workspace_id)
+        area.mkdir(parents=True)
+        _write_big_csv(area / "big.csv")
+        (area / "small.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
         for name in ("big", "small"):
             api.create(
                 "/api/v1/connectors/",
@@ -410,7 +422,11 @@ def test_a_killed_worker_is_restarted_and_the_run_it_was_executing_still_succeed
         _kill_everything(ups, data_dir, known)
     print(f"/readyz answered 200 again {back_after:.1f} s after the worker was killed")
 
-    warehouse = duckdb.connect(str(warehouse_dir / "warehouse.duckdb"), read_only=True)
+    warehouse = duckdb.connect(
+        # A DuckDB destination writes in its workspace's area of the data directory.
+        str(warehouse_dir / "workspaces" / str(workspace_id) / "warehouse.duckdb"),
+        read_only=True,
+    )
     try:
         # Exactly once: nothing of the killed attempt is left beside the retried one.
         assert warehouse.execute("SELECT count(*), count(DISTINCT id) FROM big").fetchone() == (
