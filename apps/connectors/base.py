@@ -50,12 +50,18 @@ def secret_field(**kwargs: Any) -> Any:
 
 class ConnectorError(Exception):
     """A connector operation failed for a reason the user can act on. The message names the field or stream
-    at fault and never contains a secret."""
+    at fault and never contains a secret.
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    `transient=True` says that trying again may succeed (a lost or refused connection, a timeout, a rate
+    limit): a run failing with it is retried up to its pipeline's attempts. A connector that wraps a driver
+    error (`raise ConnectorError(...) from exc`) need not set it: `apps.connectors.sdk.errors.is_transient`
+    also recognises the drivers' own transient errors in the exception's chain."""
+
+    def __init__(self, message: str, *, field: str | None = None, transient: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.transient = transient
 
 
 class ConfigInvalid(ConnectorError):

@@ -29,6 +29,7 @@ from apps.users.models import Workspace
 from .base import ConfigInvalid, ConnectorConfig, ConnectorError, ConnectorType, run_check, secret_value
 from .models import CheckStatus, Connector
 from .registry import UnknownConnectorType, registry
+from .sdk.errors import is_transient as is_transient  # re-exported: the executor's retry decision
 from .selectors import connector_runtime, connector_secrets
 from .uploads import StoredUpload, UploadRefused, upload_store
 

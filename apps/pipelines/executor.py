@@ -31,6 +31,7 @@ from aggregator.dataplane import Batch, RejectedRows, StateCheckpoint, StreamSch
 from aggregator.logging import get_logger
 from apps.connectors.base import ConnectorError
 from apps.connectors.selectors import connector_runtime
+from apps.connectors.services import is_transient
 from apps.monitoring import events
 from apps.schemas.services import schema_contract_check, schema_refresh
 from apps.transformations.profiling import SOURCE_PROFILE_ROWS, StreamProfiler
@@ -802,34 +803,6 @@ def _requeue(run: Run, error: str) -> bool:
     return True
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Whether retrying may help: a lost or refused connection, a timeout. Connectors wrap driver errors in
-    ConnectorError for a clean message (`raise … from None`), so the original is looked for in the chain."""
-    import psycopg
-
-    transient: tuple[type[BaseException], ...] = (psycopg.OperationalError, ConnectionError, TimeoutError)
-    try:
-        import httpx
-
-        transient = (*transient, httpx.TransportError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import pymysql
-
-        transient = (*transient, pymysql.err.OperationalError)
-    except ImportError:  # pragma: no cover
-        pass
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        if getattr(seen, "transient", False) or isinstance(seen, transient):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def run_execute(*, run_id: int, attempt: int) -> str:
     """Execute one attempt of a run. Returns the resulting status (or "skipped" if it was not ours)."""
     from celery.exceptions import SoftTimeLimitExceeded
@@ -870,7 +843,7 @@ def run_execute(*, run_id: int, attempt: int) -> str:
         _finish(run, RunStatus.FAILED, error=message, error_kind="time_limit")
         return RunStatus.FAILED
     except CONFIG_ERRORS as exc:
-        if not _is_transient(exc):
+        if not is_transient(exc):
             message = _message(exc)
             executor.log(message, level=LogLevel.ERROR)
             # A failed fail-action rule is not retried either: the same data fails the same way.
@@ -879,7 +852,7 @@ def run_execute(*, run_id: int, attempt: int) -> str:
             return RunStatus.FAILED
         return _transient_failure(run, executor, exc)
     except Exception as exc:
-        if _is_transient(exc):
+        if is_transient(exc):
             return _transient_failure(run, executor, exc)
         logger.exception("pipeline_run_crashed", run_id=run.id)
         executor.log(f"Internal error: {type(exc).__name__}.", level=LogLevel.ERROR)
