@@ -35,7 +35,7 @@ from pydantic import Field as PydanticField
 from pydantic import ValidationError as PydanticValidationError
 
 from aggregator.dataplane import Batch, FieldType, RejectedRow, StreamSchema, arrow_type_for
-from apps.connectors.base import pydantic_errors
+from aggregator.validation import pydantic_errors
 from apps.transformations import expressions
 from apps.transformations.expressions import ExpressionError
 from apps.transformations.steps import _cast_values, _json_safe, unknown_column

@@ -45,7 +45,7 @@ from aggregator.dataplane import (
     arrow_type_for,
     field_type_of,
 )
-from apps.connectors.base import pydantic_errors
+from aggregator.validation import pydantic_errors
 from apps.transformations import expressions, limits
 from apps.transformations.expressions import INT64_MAX, INT64_MIN, MAX_LENGTH, ExpressionError, Node
 
