@@ -66,7 +66,7 @@ from aggregator.dataplane import (
     rechunk,
 )
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
+from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
 from apps.connectors.uploads import InputMember, expand_inputs, open_member
 
 SAMPLE_BYTES = 64 * 1024
@@ -84,7 +84,7 @@ _MEMBER_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class CsvFileConfig(WorkspaceFilesConfig):
-    path: str = Field(
+    path: ImportPath = Field(
         title="Path or glob",
         description="A file or a glob (e.g. `flights/2013-*.csv.gz`, `uploads/<file>`, "
         "`shared/<name>/<file>`) among the workspace's files. All files of a glob form one stream and "
@@ -131,11 +131,6 @@ class CsvFileConfig(WorkspaceFilesConfig):
         "column_types) when a column's values only vary further down.",
     )
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
-
-    @field_validator("path")
-    @classmethod
-    def _relative_path(cls, value: str) -> str:
-        return relative_path(value)
 
     @field_validator("encoding")
     @classmethod

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import openpyxl
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aggregator.dataplane import DEFAULT_CHUNK_SIZE, Batch, FieldType, ReadItem, RejectedRow, StreamSchema
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 from apps.connectors.plugins.json_file import (
     CursorFilter,
     build_schema,
@@ -42,13 +41,14 @@ from apps.connectors.plugins.json_file import (
     short_repr,
     stream_name_for,
 )
+from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
 from apps.connectors.uploads import ArchiveRefused, InputMember, check_zip, is_member_error, local_file
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 
 
 class ExcelFileConfig(WorkspaceFilesConfig):
-    path: str = Field(
+    path: ImportPath = Field(
         title="Path or glob",
         description="An .xlsx file or a glob among the workspace's files. All files of a glob form one "
         "stream and must have the same header.",
@@ -73,11 +73,6 @@ class ExcelFileConfig(WorkspaceFilesConfig):
     )
     sample_rows: int = Field(default=1000, ge=1, le=100_000, title="Rows sampled for discovery")
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
-
-    @field_validator("path")
-    @classmethod
-    def _relative_path(cls, value: str) -> str:
-        return relative_path(value)
 
 
 def header_names(cells: tuple[Any, ...]) -> list[str]:

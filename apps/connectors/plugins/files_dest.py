@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aggregator.dataplane import (
     LOADED_AT_COLUMN,
@@ -57,13 +57,12 @@ from aggregator.dataplane import (
 )
 from aggregator.logging import get_logger
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.file_areas import Kind, WorkspaceFilesConfig, WorkspaceFilesType
 from apps.connectors.plugins.duckdb_dest import (
     check_stream_columns,
     quote_identifier,
-    relative_data_path,
     stamp_table,
 )
+from apps.connectors.sdk.paths import DataPath, Kind, WorkspaceFilesConfig, WorkspaceFilesType
 
 logger = get_logger(__name__)
 
@@ -84,7 +83,7 @@ def _component(value: str, field: str, what: str) -> str:
 
 
 class FilesDestConfig(WorkspaceFilesConfig):
-    directory: str = Field(
+    directory: DataPath = Field(
         title="Directory",
         description="In the workspace's data directory, e.g. `exports/daily`. Each table gets a subdirectory "
         "with one `run=<run id>` directory per run.",
@@ -99,11 +98,6 @@ class FilesDestConfig(WorkspaceFilesConfig):
         title="Rows per file",
         description="A run's output is split into part files of at most this many rows.",
     )
-
-    @field_validator("directory")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        return relative_data_path(value)
 
 
 class _PartWriter:

@@ -54,7 +54,7 @@ from aggregator.dataplane import (
 )
 from aggregator.dataplane import Field as StreamField
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
+from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
 from apps.connectors.uploads import InputMember, expand_inputs, is_member_error, open_member
 
 # Past this many bad values in one column of one chunk, the column is not of the declared type at all.
@@ -368,7 +368,7 @@ def member_error(member: InputMember, exc: BaseException) -> ConnectorError:
 
 
 class JsonFileConfig(WorkspaceFilesConfig):
-    path: str = Field(
+    path: ImportPath = Field(
         title="Path or glob",
         description="A file or a glob (e.g. `events/*.jsonl.gz`, `uploads/<file>`) among the workspace's "
         "files; `.gz` and `.zip` files are read compressed. All files of a glob form one stream.",
@@ -397,11 +397,6 @@ class JsonFileConfig(WorkspaceFilesConfig):
     )
     sample_records: int = Field(default=1000, ge=1, le=100_000, title="Records sampled for discovery")
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
-
-    @field_validator("path")
-    @classmethod
-    def _relative_path(cls, value: str) -> str:
-        return relative_path(value)
 
     @field_validator("records_path")
     @classmethod

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aggregator.dataplane import (
     DEFAULT_CHUNK_SIZE,
@@ -37,7 +37,6 @@ from aggregator.dataplane import (
     arrow_type_for,
 )
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.file_areas import WorkspaceFilesConfig, WorkspaceFilesType, relative_path
 from apps.connectors.plugins.json_file import (
     _CONVERT_ERRORS,
     CursorFilter,
@@ -46,6 +45,7 @@ from apps.connectors.plugins.json_file import (
     rejected,
     stream_name_for,
 )
+from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
 from apps.connectors.uploads import InputMember, is_member_error, local_file
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -95,7 +95,7 @@ def conform(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, dict[int, 
 
 
 class ParquetFileConfig(WorkspaceFilesConfig):
-    path: str = Field(
+    path: ImportPath = Field(
         title="Path or glob",
         description="A file or a glob (e.g. `sales/*.parquet`) among the workspace's files. All files "
         "of a glob form one stream; columns missing from a file are null.",
@@ -111,11 +111,6 @@ class ParquetFileConfig(WorkspaceFilesConfig):
         description="Outer compression of the file (Parquet's own column compression is always read).",
     )
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
-
-    @field_validator("path")
-    @classmethod
-    def _relative_path(cls, value: str) -> str:
-        return relative_path(value)
 
 
 class ParquetFileSource(WorkspaceFilesType):
