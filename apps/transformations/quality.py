@@ -37,8 +37,9 @@ from pydantic import ValidationError as PydanticValidationError
 from aggregator.dataplane import Batch, FieldType, RejectedRow, StreamSchema, arrow_type_for
 from aggregator.validation import pydantic_errors
 from apps.transformations import expressions
+from apps.transformations.casting import cast_values, json_safe
 from apps.transformations.expressions import ExpressionError
-from apps.transformations.steps import _cast_values, _json_safe, unknown_column
+from apps.transformations.steps import unknown_column
 
 # How many failing values a fail message and a report show. Enough to recognise the problem, small
 # enough for a run's error field and an event payload.
@@ -367,7 +368,7 @@ class _Allowed(BoundRule):
 
 class _Type(BoundRule):
     def fails(self, table: pa.Table, consider: np.ndarray | None = None) -> np.ndarray:
-        compared, cast = _cast_values(_column(table, self.columns[0]), FieldType(self.config.expected_type))
+        compared, cast = cast_values(_column(table, self.columns[0]), FieldType(self.config.expected_type))
         return _mask(pc.and_(pc.is_valid(compared), pc.is_null(cast)))
 
     def reason(self) -> str:
@@ -475,7 +476,7 @@ class _Freshness(BoundRule):
         value = pc.max(_column(table, self.columns[0])).as_py()
         if value is not None and (self.latest is None or value > self.latest):
             self.latest = value
-            self.counts.observed = _json_safe(value)
+            self.counts.observed = json_safe(value)
 
     def judge(self) -> str | None:
         if self.latest is None:
@@ -642,8 +643,8 @@ def _sample(table: pa.Table, rule: BoundRule, rows: np.ndarray) -> list[Any]:
         return []
     picked = table.select(rule.columns).take(pa.array(rows[:SAMPLE_SIZE]))
     if len(rule.columns) == 1:
-        return [_json_safe(v) for v in picked.column(0).to_pylist()]
-    return [_json_safe(r) for r in picked.to_pylist()]
+        return [json_safe(v) for v in picked.column(0).to_pylist()]
+    return [json_safe(r) for r in picked.to_pylist()]
 
 
 class NodeRules:
@@ -713,7 +714,7 @@ class NodeRules:
             rejected.append(
                 (
                     failing[0].id,
-                    RejectedRow(reason=reason, raw=_json_safe(raw), source=f"rule:{failing[0].id}"),
+                    RejectedRow(reason=reason, raw=json_safe(raw), source=f"rule:{failing[0].id}"),
                 )
             )
         kept = table.filter(pa.array(~rejected_rows))

@@ -11,11 +11,9 @@ import pyarrow as pa
 import pytest
 
 from aggregator.dataplane import Batch, Field, FieldType, StreamSchema, arrow_type_for
+from apps.transformations import steps
+from apps.transformations.library.core import CastStep, FilterStep, RenameStep, SelectStep
 from apps.transformations.steps import (
-    CastStep,
-    FilterStep,
-    RenameStep,
-    SelectStep,
     StepError,
     StepOutput,
     StepType,
@@ -523,3 +521,16 @@ def test_cast_steps_are_the_registered_classes() -> None:
     assert type(get_step_type("cast")) is CastStep
     assert type(get_step_type("rename")) is RenameStep
     assert type(get_step_type("select")) is SelectStep
+
+
+def test_steps_module_is_the_framework_and_the_app_registers_the_library() -> None:
+    # The built-in steps live in library/ and are registered when the app is ready, not by steps.py.
+    defined_in_steps = [
+        name
+        for name, value in vars(steps).items()
+        if isinstance(value, type) and issubclass(value, StepType) and value.__module__ == steps.__name__
+    ]
+    assert defined_in_steps == ["StepType"]
+    ours = {cls.__module__ for cls in all_step_types() if cls.__module__.startswith("apps.transformations.")}
+    assert all(m.startswith("apps.transformations.library.") for m in ours), ours
+    assert {"select", "rename", "filter", "cast"} <= {cls.slug for cls in all_step_types()}

@@ -1,9 +1,11 @@
-"""The step library beyond the core steps of `steps.py`: importing this package registers every step type.
+"""The built-in step types: importing this package registers every one of them (the app does so in
+`TransformationsConfig.ready`).
 
-One module per family (columns, rows, text, dates, json, combine, aggregate, pii, sql); each step is a
-`StepType` subclass decorated with `register`, as described in docs/transformations.md.
+One module per family (core: select, rename, filter, cast; columns, rows, text, dates, json, combine,
+aggregate, pii, sql); each step is a `StepType` subclass of `apps/transformations/steps.py` decorated with
+`register`, as described in docs/transformations.md.
 """
 
-from . import aggregate, columns, combine, dates, nested, pii, rows, sql, text
+from . import aggregate, columns, combine, core, dates, nested, pii, rows, sql, text
 
-__all__ = ["aggregate", "columns", "combine", "dates", "nested", "pii", "rows", "sql", "text"]
+__all__ = ["aggregate", "columns", "combine", "core", "dates", "nested", "pii", "rows", "sql", "text"]
