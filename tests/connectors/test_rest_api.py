@@ -379,12 +379,12 @@ def test_oauth2_token_is_cached_and_refreshed_when_the_server_expires_it(source,
 
 
 def test_oauth2_token_is_renewed_before_it_expires(source, api, monkeypatch):
-    from apps.connectors.plugins import rest_api
+    from apps.connectors.sdk.http import auth
 
     api.auth = "oauth2"
     api.token_expires_in = 3600  # renewed 30 s early: after 3570 s on the token clock
     ticks = iter(range(1000, 100_000, 1000))  # every look at the clock is 1000 s later
-    monkeypatch.setattr(rest_api, "_clock", lambda: next(ticks))
+    monkeypatch.setattr(auth, "_clock", lambda: next(ticks))
     config = oauth_config(api)
     schema = source.discover(config)[0]
     api.token_requests.clear()
