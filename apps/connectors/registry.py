@@ -1,6 +1,6 @@
-"""The registry of connector types: the built-in plugins (`apps/connectors/plugins/<slug>.py`, one module per
-type) and whatever installed packages expose in the entry-point group `aggregator.connectors`, e.g. in a
-plugin's pyproject.toml:
+"""The registry of connector types: the built-in plugins (a module `apps/connectors/plugins/<name>.py`, or a
+package `apps/connectors/plugins/<name>/` exporting its types from its `__init__`) and whatever installed
+packages expose in the entry-point group `aggregator.connectors`, e.g. in a plugin's pyproject.toml:
 
     [project.entry-points."aggregator.connectors"]
     my_api = "my_package.connector:MyApiConnector"
@@ -95,8 +95,13 @@ class ConnectorRegistry:
             self._loaded = True
 
     def _register_module(self, module: ModuleType, *, origin: str) -> None:
+        # A plugin is a module or a package (`plugins/postgres/`): a package registers the types it exports
+        # from its own modules, never one it merely imported from elsewhere.
+        inside = module.__name__ + "." if hasattr(module, "__path__") else None
         for obj in vars(module).values():
-            if _is_connector_type(obj) and obj.__module__ == module.__name__:
+            if _is_connector_type(obj) and (
+                obj.__module__ == module.__name__ or (inside and obj.__module__.startswith(inside))
+            ):
                 self.register(obj, origin=origin)
 
     def get(self, slug: str) -> type[ConnectorType]:

@@ -18,7 +18,7 @@ from psycopg.conninfo import make_conninfo
 from aggregator.dataplane import Batch, FieldType, StreamSchema
 from aggregator.dataplane import Field as StreamField
 from apps.connectors.models import Connector
-from apps.connectors.plugins import local_warehouse
+from apps.connectors.plugins.postgres import local_warehouse
 from apps.connectors.selectors import connector_runtime, connector_type_list
 from apps.connectors.services import connector_check, connector_create, connector_local_warehouse_ensure
 from apps.users.services import workspace_create

@@ -12,7 +12,9 @@ refuses loopback for every typed host can stay strict.
 
 Reading and writing are the `postgres` destination's and the `postgres_source` source's (COPY through
 staging, append / overwrite / merge, `_ag_*` columns), so a Local warehouse is also a source: its tables are
-streams for the next pipeline.
+streams for the next pipeline. That is why this type lives in the `postgres` plugin package rather than
+in a module of its own: it is a PostgreSQL adapter with a provisioning step, and a plugin never imports
+another plugin.
 """
 
 from __future__ import annotations
@@ -40,12 +42,10 @@ from apps.connectors.base import (
     ConnectorType,
     TableDescription,
 )
-from apps.connectors.plugins.postgres import (
-    ManagedPostgresConfig,
-    PostgresDestination,
-    PostgresSource,
-    _libpq_reason,
-)
+
+from .connection import ManagedPostgresConfig, _libpq_reason
+from .destination import PostgresDestination
+from .source import PostgresSource
 
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 ADMIN_CONNECT_TIMEOUT_S = 10
