@@ -32,23 +32,18 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from aggregator.dataplane import (
-    LOADED_AT_COLUMN,
-    RESERVED_COLUMNS,
     RUN_ID_COLUMN,
     Batch,
     FieldType,
     StreamSchema,
     WriteMode,
     WriteResult,
-    arrow_type_for,
     utc_now,
 )
 from aggregator.logging import get_logger
@@ -60,91 +55,26 @@ from apps.connectors.base import (
     TableColumn,
     TableDescription,
 )
-from apps.connectors.file_areas import Kind, WorkspaceFilesConfig, WorkspaceFilesType, relative_path
+from apps.connectors.sdk.destinations import check_stream_columns, plan_write, run_rows_delete, stamp_table
+from apps.connectors.sdk.paths import DataPath, Kind, WorkspaceFilesConfig, WorkspaceFilesType
+from apps.connectors.sdk.sql import DUCKDB
 
 logger = get_logger(__name__)
 
-MAX_IDENTIFIER_CHARS = 255
-DUCKDB_TYPES: dict[FieldType, str] = {
-    FieldType.STRING: "VARCHAR",
-    FieldType.INTEGER: "BIGINT",
-    FieldType.NUMBER: "DOUBLE",
-    FieldType.BOOLEAN: "BOOLEAN",
-    FieldType.DATE: "DATE",
-    FieldType.DATETIME: "TIMESTAMPTZ",
-    FieldType.JSON: "JSON",
-}
-RUN_COLUMN_TYPES = ((RUN_ID_COLUMN, "VARCHAR"), (LOADED_AT_COLUMN, "TIMESTAMPTZ"))
-
-
-# SQL in this module is built from fixed text and identifiers passed through `quote_identifier` (the
-# `noqa: S608` lines); values always travel as bound parameters or as Arrow data.
-def quote_identifier(name: str) -> str:
-    """DuckDB's identifier quoting (the SQL standard's: double quotes, inner quotes doubled). The Python
-    client has no helper for it and identifiers cannot be bound as parameters; names are also checked by
-    `identifier_ok` (no NUL, bounded length) before they get here."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def identifier_ok(name: str, field: str) -> str:
-    if not name or len(name) > MAX_IDENTIFIER_CHARS or "\x00" in name:
-        raise ConnectorError(
-            f"{name!r} is not a valid DuckDB name (1 to {MAX_IDENTIFIER_CHARS} characters).", field=field
-        )
-    return name
-
-
-def relative_data_path(value: str) -> str:
-    """Config validator of a path in the workspace's data directory."""
-    return relative_path(value, kind="data")
-
-
-def stamp_table(table: pa.Table, schema: StreamSchema, run_id: str, loaded_at: Any) -> pa.Table:
-    """The batch in the stream's column order and types (missing columns null), plus the two run columns
-    as constant arrays: vectorised, whatever the number of rows."""
-    arrays: list[pa.Array | pa.ChunkedArray] = []
-    for field in schema.fields:
-        target = arrow_type_for(field.type)
-        if field.name not in table.column_names:
-            arrays.append(pa.nulls(table.num_rows, target))
-            continue
-        column = table.column(field.name)
-        if column.type != target:
-            try:
-                column = pc.cast(column, target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise ConnectorError(
-                    f"Column {field.name!r} of stream {schema.name!r} does not hold {field.type} values "
-                    f"({str(exc).splitlines()[0]}).",
-                    field="stream",
-                ) from None
-        arrays.append(column)
-    n = table.num_rows
-    arrays.append(pa.repeat(pa.scalar(run_id, pa.string()), n))
-    arrays.append(pa.repeat(pa.scalar(loaded_at, arrow_type_for(FieldType.DATETIME)), n))
-    names = [*schema.field_names, RUN_ID_COLUMN, LOADED_AT_COLUMN]
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def check_stream_columns(
-    stream_schema: StreamSchema, key: list[str], write_mode: WriteMode, *, max_len: int
-) -> None:
-    for name in stream_schema.field_names:
-        if not name or len(name) > max_len or "\x00" in name:
-            raise ConnectorError(
-                f"Field {name!r} of stream {stream_schema.name!r} is not a valid column name.", field="stream"
-            )
-        if name in RESERVED_COLUMNS:
-            raise ConnectorError(f"Field {name!r} is reserved for the platform.", field="stream")
-    missing = [k for k in key if k not in stream_schema.field_names]
-    if missing:
-        raise ConnectorError(f"Primary key field {missing[0]!r} is not in the stream.", field="primary_key")
-    if write_mode == WriteMode.MERGE and not key:
-        raise ConnectorError("A merge needs a primary key.", field="primary_key")
+MAX_IDENTIFIER_CHARS = DUCKDB.max_identifier
+DUCKDB_TYPES = DUCKDB.types
+RUN_COLUMN_TYPES = DUCKDB.run_columns
+# SQL in this module is built from fixed text and identifiers passed through `quote_identifier` (the SDK's
+# DuckDB dialect: double quotes, inner quotes doubled; the Python client has no helper for it and
+# identifiers cannot be bound as parameters); values always travel as bound parameters or as Arrow data.
+quote_identifier = DUCKDB.quote
+identifier_ok = DUCKDB.identifier
+# Still exported for files_dest, which takes them from here until it imports them from the SDK.
+__all__ = ["DuckDbConfig", "DuckDbDestination", "check_stream_columns", "quote_identifier", "stamp_table"]
 
 
 class DuckDbConfig(WorkspaceFilesConfig):
-    database: str = Field(
+    database: DataPath = Field(
         title="Database file",
         description="Path of the DuckDB file in the workspace's data directory, e.g. `warehouse.duckdb` "
         "(created if missing).",
@@ -161,11 +91,6 @@ class DuckDbConfig(WorkspaceFilesConfig):
     )
 
     model_config = {**ConnectorConfig.model_config, "populate_by_name": True}
-
-    @field_validator("database")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        return relative_data_path(value)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -215,11 +140,10 @@ class DuckDbDestination(WorkspaceFilesType):
         table: str | None = None,
     ) -> WriteResult:
         started = time.monotonic()
-        write_mode = WriteMode(write_mode)
-        schema_name = identifier_ok(config.db_schema, "schema")
-        table_name = identifier_ok(table or stream_schema.name, "table")
-        key = list(primary_key or stream_schema.primary_key)
-        check_stream_columns(stream_schema, key, write_mode, max_len=MAX_IDENTIFIER_CHARS)
+        plan = plan_write(
+            DUCKDB, stream_schema, write_mode, primary_key, schema=config.db_schema, table=table
+        )
+        write_mode, schema_name, table_name, key = plan.mode, plan.schema, plan.table, plan.key
         result = WriteResult(table=f"{schema_name}.{table_name}")
         writer = _Writer(stream_schema, run_id, result)
         con = self._connect(config)
@@ -289,10 +213,7 @@ class DuckDbDestination(WorkspaceFilesType):
             target = f"{quote_identifier(schema_name)}.{quote_identifier(table_name)}"
             con.execute("BEGIN TRANSACTION")
             # DuckDB's DELETE answers with one row holding the number of rows deleted.
-            deleted = con.execute(
-                f"DELETE FROM {target} WHERE {quote_identifier(RUN_ID_COLUMN)} = ?",  # noqa: S608
-                [run_id],
-            ).fetchone()
+            deleted = con.execute(run_rows_delete(DUCKDB, target, "?"), [run_id]).fetchone()
             con.execute("COMMIT")
             removed = int(deleted[0]) if deleted else 0
         except duckdb.Error as exc:

@@ -39,14 +39,14 @@ from aggregator.dataplane import (
     ReadItem,
     RejectedRow,
     RejectedRows,
-    StateCheckpoint,
     StreamSchema,
     SyncMode,
     arrow_type_for,
 )
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.file_areas import FileArea, WorkspaceFilesConfig, WorkspaceFilesType, relative_path
-from apps.connectors.plugins.mysql import CursorTracker
+from apps.connectors.sdk.cursor import IncrementalCursor
+from apps.connectors.sdk.paths import FileArea, ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
+from apps.connectors.sdk.sql import SQLITE
 
 SUFFIXES = (".sqlite", ".sqlite3", ".db")
 # Rows looked at to type a column that has no declared type.
@@ -55,7 +55,7 @@ _CURSOR_TYPES = (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.
 
 
 class SqliteFileConfig(WorkspaceFilesConfig):
-    path: str = PydanticField(
+    path: ImportPath = PydanticField(
         title="Path",
         description="A .sqlite, .sqlite3 or .db file among the workspace's files (e.g. `uploads/<file>`).",
         min_length=1,
@@ -71,8 +71,8 @@ class SqliteFileConfig(WorkspaceFilesConfig):
 
     @field_validator("path")
     @classmethod
-    def _relative_path(cls, value: str) -> str:
-        relative_path(value)
+    def _suffix(cls, value: str) -> str:
+        # After the SDK's path policy (`ImportPath`): one of SQLite's file suffixes.
         if not value.lower().endswith(SUFFIXES):
             raise ValueError(f"Must be a {', '.join(SUFFIXES)} file.")
         return value
@@ -85,10 +85,7 @@ def resolve_database(area: FileArea, relative: str) -> Path:
     return real
 
 
-def quote_ident(name: str) -> str:
-    if "\x00" in name:
-        raise ConnectorError(f"{name!r} is not a valid identifier.")
-    return '"' + name.replace('"', '""') + '"'
+quote_ident = SQLITE.quote  # the SDK's dialect: double quotes, inner quotes doubled, no NUL
 
 
 def field_type_for(declared: str) -> FieldType | None:
@@ -318,7 +315,7 @@ class SqliteFileSource(WorkspaceFilesType):
             except sqlite3.DatabaseError as exc:
                 raise ConnectorError(f"Stream {stream.name!r}: {exc}") from None
             cursor_index = stream.field_names.index(cursor_field) if cursor_field else -1
-            tracker = CursorTracker()
+            tracker = IncrementalCursor(stream.name, _raw)
             row_number = 0
             while True:
                 rows = cur.fetchmany(config.chunk_size)
@@ -331,11 +328,9 @@ class SqliteFileSource(WorkspaceFilesType):
                 if rejected:
                     yield RejectedRows(stream=stream.name, rows=tuple(rejected))
                 if cursor_field:
-                    safe = tracker.add([row[cursor_index] for row in rows])
-                    if safe is not None:
-                        yield StateCheckpoint(stream=stream.name, state={"cursor": _raw(safe)})
-            if cursor_field and tracker.last is not None:
-                yield StateCheckpoint(stream=stream.name, state={"cursor": _raw(tracker.last)})
+                    yield from tracker.after_batch([row[cursor_index] for row in rows])
+            if cursor_field:
+                yield from tracker.final()
         finally:
             conn.close()
 
