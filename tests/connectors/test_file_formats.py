@@ -20,9 +20,10 @@ import pytest
 from aggregator.dataplane import Batch, FieldType, RejectedRows, StateCheckpoint, StreamSchema
 from apps.connectors.base import ConnectorError, run_check
 from apps.connectors.plugins.excel_file import ExcelFileSource
-from apps.connectors.plugins.json_file import CursorFilter, JsonFileSource
+from apps.connectors.plugins.json_file import JsonFileSource
 from apps.connectors.plugins.parquet_file import ParquetFileSource
 from apps.connectors.registry import get_connector_type
+from apps.connectors.sdk.files import CursorFilter
 from tests.connectors.conftest import bound
 
 UTC = dt.UTC

@@ -37,18 +37,13 @@ name an entry as `archive.zip!entry.csv`, and the state keeps one fingerprint pe
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import io
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator
 
@@ -66,21 +61,17 @@ from aggregator.dataplane import (
     rechunk,
 )
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
+from apps.connectors.sdk.arrow import cast_block as cast_block  # re-exported: postgres imports it from here
+from apps.connectors.sdk.files import READ_ERRORS, InputMember, arrow_input, inputs_for, open_member
 from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
-from apps.connectors.uploads import InputMember, expand_inputs, open_member
 
 SAMPLE_BYTES = 64 * 1024
 # pyarrow parses a block at a time and reads several blocks ahead. 1 MB blocks measured fastest on the
 # benchmark (tests/benchmarks) and keep the read-ahead small: 4 MB blocks cost ~100 MB more peak memory on a
 # 340 MB file for no speed gain.
 BLOCK_SIZE = 1024 * 1024
-# Past this many failed casts in one column of one block, the column is not of the declared type at all:
-# failing with a message that says so beats rejecting most of the file row by row.
-MAX_BAD_VALUES_PER_BLOCK = 1000
 # Entries of a zip that are read as CSV; other entries (a README, a manifest) are left alone.
 ZIP_ENTRY_SUFFIXES = (".csv", ".tsv", ".txt")
-# Errors of a corrupt compressed input (not a bug): reported against `path`.
-_MEMBER_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class CsvFileConfig(WorkspaceFilesConfig):
@@ -152,14 +143,6 @@ class Dialect:
     header: bool
 
 
-def resolve_inputs(config: CsvFileConfig) -> tuple[list[Path], list[InputMember]]:
-    """The matching files and the inputs to read from them: each file, or each CSV entry of a zip (the zip
-    checked whole before anything of it is read)."""
-    area = config.area
-    files = area.files(config.path)
-    return files, expand_inputs(files, area=area, compression=config.compression, suffixes=ZIP_ENTRY_SUFFIXES)
-
-
 def _detect_encoding(sample: bytes) -> str:
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -187,7 +170,7 @@ def detect_dialect(member: InputMember, config: CsvFileConfig) -> Dialect:
     try:
         with open_member(member) as fh:
             sample = fh.read(SAMPLE_BYTES)
-    except _MEMBER_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise ConnectorError(f"Cannot read {member.label}: {type(exc).__name__}.", field="path") from None
     encoding = config.encoding or _detect_encoding(sample)
     text = sample.decode(encoding, errors="replace")
@@ -219,108 +202,6 @@ def _pyarrow_encoding(encoding: str) -> str:
     return "utf8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
 
 
-@contextlib.contextmanager
-def _arrow_input(member: InputMember) -> Iterator[Any]:
-    """What pyarrow's CSV reader reads: a plain file natively, a gzip file or zip entry as the checked,
-    counted stream of `open_member` (pyarrow's own gzip reader would not stop a bomb)."""
-    if member.compression != "none":
-        with open_member(member) as fh:
-            yield pa.PythonFile(fh, mode="r")
-        return
-    with pa.input_stream(str(member.path), buffer_size=BLOCK_SIZE) as stream:
-        yield stream
-
-
-# --- casting text columns to field types -------------------------------------------------------------
-
-_ZONED = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
-
-
-def _cast_text(arr: pa.Array, field_type: FieldType) -> pa.Array:
-    """Cast one text column to the arrow type of `field_type`; raises ArrowInvalid if any value fails."""
-    target = arrow_type_for(field_type)
-    if field_type in (FieldType.STRING, FieldType.JSON):
-        return arr
-    if field_type == FieldType.DATETIME:
-        # Values with an offset are instants; naive values are taken as UTC (documented in the data plane).
-        zoned_mask = pc.fill_null(pc.match_substring_regex(arr, _ZONED), False)
-        if pc.all(zoned_mask).as_py():
-            return pc.cast(arr, target)
-        if not pc.any(zoned_mask).as_py():
-            return pc.cast(pc.cast(arr, pa.timestamp("us")), target)
-        zoned = pc.cast(pc.if_else(zoned_mask, arr, None), target)
-        naive = pc.cast(pc.cast(pc.if_else(zoned_mask, None, arr), pa.timestamp("us")), target)
-        return pc.if_else(zoned_mask, zoned, naive)
-    try:
-        return pc.cast(arr, target)
-    except pa.ArrowInvalid:
-        # Surrounding spaces are common in hand-made files; stripping them is never ambiguous for these types.
-        return pc.cast(pc.utf8_trim_whitespace(arr), target)
-
-
-def _bad_positions(arr: pa.Array, field_type: FieldType, offset: int, out: list[int], limit: int) -> None:
-    """Positions of the values of `arr` that do not cast, by bisection: O(bad * log n) casts."""
-    if len(out) > limit:
-        return
-    try:
-        _cast_text(arr, field_type)
-        return
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    if len(arr) == 1:
-        out.append(offset)
-        return
-    middle = len(arr) // 2
-    _bad_positions(arr.slice(0, middle), field_type, offset, out, limit)
-    _bad_positions(arr.slice(middle), field_type, offset + middle, out, limit)
-
-
-def _column_array(table: pa.Table, name: str) -> pa.Array | None:
-    """A column as one array: its chunk when it has one (a block always does), without a copy."""
-    if name not in table.column_names:
-        return None
-    column = table.column(name)
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def cast_block(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, list[tuple[int, str]]]:
-    """Cast a text table to the schema; returns the good rows and (row index, reason) of the bad. A column
-    that already has its field's arrow type is kept as it is."""
-    columns: list[pa.Array] = []
-    bad: dict[int, str] = {}
-    for field in schema.fields:
-        arr = _column_array(table, field.name)
-        if arr is None:
-            columns.append(pa.nulls(table.num_rows, arrow_type_for(field.type)))
-            continue
-        if arr.type == arrow_type_for(field.type):
-            columns.append(arr)  # converted by the CSV reader already (the fast path), or text for text
-            continue
-        try:
-            columns.append(_cast_text(arr, field.type))
-            continue
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        positions: list[int] = []
-        _bad_positions(arr, field.type, 0, positions, MAX_BAD_VALUES_PER_BLOCK)
-        if len(positions) > MAX_BAD_VALUES_PER_BLOCK:
-            raise ConnectorError(
-                f"Column {field.name!r} does not hold {field.type} values (over {MAX_BAD_VALUES_PER_BLOCK} "
-                f"failures in one block); set its type in column_types.",
-                field="column_types",
-            )
-        for position in positions:
-            bad.setdefault(position, f"{field.name}: {arr[position].as_py()!r} is not a valid {field.type}")
-        bad_set = set(positions)
-        mask = pa.array([i in bad_set for i in range(len(arr))])
-        columns.append(_cast_text(pc.if_else(mask, None, arr), field.type))
-    result = pa.Table.from_arrays(columns, schema=schema.arrow_schema().remove_metadata())
-    if bad:
-        keep = pa.array([i not in bad for i in range(table.num_rows)])
-        result = result.filter(keep)
-    return result, sorted(bad.items())
-
-
 # --- the connector -------------------------------------------------------------------------------------
 
 
@@ -343,7 +224,7 @@ class CsvFileSource(WorkspaceFilesType):
     config_model = CsvFileConfig
 
     def check(self, config: CsvFileConfig) -> CheckResult:
-        files, members = resolve_inputs(config)
+        files, members = inputs_for(config, ZIP_ENTRY_SUFFIXES)
         detect_dialect(members[0], config)
         noun = "file matches" if len(files) == 1 else "files match"
         entries = sum(1 for m in members if m.compression == "zip")
@@ -364,18 +245,18 @@ class CsvFileSource(WorkspaceFilesType):
         return name or "data"
 
     def discover(self, config: CsvFileConfig) -> list[StreamSchema]:
-        _, members = resolve_inputs(config)
+        _, members = inputs_for(config, ZIP_ENTRY_SUFFIXES)
         first_member = members[0]
         dialect = detect_dialect(first_member, config)
         try:
-            with _arrow_input(first_member) as source:
+            with arrow_input(first_member, buffer_size=BLOCK_SIZE) as source:
                 reader = self._open(
                     source, dialect, config, column_types=None, block_size=config.sample_bytes
                 )
                 first = reader.read_next_batch()
         except StopIteration:
             raise ConnectorError(f"{first_member.label} has no rows.", field="path") from None
-        except (pa.ArrowInvalid, *_MEMBER_ERRORS) as exc:
+        except (pa.ArrowInvalid, *READ_ERRORS) as exc:
             raise ConnectorError(f"Cannot parse {first_member.label}: {exc}", field="path") from None
         inferred = StreamSchema.from_arrow(self._stream_name(config, first_member), first.schema)
         if config.column_types:
@@ -444,7 +325,7 @@ class CsvFileSource(WorkspaceFilesType):
     def read(
         self, config: CsvFileConfig, stream: StreamSchema, state: dict[str, Any] | None
     ) -> Iterator[ReadItem]:
-        _, members = resolve_inputs(config)
+        _, members = inputs_for(config, ZIP_ENTRY_SUFFIXES)
         done: dict[str, Any] = dict((state or {}).get("files", {}))
         for member in members:
             # A file's key is its path as the workspace names it; a zip entry's `archive.zip!entry`,
@@ -486,7 +367,7 @@ class CsvFileSource(WorkspaceFilesType):
             """One pass over the input: its good records (right number of columns), block by block. A
             conversion error of the fast path raises _DirectReadFailed; any other parse error, or one of
             the text path, is the file's error."""
-            with _arrow_input(member) as source:
+            with arrow_input(member, buffer_size=BLOCK_SIZE) as source:
                 try:
                     reader = self._open(
                         source,
@@ -507,7 +388,7 @@ class CsvFileSource(WorkspaceFilesType):
                     if fast:
                         raise _DirectReadFailed from None
                     raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
-                except _MEMBER_ERRORS as exc:
+                except READ_ERRORS as exc:
                     raise ConnectorError(f"Cannot parse {relative}: {exc}", field="path") from None
 
         def cast(table: pa.Table) -> pa.Table:

@@ -22,27 +22,25 @@ Incremental: by a cursor field as for the JSON source.
 from __future__ import annotations
 
 import contextlib
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 import openpyxl
 from pydantic import Field
 
-from aggregator.dataplane import DEFAULT_CHUNK_SIZE, Batch, FieldType, ReadItem, RejectedRow, StreamSchema
-from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.plugins.json_file import (
+from aggregator.dataplane import DEFAULT_CHUNK_SIZE, FieldType, ReadItem, RejectedRow, StreamSchema
+from apps.connectors.base import CheckResult, ConnectorError
+from apps.connectors.sdk.files import (
     CursorFilter,
-    build_schema,
-    columns_to_table,
-    members_for,
-    rejected,
-    short_repr,
-    stream_name_for,
+    FileSource,
+    InputMember,
+    check_zip_file,
+    emit,
+    is_member_error,
+    local_file,
 )
-from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
-from apps.connectors.uploads import ArchiveRefused, InputMember, check_zip, is_member_error, local_file
+from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig
+from apps.connectors.sdk.records import build_schema, columns_to_table, short_repr
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 
@@ -103,7 +101,7 @@ class _Sheet:
     def __enter__(self) -> _Sheet:
         try:
             path = self._stack.enter_context(local_file(self.member))
-            self._check_archive(path)
+            check_zip_file(path, label=self.member.label, what="an .xlsx workbook")
             workbook = openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
         except ConnectorError:
             self._stack.close()
@@ -141,15 +139,6 @@ class _Sheet:
             )
         return self
 
-    def _check_archive(self, path: Path) -> None:
-        try:
-            with zipfile.ZipFile(path) as archive:
-                check_zip(archive, label=self.member.label)
-        except zipfile.BadZipFile:
-            raise ConnectorError(f"{self.member.label} is not an .xlsx workbook.", field="path") from None
-        except ArchiveRefused as exc:
-            raise ArchiveRefused(exc.message, field="path") from None
-
     def rows(self) -> Iterator[tuple[int, tuple[Any, ...]]]:
         width = len(self.names)
         first = self.config.header_row + 1
@@ -165,22 +154,22 @@ class _Sheet:
         self._stack.close()
 
 
-class ExcelFileSource(WorkspaceFilesType):
+class ExcelFileSource(FileSource):
     slug = "excel_file"
     title = "Excel workbooks"
-    kind = ConnectorKind.SOURCE
     description = "A sheet of .xlsx workbooks from the workspace's files, streamed in read-only mode."
     config_model = ExcelFileConfig
+    suffixes = EXCEL_SUFFIXES
 
     def check(self, config: ExcelFileConfig) -> CheckResult:
-        members = members_for(config, EXCEL_SUFFIXES)
+        members = self.members(config)
         with _Sheet(members[0], config) as sheet:
             columns = len(sheet.names)
         noun = "workbook matches" if len(members) == 1 else "workbooks match"
         return CheckResult(ok=True, message=f"{len(members)} {noun}; {columns} columns.")
 
     def discover(self, config: ExcelFileConfig) -> list[StreamSchema]:
-        members = members_for(config, EXCEL_SUFFIXES)
+        members = self.members(config)
         with _Sheet(members[0], config) as sheet:
             sample: list[tuple[Any, ...]] = []
             for _, row in sheet.rows():
@@ -189,22 +178,11 @@ class ExcelFileSource(WorkspaceFilesType):
                     break
             names = sheet.names
         columns = {name: [row[i] for row in sample] for i, name in enumerate(names)}
-        stream = config.stream_name or stream_name_for(members[0].name, EXCEL_SUFFIXES)
+        stream = self.stream_name(config, members[0])
         schema = build_schema(stream, columns, config.column_types)
         return [_whole_numbers(schema, columns, config.column_types)]
 
-    def read(
-        self, config: ExcelFileConfig, stream: StreamSchema, state: dict[str, Any] | None
-    ) -> Iterator[ReadItem]:
-        members = members_for(config, EXCEL_SUFFIXES)
-        cursor = CursorFilter(stream, state)
-        for member in members:
-            yield from self._read_member(member, config, stream, cursor)
-        checkpoint = cursor.checkpoint()
-        if checkpoint is not None:
-            yield checkpoint
-
-    def _read_member(
+    def read_member(
         self, member: InputMember, config: ExcelFileConfig, stream: StreamSchema, cursor: CursorFilter
     ) -> Iterator[ReadItem]:
         with _Sheet(member, config) as sheet:
@@ -220,21 +198,13 @@ class ExcelFileSource(WorkspaceFilesType):
                     if name in index_of and transposed
                 }
                 table, bad = columns_to_table(columns, stream, len(rows))
-                yield from rejected(
-                    stream,
-                    [
-                        RejectedRow(
-                            reason=reason,
-                            raw=_raw(sheet.names, rows[i]),
-                            line=numbers[i],
-                            source=member.label,
-                        )
-                        for i, reason in sorted(bad.items())
-                    ],
-                )
-                table = cursor.apply(table)
-                if table.num_rows:
-                    yield Batch(table, stream=stream.name)
+                rejects = [
+                    RejectedRow(
+                        reason=reason, raw=_raw(sheet.names, rows[i]), line=numbers[i], source=member.label
+                    )
+                    for i, reason in sorted(bad.items())
+                ]
+                yield from emit(stream, table, rejects, cursor)
                 rows.clear()
                 numbers.clear()
 

@@ -26,72 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from aggregator.dataplane import (
-    DEFAULT_CHUNK_SIZE,
-    Batch,
-    FieldType,
-    ReadItem,
-    RejectedRow,
-    StreamSchema,
-    SyncMode,
-    arrow_type_for,
-)
-from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.plugins.json_file import (
-    _CONVERT_ERRORS,
-    CursorFilter,
-    columns_to_table,
-    members_for,
-    rejected,
-    stream_name_for,
-)
-from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig, WorkspaceFilesType
-from apps.connectors.uploads import InputMember, is_member_error, local_file
+from aggregator.dataplane import DEFAULT_CHUNK_SIZE, FieldType, ReadItem, RejectedRow, StreamSchema, SyncMode
+from apps.connectors.base import CheckResult, ConnectorError
+from apps.connectors.sdk.arrow import cast_column, conform_table
+from apps.connectors.sdk.files import CursorFilter, FileSource, InputMember, emit, is_member_error, local_file
+from apps.connectors.sdk.paths import ImportPath, WorkspaceFilesConfig
+from apps.connectors.sdk.records import CONVERT_ERRORS
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-def _cast_column(column: pa.ChunkedArray | pa.Array, field_type: FieldType) -> pa.Array | pa.ChunkedArray:
-    target = arrow_type_for(field_type)
-    source = column.type
-    if pa.types.is_dictionary(source):
-        column = pc.cast(column, source.value_type)
-        source = source.value_type
-    if field_type == FieldType.JSON and (pa.types.is_nested(source) or not pa.types.is_string(source)):
-        raise pa.ArrowNotImplementedError("nested values go through JSON text")
-    if field_type == FieldType.DATETIME and pa.types.is_timestamp(source):
-        # Nanoseconds are truncated to microseconds (the batch contract's unit); naive values are UTC.
-        return pc.cast(column, target, safe=False)
-    if field_type == FieldType.DATE and pa.types.is_timestamp(source):
-        return pc.cast(pc.cast(column, pa.timestamp("us"), safe=False), pa.date32())
-    return pc.cast(column, target)
-
-
-def conform(table: pa.Table, schema: StreamSchema) -> tuple[pa.Table, dict[int, str]]:
-    """Cast a file's batch to the stream's types; the good rows and {row index: reason} of the bad."""
-    arrays: list[pa.Array | pa.ChunkedArray] = []
-    failing: dict[str, list[Any]] = {}
-    for field in schema.fields:
-        if field.name not in table.column_names:
-            arrays.append(pa.nulls(table.num_rows, arrow_type_for(field.type)))
-            continue
-        column = table.column(field.name)
-        try:
-            arrays.append(_cast_column(column, field.type))
-        except _CONVERT_ERRORS:
-            # The slow path, only for a column that does not cast as a whole: Python values, converted (and
-            # bad ones found) by the shared converter.
-            failing[field.name] = column.to_pylist()
-            arrays.append(pa.nulls(table.num_rows, arrow_type_for(field.type)))
-    if not failing:
-        return pa.Table.from_arrays(arrays, schema=schema.arrow_schema()), {}
-    sub = StreamSchema(name=schema.name, fields=tuple(f for f in schema.fields if f.name in failing))
-    converted, bad = columns_to_table(failing, sub, table.num_rows)
-    keep = pa.array([i not in bad for i in range(table.num_rows)])
-    good = pa.Table.from_arrays(arrays, schema=schema.arrow_schema()).filter(keep)
-    for name in failing:
-        good = good.set_column(schema.field_names.index(name), name, converted.column(name))
-    return good, bad
 
 
 class ParquetFileConfig(WorkspaceFilesConfig):
@@ -113,25 +55,25 @@ class ParquetFileConfig(WorkspaceFilesConfig):
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
 
 
-class ParquetFileSource(WorkspaceFilesType):
+class ParquetFileSource(FileSource):
     slug = "parquet_file"
     title = "Parquet files"
-    kind = ConnectorKind.SOURCE
     description = "Parquet files from the workspace's files, read batch by batch."
     config_model = ParquetFileConfig
+    suffixes = PARQUET_SUFFIXES
 
     def check(self, config: ParquetFileConfig) -> CheckResult:
-        members = members_for(config, PARQUET_SUFFIXES)
+        members = self.members(config)
         with self._open(members[0]) as parquet:
             rows = parquet.metadata.num_rows
         noun = "input matches" if len(members) == 1 else "inputs match"
         return CheckResult(ok=True, message=f"{len(members)} {noun}; the first has {rows} rows.")
 
     def discover(self, config: ParquetFileConfig) -> list[StreamSchema]:
-        members = members_for(config, PARQUET_SUFFIXES)
+        members = self.members(config)
         with self._open(members[0]) as parquet:
             arrow_schema = parquet.schema_arrow
-        name = config.stream_name or stream_name_for(members[0].name, PARQUET_SUFFIXES)
+        name = self.stream_name(config, members[0])
         inferred = StreamSchema.from_arrow(name, arrow_schema)
         modes = (
             (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL)
@@ -147,18 +89,7 @@ class ParquetFileSource(WorkspaceFilesType):
             )
         ]
 
-    def read(
-        self, config: ParquetFileConfig, stream: StreamSchema, state: dict[str, Any] | None
-    ) -> Iterator[ReadItem]:
-        members = members_for(config, PARQUET_SUFFIXES)
-        cursor = CursorFilter(stream, state)
-        for member in members:
-            yield from self._read_member(member, config, stream, cursor)
-        checkpoint = cursor.checkpoint()
-        if checkpoint is not None:
-            yield checkpoint
-
-    def _read_member(
+    def read_member(
         self, member: InputMember, config: ParquetFileConfig, stream: StreamSchema, cursor: CursorFilter
     ) -> Iterator[ReadItem]:
         with self._open(member) as parquet:
@@ -191,19 +122,15 @@ class ParquetFileSource(WorkspaceFilesType):
         member: InputMember,
         offset: int,
     ) -> Iterator[ReadItem]:
-        table, bad = conform(pa.Table.from_batches([record_batch]), stream)
+        table, bad = conform_table(pa.Table.from_batches([record_batch]), stream)
+        rejects: list[RejectedRow] = []
         if bad:
             raw_rows = pa.Table.from_batches([record_batch]).take(sorted(bad)).to_pylist()
-            yield from rejected(
-                stream,
-                [
-                    RejectedRow(reason=reason, raw=_jsonable(raw), row=offset + i + 1, source=member.label)
-                    for (i, reason), raw in zip(sorted(bad.items()), raw_rows, strict=True)
-                ],
-            )
-        table = cursor.apply(table)
-        if table.num_rows:
-            yield Batch(table, stream=stream.name)
+            rejects = [
+                RejectedRow(reason=reason, raw=_jsonable(raw), row=offset + i + 1, source=member.label)
+                for (i, reason), raw in zip(sorted(bad.items()), raw_rows, strict=True)
+            ]
+        yield from emit(stream, table, rejects, cursor)
 
     @staticmethod
     def _row_groups(
@@ -238,9 +165,9 @@ def _all_at_or_below(statistics: Any, field_type: FieldType, floor: pa.Scalar) -
     try:
         if statistics is None or not statistics.has_min_max:
             return False
-        top = _cast_column(pa.array([statistics.max]), field_type)[0]
+        top = cast_column(pa.array([statistics.max]), field_type)[0]
         return bool(pc.less_equal(top, floor).as_py())
-    except (*_CONVERT_ERRORS, TypeError):
+    except (*CONVERT_ERRORS, TypeError):
         return False
 
 
