@@ -38,15 +38,17 @@ class Dialect:
     types: Mapping[FieldType, str] = field(default_factory=dict)
     run_types: tuple[str, str] = ("VARCHAR", "TIMESTAMP")
 
-    def quote(self, name: str) -> str:
-        """`name` as a quoted identifier. A NUL or an empty name is refused: no database accepts one and a
-        driver could cut the statement at it."""
+    def spelled(self, name: str) -> str:
+        """`name` quoted as the server spells it (in its catalogue, in a CHECK clause it reports). A NUL or
+        an empty name is refused: no database accepts one and a driver could cut the statement at it."""
         if not name or "\x00" in name:
             raise ConnectorError(f"{name!r} is not a valid identifier.")
-        quoted = name.replace(self.quote_char, self.quote_char * 2)
-        if self.percent_params:
-            quoted = quoted.replace("%", "%%")
-        return f"{self.quote_char}{quoted}{self.quote_char}"
+        return self.quote_char + name.replace(self.quote_char, self.quote_char * 2) + self.quote_char
+
+    def quote(self, name: str) -> str:
+        """`name` as a quoted identifier to put in a statement this connector's driver executes."""
+        quoted = self.spelled(name)
+        return quoted.replace("%", "%%") if self.percent_params else quoted
 
     def qualified(self, *parts: str) -> str:
         """`schema.table` (or `database.table`), each part quoted."""

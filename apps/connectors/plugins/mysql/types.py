@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from aggregator.dataplane import Field, FieldType, StreamSchema, arrow_type_for
 from apps.connectors.base import ConnectorError
+from apps.connectors.sdk.sql import MYSQL
 
 _INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"})
 _NUMBER_TYPES = frozenset({"decimal", "numeric", "float", "double", "real", "double precision"})
@@ -20,7 +21,7 @@ _CURSOR_TYPES = (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.
 
 def _is_json_check(name: str, clause: str) -> bool:
     """Whether a CHECK constraint is MariaDB's mark of a JSON column (`json_valid(`col`)`, named after it)."""
-    return clause.replace(" ", "").lower() == f"json_valid(`{name.replace('`', '``')}`)".lower()
+    return clause.replace(" ", "").lower() == f"json_valid({MYSQL.spelled(name)})".lower()
 
 
 def field_type_for(data_type: str, column_type: str, *, json_column: bool = False) -> FieldType:
