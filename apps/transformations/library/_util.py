@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic_core import PydanticCustomError
@@ -223,8 +224,6 @@ def duck(query: str, tables: dict[str, pa.Table]) -> pa.Table:
 
 def row_hashes(table: pa.Table, keys: list[str]) -> Any:
     """A 64-bit hash of each row's key values (nulls hash alike), as a numpy uint64 array."""
-    import numpy as np
-
     if table.num_rows == 0:
         return np.zeros(0, dtype=np.uint64)
     expr = ", ".join(quote_ident(k) for k in keys)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.conf import settings
 from pydantic import Field as PydanticField
 from pydantic import field_validator
 
@@ -41,8 +42,6 @@ from .text import re2_pattern
 
 
 def hash_salt(namespace: str) -> str:
-    from django.conf import settings
-
     key = getattr(settings, "AGGREGATOR_PII_HASH_KEY", None) or settings.SECRET_KEY
     return hmac.new(
         str(key).encode(), f"aggregator.pii.hash:{namespace}".encode(), hashlib.sha256
