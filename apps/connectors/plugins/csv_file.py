@@ -4,9 +4,10 @@ its import area, the shared directories opened to it: `apps/connectors/file_area
 How it reads: pyarrow's streaming CSV reader (`pyarrow.csv.open_csv`, multithreaded, in blocks) with every
 column read as text, then a vectorised cast of each column to the stream's field types. Reading as text and
 casting afterwards is what lets a bad value reject its row instead of failing the whole read: a failed cast
-is narrowed down to the offending rows by bisection, those rows go out as RejectedRows with the reason and
-the raw values, and the rest of the batch carries on. Rows with the wrong number of columns are rejected the
-same way. Memory stays bounded by the block and `chunk_size`, whatever the size of the file.
+is narrowed down to the offending rows by bisection (the SDK's `cast_block`, `apps.connectors.sdk.arrow`),
+those rows go out as RejectedRows with the reason and the raw values, and the rest of the batch carries on.
+Rows with the wrong number of columns are rejected the same way. Memory stays bounded by the block and
+`chunk_size`, whatever the size of the file.
 
 Fast path: that text path parses every number twice, so a file is first read with its integer, number and
 boolean columns converted by the reader itself (the others as text, cast as above); any value the reader

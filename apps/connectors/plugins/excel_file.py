@@ -16,7 +16,7 @@ booleans, dates (date cells at midnight), datetimes, strings; `column_types` pin
 convert to its column's type (`n/a` in a number column, `#DIV/0!`) rejects its row, with the sheet's row
 number as `line`.
 
-Incremental: by a cursor field as for the JSON source.
+Incremental: by a cursor field, the file sources' policy (`apps.connectors.sdk.files.CursorFilter`).
 """
 
 from __future__ import annotations

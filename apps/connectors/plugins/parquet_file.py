@@ -11,9 +11,10 @@ decimals, booleans, dates, timestamps (naive ones are taken as UTC), strings; li
 cast (a uint64 above the int64 range, an invalid UTF-8 binary) rejects its row, with its 1-based row number
 in the file. Columns of the stream missing from a file are null (a glob of files whose schemas evolved).
 
-Incremental: by a cursor field as for the JSON source (rows above the state's cursor; one checkpoint at the
-end of the stream); row groups whose statistics put every cursor value at or below the state's are skipped
-without being decoded.
+Incremental: by a cursor field, the file sources' policy (`apps.connectors.sdk.files.CursorFilter`: rows
+above the state's cursor; one checkpoint at the end of the stream); row groups whose statistics put every
+cursor value at or below the state's are skipped without being decoded. Casting a batch to the stream's
+types is the SDK's (`apps.connectors.sdk.arrow.conform_table`).
 """
 
 from __future__ import annotations
