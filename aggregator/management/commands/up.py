@@ -217,7 +217,7 @@ class Launcher:
                 postgres.ensure_database(DATABASE_NAME)
             self.env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
             # The Local warehouse destination: databases the platform makes on its own embedded server
-            # (apps/connectors/plugins/local_warehouse.py), never a host a user typed.
+            # (apps/connectors/plugins/postgres/local_warehouse.py), never a host a user typed.
             self.env.setdefault(LOCAL_WAREHOUSE_ENV, postgres.url("postgres"))
         if not self.env.get("REDIS_URL"):
             self.services.append(redis)

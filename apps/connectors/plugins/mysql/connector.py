@@ -46,7 +46,7 @@ from apps.connectors.base import (
     TableDescription,
 )
 from apps.connectors.sdk.cursor import IncrementalCursor
-from apps.connectors.sdk.destinations import check_stream_columns
+from apps.connectors.sdk.destinations import check_stream_columns, run_rows_delete
 from apps.connectors.sdk.sql import MYSQL
 
 from .config import CATALOGUE_TIMEOUT_S, READ_NET_WRITE_TIMEOUT_S, CustomQuery, MySqlConfig
@@ -373,10 +373,7 @@ class MySqlConnector(ConnectorType):
                 if not int(cur.fetchone()[0]):
                     return 0
                 removed = _execute(
-                    cur,
-                    f"DELETE FROM {quote_ident(config.database)}.{quote_ident(table)} "  # noqa: S608 - identifiers quoted, values are parameters
-                    f"WHERE {quote_ident(RUN_ID_COLUMN)} = %s",
-                    (run_id,),
+                    cur, run_rows_delete(MYSQL, MYSQL.qualified(config.database, table), "%s"), (run_id,)
                 )
             conn.commit()
         except pymysql.MySQLError as exc:

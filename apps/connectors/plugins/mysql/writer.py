@@ -127,7 +127,7 @@ class _Writer:
         self.undo: list[str] = []  # statements that put things back, run in reverse order on failure
 
     def q(self, table: str) -> str:
-        return f"{quote_ident(self.database)}.{quote_ident(table)}"
+        return MYSQL.qualified(self.database, table)
 
     def exec(self, sql: str, params: Sequence[Any] = ()) -> int:
         with self.conn.cursor() as cur:
