@@ -96,10 +96,7 @@ def test_no_sql_plugin_imports_another_plugin() -> None:
         for match in importing.finditer(path.read_text()):
             if match.group(2) != own:
                 offenders.append(f"{path.relative_to(PLUGINS)} imports {match.group(2)}")
-    # cast_block (text to the stream's types) is csv_file's until the file sources' part of issue 14 puts
-    # it in the SDK (sdk/arrow.py); the PostgreSQL source then takes it from there.
-    pending = {"postgres/source.py imports csv_file"}
-    assert sorted(set(offenders) - pending) == []
+    assert offenders == []
 
 
 # --- the reserved-column rule, for every destination -----------------------------------------------------

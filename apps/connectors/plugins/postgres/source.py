@@ -35,6 +35,7 @@ from aggregator.dataplane import (
 )
 from aggregator.dataplane import Field as StreamField
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind, ConnectorType, secret_value
+from apps.connectors.sdk.arrow import cast_block
 from apps.connectors.sdk.cursor import IncrementalCursor
 
 from .connection import PostgresSourceConfig, _connect, _libpq_reason
@@ -180,8 +181,6 @@ class PostgresSource(ConnectorType):
 
     @staticmethod
     def _typed_blocks(copy: Any, stream: StreamSchema, rejected: list[RejectedRow]) -> Iterator[pa.Table]:
-        from apps.connectors.plugins.csv_file import cast_block
-
         try:
             reader = pacsv.open_csv(
                 io.BufferedReader(_CopyStream(copy), buffer_size=1024 * 1024),
