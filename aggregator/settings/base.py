@@ -381,7 +381,7 @@ AGGREGATOR_WS_AUTH_TIMEOUT_S = env.float("AGGREGATOR_WS_AUTH_TIMEOUT_S", default
 # Called with each Event after the emitting transaction commits (apps/monitoring/events.py); dotted paths.
 AGGREGATOR_EVENT_HANDLERS = [
     "apps.connectors.services.handle_event",
-    "apps.webhooks.services.handle_event",
+    "apps.webhooks.delivery.handle_event",
 ]
 # Webhook deliveries whose task message was lost (or whose worker died mid-send) are enqueued again.
 CELERY_BEAT_SCHEDULE["webhooks-resend-lost"] = {"task": "webhooks.deliveries_resend_lost", "schedule": 60.0}

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from django.http import Http404
 from django.utils import timezone
 
 from aggregator.crypto import decrypt
@@ -20,13 +19,6 @@ from .models import Delivery, DeliveryAttempt, PipelineTrigger, PushRecord, Push
 
 def webhook_list_for_user(*, user: Any) -> QuerySet[Webhook]:
     return Webhook.objects.filter(workspace_id__in=workspace_ids_for_user(user=user)).order_by("id")
-
-
-def webhook_get_for_user(*, user: Any, webhook_id: int | str) -> Webhook:
-    try:
-        return webhook_list_for_user(user=user).get(id=int(webhook_id))
-    except (Webhook.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such webhook.") from None
 
 
 def webhook_secrets(webhook: Webhook, *, now: dt.datetime | None = None) -> list[str]:
@@ -77,13 +69,6 @@ def delivery_list_for_user(*, user: Any) -> QuerySet[Delivery]:
         .prefetch_related(Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("number")))
         .order_by("-id")
     )
-
-
-def delivery_get_for_user(*, user: Any, delivery_id: int | str) -> Delivery:
-    try:
-        return delivery_list_for_user(user=user).get(id=int(delivery_id))
-    except (Delivery.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such delivery.") from None
 
 
 # --- incoming -------------------------------------------------------------------------------------------
@@ -147,3 +132,19 @@ def push_records_sample(*, stream: PushStream, limit: int) -> list[dict[str, Any
     return list(
         PushRecord.objects.filter(stream=stream).order_by("seq").values_list("data", flat=True)[:limit]
     )
+
+
+class _PushStreamReader:
+    """The reads above as `apps.connectors.push_streams.PushStreamReader`."""
+
+    def stream_for_reader(self, *, stream_id: int, read_key: str) -> PushStream:
+        return push_stream_for_reader(stream_id=stream_id, read_key=read_key)
+
+    def records_after(self, *, stream: Any, after_seq: int, chunk: int) -> Iterator[list[PushRecord]]:
+        return push_records_after(stream=stream, after_seq=after_seq, chunk=chunk)
+
+    def records_sample(self, *, stream: Any, limit: int) -> list[dict[str, Any]]:
+        return push_records_sample(stream=stream, limit=limit)
+
+
+PUSH_STREAM_READER = _PushStreamReader()

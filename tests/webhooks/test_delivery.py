@@ -486,7 +486,7 @@ def test_secrets_are_resealed_with_a_new_first_key(
 def test_a_crash_while_sending_is_recorded_and_retried(
     personas, receiver, fast_retries, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from apps.webhooks import services
+    from apps.webhooks import delivery
 
     make_webhook(personas, receiver)
     emit_committed(django_capture_on_commit_callbacks, workspace=personas.workspace)
@@ -494,7 +494,7 @@ def test_a_crash_while_sending_is_recorded_and_retried(
     def broken(*args, **kwargs):
         raise KeyError("bug")
 
-    monkeypatch.setattr(services, "_post", broken)
+    monkeypatch.setattr(delivery, "_post", broken)
     assert delivery_send(delivery_id=Delivery.objects.get().id) == "retrying"
     attempt = DeliveryAttempt.objects.get()
     assert (attempt.outcome, attempt.error) == ("failed", "Internal error (KeyError).")

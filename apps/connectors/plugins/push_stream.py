@@ -1,5 +1,6 @@
 """Push stream source: the records outside systems POSTed to a push stream's ingestion URL
-(`/hooks/ingest/<token>`, see docs/webhooks.md), read back in the order they arrived.
+(`/hooks/ingest/<token>`, see docs/webhooks.md), read back in the order they arrived. The webhooks app
+receives and stores them and hands this module its reader (`apps/connectors/push_streams.py`).
 
 Access: the config names the push stream by id and carries its read key (shown once when the stream was
 made). The key is what stops a connector in one workspace from reading another workspace's stream by
@@ -42,6 +43,7 @@ from apps.connectors.base import (
     secret_value,
 )
 from apps.connectors.plugins.json_file import build_schema, records_to_table, rejected, short_repr
+from apps.connectors.push_streams import PushedStream, push_stream_reader
 
 SEQ_FIELD = "_push_seq"
 RECEIVED_FIELD = "_push_received_at"
@@ -56,11 +58,9 @@ class PushStreamConfig(ConnectorConfig):
     chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=1, le=1_000_000, title="Rows per batch")
 
 
-def _stream(config: PushStreamConfig) -> Any:
-    from apps.webhooks.selectors import push_stream_for_reader
-
+def _stream(config: PushStreamConfig) -> PushedStream:
     try:
-        return push_stream_for_reader(
+        return push_stream_reader().stream_for_reader(
             stream_id=config.stream_id, read_key=secret_value(config.read_key) or ""
         )
     except LookupError as exc:
@@ -89,10 +89,8 @@ class PushStreamSource(ConnectorType):
         )
 
     def discover(self, config: PushStreamConfig) -> list[StreamSchema]:
-        from apps.webhooks.selectors import push_records_sample
-
         stream = _stream(config)
-        sample = push_records_sample(stream=stream, limit=config.sample_records)
+        sample = push_stream_reader().records_sample(stream=stream, limit=config.sample_records)
         columns: dict[str, list[Any]] = {}
         for record in sample:
             for key in record:
@@ -120,11 +118,12 @@ class PushStreamSource(ConnectorType):
     def read(
         self, config: PushStreamConfig, stream: StreamSchema, state: dict[str, Any] | None
     ) -> Iterator[ReadItem]:
-        from apps.webhooks.selectors import push_records_after
-
         push_stream = _stream(config)
         after = int((state or {}).get("cursor") or 0)
-        for page in push_records_after(stream=push_stream, after_seq=after, chunk=config.chunk_size):
+        pages = push_stream_reader().records_after(
+            stream=push_stream, after_seq=after, chunk=config.chunk_size
+        )
+        for page in pages:
             rows = [{**r.data, SEQ_FIELD: r.seq, RECEIVED_FIELD: r.received_at} for r in page]
             table, bad = records_to_table(rows, stream)
             if table.num_rows:
