@@ -11,8 +11,7 @@ from typing import Any
 from rest_framework import permissions
 from rest_framework.request import Request
 
-from apps.users.models import Role
-from apps.users.selectors import has_role
+from apps.users.selectors import Role, has_role
 
 SAFE_ACTIONS = {"list", "retrieve", "metadata"}
 

@@ -11,10 +11,10 @@ from rest_framework import exceptions, mixins, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from apps.users.models import Role, Workspace
-from apps.users.selectors import has_role, workspace_ids_for_user
+from apps.users.selectors import Role, Workspace, workspace_ids_for_user
 
 from .permissions import WorkspaceRolePermission
+from .workspaces import workspace_for_write
 
 
 class WorkspaceScopedViewSet(viewsets.GenericViewSet):
@@ -50,25 +50,8 @@ class WorkspaceScopedViewSet(viewsets.GenericViewSet):
 
     def workspace_for_create(self, request: Request, role: Role | None = None) -> Workspace:
         """The workspace named by the body's `workspace`, or the caller's only workspace."""
-        role = role or self.write_role
         raw = request.data.get("workspace") if hasattr(request.data, "get") else None
-        visible = workspace_ids_for_user(user=request.user)
-        if raw in (None, ""):
-            if len(visible) != 1:
-                raise exceptions.ValidationError(
-                    {"workspace": "Required: you belong to several workspaces (or none)."}
-                )
-            workspace_id = visible[0]
-        else:
-            try:
-                workspace_id = int(raw)
-            except (TypeError, ValueError):
-                raise exceptions.ValidationError({"workspace": "Must be a workspace id."}) from None
-            if workspace_id not in visible:
-                raise exceptions.ValidationError({"workspace": "No such workspace."})
-        if not has_role(user=request.user, workspace_id=workspace_id, role=role):
-            raise exceptions.PermissionDenied("Your role in this workspace does not allow this.")
-        return Workspace.objects.get(id=workspace_id)
+        return workspace_for_write(user=request.user, raw=raw, role=role or self.write_role)
 
 
 class WorkspaceScopedModelViewSet(

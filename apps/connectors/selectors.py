@@ -8,17 +8,17 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from aggregator.crypto import decrypt_json
-from apps.users.models import Role
-from apps.users.selectors import workspace_ids_for_user
+from apps.users.selectors import Role, User, workspace_ids_for_user
 
 from .base import ConnectorConfig, ConnectorKind, ConnectorType
+
+# Connector is re-exported as the connectors app's public type, for other apps' annotations (they may not
+# import connectors.models).
 from .models import Connector
 from .registry import UnknownConnectorType, registry
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
-
-    from apps.users.models import User
 
 
 def connector_type_list(*, kind: ConnectorKind | None = None) -> list[type[ConnectorType]]:
@@ -48,6 +48,17 @@ def connector_get_for_user(*, user: User | AnonymousUser, connector_id: int | st
         return connector_list_for_user(user=user).get(id=int(connector_id))
     except (Connector.DoesNotExist, ValueError, TypeError):
         raise Http404("No such connector.") from None
+
+
+def connector_list_for_workspace(*, workspace_id: int) -> QuerySet[Connector]:
+    """Every connector of one workspace by name, unauthorised: for a caller that has authorised the
+    workspace already (the workspace export and import); not for request handlers."""
+    return Connector.objects.filter(workspace_id=workspace_id).order_by("name", "id")
+
+
+def connector_find_by_name(*, workspace_id: int, name: str) -> Connector | None:
+    """The workspace's connector of this name, if any (names are unique in a workspace); unauthorised."""
+    return Connector.objects.filter(workspace_id=workspace_id, name=name).first()
 
 
 def connector_get_by_ref(*, workspace_id: int, ref: str | int) -> Connector:

@@ -14,17 +14,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from aggregator.crypto import encrypt_json
+from aggregator.crypto import DecryptionError, encrypt_json, is_current, rotate
 from aggregator.dataplane import Batch, RejectedRows, StreamSchema
 from aggregator.logging import get_logger
-from apps.users.models import Workspace
+from apps.monitoring.events import Event
+from apps.transformations.profiling import StreamProfiler
+from apps.users.selectors import User, Workspace, workspace_get
 
 from .base import ConfigInvalid, ConnectorConfig, ConnectorError, ConnectorType, run_check, secret_value
 from .models import CheckStatus, Connector
@@ -32,10 +34,6 @@ from .registry import UnknownConnectorType, registry
 from .sdk.errors import is_transient as is_transient  # re-exported: the executor's retry decision
 from .selectors import connector_runtime, connector_secrets
 from .uploads import StoredUpload, UploadRefused, upload_store
-
-if TYPE_CHECKING:
-    from apps.monitoring.models import Event
-    from apps.users.models import User
 
 logger = get_logger(__name__)
 
@@ -325,8 +323,6 @@ def connector_profile(
     without a run and without storing anything: per column nulls, distinct, min/max/mean/stddev, top values
     and a histogram of numbers (apps/transformations/profiling.py). Profiled batch by batch, so memory is
     one source batch plus the column sketches, whatever the limit."""
-    from apps.transformations.profiling import StreamProfiler
-
     limit = max(1, min(int(limit), PROFILE_MAX_ROWS))
     schema = _discovered(connector=connector, stream=stream)
     profiler = StreamProfiler(schema)
@@ -439,6 +435,48 @@ def handle_event(event: Event) -> None:
     warehouse connector."""
     if event.type != "workspace.created":
         return
-    workspace = Workspace.objects.filter(id=event.workspace_id).first()
+    workspace = workspace_get(workspace_id=event.workspace_id)
     if workspace is not None:
         connector_local_warehouse_ensure(workspace=workspace)
+
+
+# Rows re-encrypted per transaction: small enough that a lock on a connector being edited is short,
+# large enough that a big installation is not one round trip per row.
+REENCRYPT_BATCH_SIZE = 200
+
+
+def connector_secrets_reencrypt(
+    *, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
+) -> dict[str, int]:
+    """Re-seal every connector's secrets with the first of AGGREGATOR_ENCRYPTION_KEYS (the connectors part
+    of `rotate_encryption_keys`). Idempotent: secrets already sealed with the first key are left alone, so
+    a second run (or a run interrupted and started again) changes nothing it does not need to.
+    `progress(done, total)` is called after each batch."""
+    ids = list(Connector.objects.exclude(secrets_encrypted="").order_by("id").values_list("id", flat=True))
+    counts = {"rotated": 0, "current": 0, "failed": 0}
+    for start in range(0, len(ids), REENCRYPT_BATCH_SIZE):
+        batch = ids[start : start + REENCRYPT_BATCH_SIZE]
+        with transaction.atomic():
+            # Locked so an edit saving new secrets at the same moment is not overwritten with old ones.
+            for connector in (
+                Connector.objects.select_for_update().filter(id__in=batch).only("id", "secrets_encrypted")
+            ):
+                token = connector.secrets_encrypted
+                if not token:
+                    continue
+                if is_current(token):
+                    counts["current"] += 1
+                    continue
+                try:
+                    rotated = rotate(token)
+                except DecryptionError:
+                    counts["failed"] += 1
+                    logger.warning("connector_secret_undecryptable", connector_id=connector.id)
+                    continue
+                counts["rotated"] += 1
+                if not dry_run:
+                    Connector.objects.filter(id=connector.id).update(secrets_encrypted=rotated)
+        if progress is not None:
+            progress(start + len(batch), len(ids))
+    logger.info("connector_secrets_reencrypted", dry_run=dry_run, **counts)
+    return counts

@@ -24,12 +24,10 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
-from django.http import Http404
 from django.utils import timezone
 
 from aggregator.logging import get_logger
-from apps.users.models import Membership, Role
-from apps.users.selectors import workspace_ids_for_user
+from apps.users.selectors import workspace_admin_emails, workspace_ids_for_user
 
 from . import events
 from .models import Alert, AlertKind, AlertRule, AlertStatus, Event
@@ -71,13 +69,6 @@ def alert_list_for_user(*, user: Any) -> QuerySet[Alert]:
         .select_related("rule")
         .order_by("-last_seen", "-id")
     )
-
-
-def alert_get_for_user(*, user: Any, alert_id: int | str) -> Alert:
-    try:
-        return alert_list_for_user(user=user).get(id=int(alert_id))
-    except (Alert.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such alert.") from None
 
 
 # --- Rule writes ------------------------------------------------------------------------------------------
@@ -141,12 +132,7 @@ def _payload(alert: Alert) -> dict[str, Any]:
 def _recipients(rule: AlertRule) -> list[str]:
     if rule.email_recipients:
         return [str(a) for a in rule.email_recipients]
-    return list(
-        Membership.objects.filter(workspace_id=rule.workspace_id, role=Role.ADMIN)
-        .exclude(user__email="")
-        .values_list("user__email", flat=True)
-        .order_by("user__email")
-    )
+    return workspace_admin_emails(workspace_id=rule.workspace_id)
 
 
 def _notify(alert: Alert, *, resolved: bool) -> None:

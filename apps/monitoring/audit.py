@@ -32,8 +32,7 @@ from rest_framework_simplejwt.tokens import Token
 
 from aggregator.clientip import client_ip
 from aggregator.logging import get_logger
-from apps.users.models import ApiKey, Role
-from apps.users.selectors import workspace_ids_for_user
+from apps.users.selectors import ApiKey, Role, workspace_ids_for_user
 
 from .models import AuditCredential, AuditEntry
 

@@ -16,6 +16,8 @@ from typing import Any
 import networkx as nx
 
 from aggregator.dataplane import StreamSchema, SyncMode, WriteMode
+from apps.transformations.quality import validate_rules
+from apps.transformations.steps import StepError, get_step_type
 
 NODE_KINDS = ("source", "transform", "destination")
 MAX_NODES = 500
@@ -295,8 +297,6 @@ def validate_definition(
 ) -> Plan:
     """The run plan of a valid document; raises PipelineInvalid listing every problem otherwise."""
 
-    from apps.transformations.steps import StepError, get_step_type
-
     def step_arity(slug: str) -> tuple[int, int | None]:
         try:
             step_type = get_step_type(slug)
@@ -415,8 +415,6 @@ def _check_source(
 
 
 def _check_transform(node_id: str, node: dict[str, Any], plan: Plan, problems: list[Problem]) -> None:
-    from apps.transformations.steps import StepError, get_step_type
-
     step_slug = node.get("step")
     if not isinstance(step_slug, str):
         problems.append(Problem("`step` must name a transform step.", node=node_id, field="step"))
@@ -447,8 +445,6 @@ def _check_transform(node_id: str, node: dict[str, Any], plan: Plan, problems: l
 
 def _check_quality(node_id: str, node: dict[str, Any], plan: Plan, problems: list[Problem]) -> None:
     """The node's validation rules against its output schema, and its `profile` flag."""
-    from apps.transformations.quality import validate_rules
-
     if "profile" in node and not isinstance(node["profile"], bool):
         problems.append(Problem("`profile` must be true or false.", node=node_id, field="profile"))
     if "rules" not in node:

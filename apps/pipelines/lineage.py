@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from aggregator.dataplane import StreamSchema
+from apps.connectors.selectors import connector_get_for_user, connector_list_for_user
+from apps.transformations.expressions import Column, ExpressionError, Node, parse
 
 from .definition import Plan
 
@@ -25,8 +27,6 @@ Rule = Callable[[dict[str, Any], dict[str, StreamSchema], StreamSchema], dict[st
 
 def expression_columns(text: str) -> list[str]:
     """The columns an expression reads, in order of first use (walks the parsed tree; parses, never runs)."""
-    from apps.transformations.expressions import Column, ExpressionError, Node, parse
-
     try:
         tree = parse(text)
     except ExpressionError:
@@ -289,8 +289,6 @@ def _connector_brief(connector: Any) -> dict[str, Any]:
 def lineage_tables_for_user(*, user: Any, workspace_id: int | None = None) -> list[dict[str, Any]]:
     """The destination tables the caller's pipelines write, each with the pipelines (and nodes) writing it,
     ordered by connector name and table. Read from the saved documents only: two queries, nothing planned."""
-    from apps.connectors.selectors import connector_list_for_user
-
     from .selectors import pipeline_list_for_user
 
     pipelines = pipeline_list_for_user(user=user)
@@ -358,8 +356,6 @@ def table_lineage_for_user(
     recorded); a pipeline that no longer validates is listed with its `error` and left out of the graph."""
     from django.core.exceptions import ValidationError
     from django.http import Http404
-
-    from apps.connectors.selectors import connector_get_for_user, connector_list_for_user
 
     from .selectors import pipeline_list_for_user
     from .services import pipeline_plan

@@ -16,8 +16,12 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.connectors.models import Connector
-from apps.connectors.selectors import connector_secret_status, connector_secrets
+from apps.connectors.selectors import (
+    connector_find_by_name,
+    connector_list_for_workspace,
+    connector_secret_status,
+    connector_secrets,
+)
 from apps.connectors.services import connector_create, connector_update
 
 from .models import Pipeline
@@ -33,7 +37,7 @@ def env_var_name(connector_name: str, field_name: str) -> str:
 
 def export_workspace(*, workspace: Any) -> dict[str, Any]:
     connectors = []
-    for connector in Connector.objects.filter(workspace=workspace).order_by("name"):
+    for connector in connector_list_for_workspace(workspace_id=workspace.id):
         config = dict(connector.config)
         for name, status in connector_secret_status(connector).items():
             if status["is_set"]:
@@ -102,7 +106,7 @@ def import_workspace(*, workspace: Any, document: Any, user: Any = None) -> Impo
         if not isinstance(item, dict) or not {"name", "type", "config"} <= set(item):
             raise ValidationError({where: ["A connector needs `name`, `type` and `config`."]})
         config = _resolve_env(dict(item["config"] or {}), where)
-        existing = Connector.objects.filter(workspace=workspace, name=item["name"]).first()
+        existing = connector_find_by_name(workspace_id=workspace.id, name=item["name"])
         label = f"connector {item['name']}"
         if existing is None:
             connector_create(

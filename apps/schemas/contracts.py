@@ -35,6 +35,7 @@ from aggregator.dataplane import (
     StreamSchema,
     arrow_type_for,
 )
+from apps.transformations.steps import StepError, get_step_type
 
 POLICY_KEYS = ("new_columns", "type_changes", "new_tables")
 REJECT_SOURCE = "schema contract"
@@ -157,8 +158,6 @@ def _cast_back(
 ) -> tuple[pa.Table, list[RejectedRow]]:
     """Cast one changed column back to its accepted type with the cast step's rules (text trimmed, blanks
     null); a value that does not cast is null (`null`) or refuses its row (`reject`)."""
-    from apps.transformations.steps import StepError, get_step_type
-
     if name not in table.column_names:
         return table, []
     try:

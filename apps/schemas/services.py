@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from aggregator.dataplane import StreamSchema
 from aggregator.logging import get_logger
+from apps.connectors.selectors import connector_type_get
+from apps.connectors.services import connector_discover
 from apps.monitoring import events
 
 from .contracts import ContractDecision, Settlement, contract_conformer, drift_dimensions
@@ -189,8 +191,6 @@ def schema_record_discovery(*, connector: Any, streams: Iterable[StreamSchema]) 
 
 def schema_discover(*, connector: Any) -> list[StreamChange]:
     """Discover the connector's streams now and record them as versions; returns what changed."""
-    from apps.connectors.services import connector_discover
-
     streams = connector_discover(connector=connector)
     return schema_record_discovery(connector=connector, streams=streams)
 
@@ -291,8 +291,6 @@ NO_DISCOVERY_ON_RUN = frozenset({"rest_api", "push_stream"})
 def _discovers_on_run(slug: str) -> bool:
     from django.http import Http404
 
-    from apps.connectors.selectors import connector_type_get
-
     try:
         declared = getattr(connector_type_get(slug=slug), "discover_on_run", None)
     except Http404:
@@ -305,8 +303,6 @@ def schema_refresh(*, connector: Any) -> list[StreamChange]:
     types in NO_DISCOVERY_ON_RUN). Returns each stream's change, or [] when skipped or when the discovery
     failed: the read itself meets the same failure and reports (or retries) it properly, and a pending
     change recorded before still blocks the run."""
-    from apps.connectors.services import connector_discover
-
     if not _discovers_on_run(connector.connector_type):
         return []
     try:

@@ -17,6 +17,9 @@ from aggregator.middleware import request_cache
 
 from .models import ROLE_RANK, ApiKey, ApiKeyScope, Invitation, Membership, Role, User, Workspace
 
+# Other apps may not import users.models: these are the users app's public types, re-exported here for
+# their signatures (User, Workspace), role checks (Role) and telling an API-key request apart (ApiKey).
+
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
 
@@ -101,13 +104,6 @@ def member_list(*, user: User | AnonymousUser, workspace_id: int) -> QuerySet[Me
     return Membership.objects.filter(workspace_id=workspace_id).select_related("user").order_by("user__email")
 
 
-def membership_get(*, user: User | AnonymousUser, workspace_id: int, membership_id: int | str) -> Membership:
-    try:
-        return member_list(user=user, workspace_id=workspace_id).get(id=int(membership_id))
-    except (Membership.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such member.") from None
-
-
 def invitation_list(*, user: User | AnonymousUser, workspace_id: int) -> QuerySet[Invitation]:
     workspace_get_for_user(user=user, workspace_id=workspace_id)
     return Invitation.objects.filter(workspace_id=workspace_id).select_related("invited_by")
@@ -174,3 +170,35 @@ def mfa_status(*, user: User) -> dict[str, Any]:
         "last_used_at": device.last_used_at if device else None,
         "recovery_codes_left": recovery if device else 0,
     }
+
+
+def workspace_get(*, workspace_id: int) -> Workspace | None:
+    """A workspace by id, unauthorised: for callers that have checked access already (or need none, such
+    as an event listener)."""
+    return Workspace.objects.filter(id=workspace_id).first()
+
+
+def workspace_for_command(*, ref: str | None) -> Workspace:
+    """The workspace a management command names by slug or id, or the only one there is. LookupError
+    with a message for the operator otherwise."""
+    if ref:
+        found = Workspace.objects.filter(slug=ref).first()
+        if found is None and ref.isdigit():
+            found = Workspace.objects.filter(id=int(ref)).first()
+        if found is None:
+            raise LookupError(f"No workspace {ref!r}.")
+        return found
+    workspaces = list(Workspace.objects.all()[:2])
+    if len(workspaces) != 1:
+        raise LookupError("Several workspaces exist: name one with --workspace.")
+    return workspaces[0]
+
+
+def workspace_admin_emails(*, workspace_id: int) -> list[str]:
+    """The e-mail addresses of the workspace's admins, sorted (who is told when no one else is named)."""
+    return list(
+        Membership.objects.filter(workspace_id=workspace_id, role=Role.ADMIN)
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+        .order_by("user__email")
+    )

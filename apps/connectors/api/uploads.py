@@ -28,9 +28,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from aggregator.api.workspaces import workspace_for_write
 from apps.connectors import services
-from apps.users.models import Role, User, Workspace
-from apps.users.selectors import has_role, workspace_ids_for_user
+from apps.users.selectors import Role, User, Workspace, workspace_ids_for_user
 
 # What a multipart body may carry besides the file itself: boundaries, part headers and the small form
 # fields (`workspace`). A Content-Length over the file limit plus this is refused unread.
@@ -105,23 +105,7 @@ class UploadViewSet(viewsets.GenericViewSet):
         return super().initialize_request(request, *args, **kwargs)
 
     def _workspace(self, request: Request, raw: Any) -> Workspace:
-        visible = workspace_ids_for_user(user=request.user)
-        if raw in (None, ""):
-            if len(visible) != 1:
-                raise exceptions.ValidationError(
-                    {"workspace": "Required: you belong to several workspaces (or none)."}
-                )
-            workspace_id = visible[0]
-        else:
-            try:
-                workspace_id = int(raw)
-            except (TypeError, ValueError):
-                raise exceptions.ValidationError({"workspace": "Must be a workspace id."}) from None
-            if workspace_id not in visible:
-                raise exceptions.ValidationError({"workspace": "No such workspace."})
-        if not has_role(user=request.user, workspace_id=workspace_id, role=Role.EDITOR):
-            raise exceptions.PermissionDenied("Your role in this workspace does not allow this.")
-        return Workspace.objects.get(id=workspace_id)
+        return workspace_for_write(user=request.user, raw=raw, role=Role.EDITOR)
 
     @extend_schema(
         request={"multipart/form-data": UploadInputSerializer},

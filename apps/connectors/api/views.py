@@ -15,7 +15,7 @@ from apps.connectors import selectors, services
 from apps.connectors.models import Connector
 from apps.schemas.selectors import latest_stream_schemas
 from apps.schemas.services import schema_discover
-from apps.users.models import Role, User
+from apps.users.selectors import Role, User
 
 from .serializers import (
     CheckOutputSerializer,

@@ -18,8 +18,7 @@ from aggregator.api.viewsets import WorkspaceScopedViewSet
 from apps.monitoring.audit import audit_entry_list_for_user
 from apps.monitoring.models import AuditCredential, AuditEntry, Event
 from apps.monitoring.selectors import event_list_for_user
-from apps.users.models import Role
-from apps.users.selectors import has_role, workspace_ids_for_user
+from apps.users.selectors import Role, has_role, workspace_ids_for_user
 
 # --- events -----------------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from aggregator.api.filters import UtcDateTimeFilter
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
 from apps.pipelines import selectors, services
 from apps.pipelines.models import Pipeline, RejectedRecord, Run, RunStatus
-from apps.users.models import Role
+from apps.users.selectors import Role
 
 from .serializers import (
     NodeProfileSerializer,

@@ -12,12 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
-from apps.connectors.models import Connector
-from apps.connectors.selectors import connector_get_for_user, connector_list_for_user
+from apps.connectors.selectors import Connector, connector_get_for_user, connector_list_for_user
 from apps.schemas import selectors, services
 from apps.schemas.models import SchemaChange, SchemaChangeStatus, StreamContract
-from apps.users.models import Role
-from apps.users.selectors import has_role
+from apps.users.selectors import Role, has_role
 
 from .serializers import (
     ConnectorStreamsSerializer,

@@ -12,8 +12,7 @@ from rest_framework.response import Response
 from aggregator.api.schema import ERROR_RESPONSE
 from aggregator.api.viewsets import WorkspaceScopedModelViewSet, WorkspaceScopedViewSet
 from apps.pipelines.selectors import pipeline_get_for_user
-from apps.users.models import Role
-from apps.users.selectors import has_role
+from apps.users.selectors import Role, has_role
 from apps.webhooks import selectors, services
 from apps.webhooks.models import Delivery, DeliveryStatus, PipelineTrigger, PushStream, Webhook
 

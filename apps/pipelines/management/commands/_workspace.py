@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from apps.users.models import Workspace
+from apps.users.selectors import Workspace, workspace_for_command
 
 
 def add_workspace_argument(parser: Any) -> None:
@@ -12,14 +12,7 @@ def add_workspace_argument(parser: Any) -> None:
 
 
 def resolve_workspace(value: str | None) -> Workspace:
-    if value:
-        found = Workspace.objects.filter(slug=value).first()
-        if found is None and value.isdigit():
-            found = Workspace.objects.filter(id=int(value)).first()
-        if found is None:
-            raise CommandError(f"No workspace {value!r}.")
-        return found
-    workspaces = list(Workspace.objects.all()[:2])
-    if len(workspaces) != 1:
-        raise CommandError("Several workspaces exist: name one with --workspace.")
-    return workspaces[0]
+    try:
+        return workspace_for_command(ref=value)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
