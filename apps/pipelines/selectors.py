@@ -12,7 +12,6 @@ from apps.users.selectors import workspace_ids_for_user
 
 from .models import (
     NodeProfile,
-    NodeRun,
     Pipeline,
     PipelineVersion,
     QualityResult,
@@ -60,10 +59,6 @@ def run_get_for_user(*, user: Any, run_id: int | str) -> Run:
         return run_list_for_user(user=user).get(id=int(run_id))
     except (Run.DoesNotExist, ValueError, TypeError):
         raise Http404("No such run.") from None
-
-
-def run_node_runs(*, run: Run) -> QuerySet[NodeRun]:
-    return NodeRun.objects.filter(run=run).order_by("id")
 
 
 def run_destinations(*, run: Run) -> list[dict[str, Any]]:

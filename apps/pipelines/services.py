@@ -10,7 +10,6 @@ from typing import Any
 import networkx as nx
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
 
@@ -379,14 +378,6 @@ def run_cancel(*, run: Run) -> Run:
         Run.objects.filter(pk=run.pk).update(cancel_requested=True)
     run.refresh_from_db()
     return run
-
-
-def run_add_counts(*, run_id: int, read: int = 0, written: int = 0, rejected: int = 0) -> None:
-    Run.objects.filter(pk=run_id).update(
-        rows_read=F("rows_read") + read,
-        rows_written=F("rows_written") + written,
-        rows_rejected=F("rows_rejected") + rejected,
-    )
 
 
 def trigger_dependents(*, pipeline: Pipeline) -> list[Run]:

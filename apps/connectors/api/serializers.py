@@ -29,12 +29,6 @@ class ConnectorTypeSerializer(serializers.Serializer):
     config_schema = serializers.JSONField(help_text="JSON Schema of the config; secret fields are writeOnly.")
 
 
-class LastCheckSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=CheckStatus.choices)
-    message = serializers.CharField()
-    at = serializers.DateTimeField(allow_null=True)
-
-
 class ConnectorSerializer(serializers.ModelSerializer):
     """A connector as the API shows it: secret fields appear only as `{"is_set": true|false}`."""
 

@@ -151,13 +151,6 @@ class SampleInputSerializer(serializers.Serializer):
     )
 
 
-class ValidationProblemSerializer(serializers.Serializer):
-    node = serializers.CharField(allow_null=True)
-    edge = serializers.IntegerField(allow_null=True)
-    field = serializers.CharField(allow_null=True)
-    message = serializers.CharField()
-
-
 class ValidateOutputSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     # Only describes the response body: this serializer is never bound to data, so hiding
