@@ -1,4 +1,4 @@
-"""Column steps: drop and reorder (select, rename and cast live in steps.py)."""
+"""Column steps: drop and reorder (select, rename and cast live in core.py)."""
 
 from __future__ import annotations
 
