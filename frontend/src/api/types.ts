@@ -10,6 +10,8 @@ export interface MeWorkspace {
   role: S["RoleEnum"];
 }
 export type Me = Omit<S["Me"], "workspaces"> & { readonly workspaces: MeWorkspace[] };
+/** The `me` answer (of `GET me/`, a sign-in, a profile change) with its workspaces typed. */
+export const asMe = (me: S["Me"]): Me => me as unknown as Me;
 export type Workspace = S["Workspace"];
 export type Role = S["RoleEnum"];
 export type Membership = S["Membership"];
@@ -23,12 +25,16 @@ export type DiscoverOutput = S["DiscoverOutput"];
 export type Stream = S["Stream"];
 export type PreviewOutput = S["PreviewOutput"];
 export type Pipeline = S["Pipeline"];
+/** The pipeline document as the API takes it (`definition` of a save, a validate, a preview). */
+export type PipelineDefinition = S["PipelineWriteRequest"]["definition"];
 export type SampleOutput = S["SampleOutput"];
 export type PipelineVersion = S["PipelineVersion"];
 export type VersionDiff = S["VersionDiff"];
 export type ValidateOutput = S["ValidateOutput"];
 export type Run = S["Run"];
 export type RunDetail = S["RunDetail"];
+/** A run's `options` (free-form in the Run schema): what started it, sent again by a re-run. */
+export type RunStart = S["RunStartRequest"];
 export type RunDestination = S["RunDestination"];
 export type RunStatus = S["RunStatusEnum"];
 export type NodeRun = S["NodeRun"];

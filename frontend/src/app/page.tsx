@@ -6,8 +6,8 @@ import dynamic from "next/dynamic";
 import Link from "next/link";
 import { useMemo } from "react";
 
-import { get } from "@/api/client";
-import type { Alert, LastRun, Page, RunSeries } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { LastRun } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { GetStarted } from "@/components/GetStarted";
 import { RunsTable } from "@/components/RunsTable";
@@ -41,19 +41,19 @@ function Dashboard() {
   const window = useWindow();
   const series = useQuery({
     queryKey: ["dashboard", "series", id],
-    queryFn: ({ signal }) => get<RunSeries>("metrics/runs/", { workspace: id, bucket: "hour" }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/metrics/runs/", { params: { query: { workspace: id ?? undefined, bucket: "hour" } }, signal })),
     enabled: id !== null,
     refetchInterval: 60_000,
   });
   const today = useQuery({
     queryKey: ["dashboard", "today", id, window.today],
-    queryFn: ({ signal }) => get<RunSeries>("metrics/runs/", { workspace: id, since: window.today, bucket: "hour" }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/metrics/runs/", { params: { query: { workspace: id ?? undefined, since: window.today, bucket: "hour" } }, signal })),
     enabled: id !== null,
     refetchInterval: 60_000,
   });
   const alerts = useQuery({
     queryKey: ["dashboard", "alerts", id],
-    queryFn: ({ signal }) => get<Page<Alert>>("alerts/", { workspace: id, status: "open", limit: 5 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/alerts/", { params: { query: { workspace: id ?? undefined, status: ["open"], limit: 5 } }, signal })),
     enabled: id !== null,
   });
   const pipelines = usePipelines();

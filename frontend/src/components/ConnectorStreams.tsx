@@ -5,9 +5,8 @@ import type { ColumnDef } from "@tanstack/react-table";
 import { BarChart3, KeyRound } from "lucide-react";
 import { useId, useMemo, useState } from "react";
 
-import { get, post } from "@/api/client";
-import type { components } from "@/api/schema";
-import type { ConnectorStreams, DiscoverOutput, PreviewOutput, Stream } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { Stream } from "@/api/types";
 import { DataTable } from "@/components/DataTable";
 import { ColumnProfiles, type ColumnProfile } from "@/components/RunQuality";
 import { Button, Card, Empty, ErrorNote, Loading } from "@/components/ui";
@@ -22,7 +21,7 @@ export function DiscoverPanel({ connectorId, canDiscover, onStreams }: { connect
     setBusy(true);
     setError(null);
     try {
-      const result = await post<DiscoverOutput>(`connectors/${connectorId}/discover/`);
+      const result = await ok(api.POST("/api/v1/connectors/{id}/discover/", { params: { path: { id: connectorId } } }));
       setStreams(result.streams);
       onStreams(result.streams);
     } catch (e) {
@@ -94,7 +93,7 @@ export function PreviewPanel({ connectorId, streams }: { connectorId: number; st
   const selectId = useId();
   const preview = useQuery({
     queryKey: ["preview", connectorId, asked],
-    queryFn: ({ signal }) => get<PreviewOutput>(`connectors/${connectorId}/preview/`, { stream: asked ?? "", limit: 100 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/connectors/{id}/preview/", { params: { path: { id: connectorId }, query: { stream: asked ?? "", limit: 100 } }, signal })),
     enabled: asked !== null,
     staleTime: 0,
   });
@@ -157,14 +156,12 @@ export function PreviewPanel({ connectorId, streams }: { connectorId: number; st
   );
 }
 
-type StreamProfile = components["schemas"]["StreamProfileOutput"];
-
 /** Profile: a stream's first rows (10,000 by default, at most 100,000) profiled without a run — nulls,
  * distinct values, min/max/mean and a histogram per column (`GET connectors/{id}/profile/`). */
 export function ProfilePanel({ connectorId, streams }: { connectorId: number; streams: Stream[] }) {
   const recorded = useQuery({
     queryKey: ["connector-streams", connectorId],
-    queryFn: ({ signal }) => get<ConnectorStreams>(`schemas/connectors/${connectorId}/streams/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/schemas/connectors/{id}/streams/", { params: { path: { id: connectorId } }, signal })),
   });
   const names = useMemo(
     () => [...new Set([...streams.map((s) => s.name), ...(recorded.data?.streams ?? []).filter((s) => !s.is_removed).map((s) => s.stream)])].sort(),
@@ -173,7 +170,7 @@ export function ProfilePanel({ connectorId, streams }: { connectorId: number; st
   const [limit, setLimit] = useState(10_000);
   const limitId = useId();
   const profile = useMutation({
-    mutationFn: (stream: string) => get<StreamProfile>(`connectors/${connectorId}/profile/`, { stream, limit }),
+    mutationFn: (stream: string) => ok(api.GET("/api/v1/connectors/{id}/profile/", { params: { path: { id: connectorId }, query: { stream, limit } } })),
   });
   return (
     <div className="space-y-3">

@@ -3,7 +3,7 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 
-import { ApiError, patch } from "@/api/client";
+import { ApiError, api, ok } from "@/api/client";
 import type { Pipeline } from "@/api/types";
 import { Button, Empty } from "@/components/ui";
 import { usePipelines } from "@/lib/queries";
@@ -27,7 +27,7 @@ export function DependenciesForm({ pipeline, readOnly }: { pipeline: Pipeline; r
         setBusy(true);
         setError(null);
         try {
-          const saved = await patch<Pipeline>(`pipelines/${pipeline.id}/`, { name: pipeline.name, depends_on: chosen });
+          const saved = await ok(api.PATCH("/api/v1/pipelines/{id}/", { params: { path: { id: pipeline.id } }, body: { name: pipeline.name, depends_on: chosen } }));
           client.setQueryData(["pipeline", pipeline.id], saved);
           void client.invalidateQueries({ queryKey: ["pipelines"] });
           toast("success", "Dependencies saved.");

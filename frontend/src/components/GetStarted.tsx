@@ -4,8 +4,7 @@ import { Database, PlayCircle, Plug, Workflow } from "lucide-react";
 import { useRouter } from "next/navigation";
 import { useState } from "react";
 
-import { post } from "@/api/client";
-import type { SampleOutput } from "@/api/types";
+import { api, ok } from "@/api/client";
 import { Button, ButtonLink, Card } from "@/components/ui";
 import { useConnectorTypes } from "@/lib/queries";
 import { useCan, useWorkspace } from "@/lib/session";
@@ -25,7 +24,7 @@ export function GetStarted() {
   const createSample = async () => {
     setBusy(true);
     try {
-      const made = await post<SampleOutput>("pipelines/sample/", { workspace: id });
+      const made = await ok(api.POST("/api/v1/pipelines/sample/", { body: { workspace: id ?? undefined } }));
       toast("success", `"${made.pipeline.name}" created; run #${made.run.id} started.`);
       router.push(`/pipelines/builder?id=${made.pipeline.id}&run=${made.run.id}`);
     } catch (error) {

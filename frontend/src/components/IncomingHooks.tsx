@@ -4,9 +4,8 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import Link from "next/link";
 import { useState } from "react";
 
-import { del, get, post } from "@/api/client";
+import { api, ok } from "@/api/client";
 import type { components } from "@/api/schema";
-import type { Page, Pipeline } from "@/api/types";
 import { SecretOnce } from "@/components/SecretOnce";
 import { Button, Card, ConfirmDialog, Empty, ErrorNote, Field, inputClass, Loading } from "@/components/ui";
 import { useSubmit } from "@/lib/forms";
@@ -14,9 +13,7 @@ import { ago } from "@/lib/format";
 import { toastError } from "@/lib/store";
 
 type S = components["schemas"];
-type Trigger = S["PipelineTrigger"];
 type TriggerWithSecret = S["PipelineTriggerWithSecret"];
-type PushStream = S["PushStream"];
 type PushStreamWithSecrets = S["PushStreamWithSecrets"];
 
 /** How a caller signs a request (Standard Webhooks), for the URL just made. */
@@ -34,7 +31,7 @@ function SigningHint({ url }: { url: string }) {
   );
 }
 
-function DeleteButton({ label, path, onDeleted }: { label: string; path: string; onDeleted: () => void }) {
+function DeleteButton({ label, remove, onDeleted }: { label: string; remove: () => Promise<unknown>; onDeleted: () => void }) {
   const [open, setOpen] = useState(false);
   const [busy, setBusy] = useState(false);
   return (
@@ -51,7 +48,7 @@ function DeleteButton({ label, path, onDeleted }: { label: string; path: string;
         onConfirm={async () => {
           setBusy(true);
           try {
-            await del(path);
+            await remove();
             setOpen(false);
             onDeleted();
           } catch (error) {
@@ -75,11 +72,11 @@ export function PipelineTriggers({ workspaceId, canEdit }: { workspaceId: number
   const [created, setCreated] = useState<TriggerWithSecret | null>(null);
   const triggers = useQuery({
     queryKey: ["pipeline-triggers", workspaceId],
-    queryFn: ({ signal }) => get<Page<Trigger>>("pipeline-triggers/", { workspace: workspaceId, limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/pipeline-triggers/", { params: { query: { workspace: workspaceId, limit: 500 } }, signal })),
   });
   const pipelines = useQuery({
     queryKey: ["pipelines", workspaceId, "names"],
-    queryFn: ({ signal }) => get<Page<Pipeline>>("pipelines/", { workspace: workspaceId, limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/pipelines/", { params: { query: { workspace: workspaceId, limit: 500 } }, signal })),
   });
   const names = new Map((pipelines.data?.results ?? []).map((p) => [p.id, p.name]));
   const refresh = () => void client.invalidateQueries({ queryKey: ["pipeline-triggers"] });
@@ -111,7 +108,7 @@ export function PipelineTriggers({ workspaceId, canEdit }: { workspaceId: number
                     {t.last_triggered_at ? `last called ${ago(t.last_triggered_at)}` : "never called"} · made {ago(t.created_at)}
                   </span>
                 </span>
-                {canEdit ? <DeleteButton label={`the trigger of ${names.get(t.pipeline) ?? `pipeline ${t.pipeline}`}`} path={`pipeline-triggers/${t.id}/`} onDeleted={refresh} /> : null}
+                {canEdit ? <DeleteButton label={`the trigger of ${names.get(t.pipeline) ?? `pipeline ${t.pipeline}`}`} remove={() => ok(api.DELETE("/api/v1/pipeline-triggers/{id}/", { params: { path: { id: t.id } } }))} onDeleted={refresh} /> : null}
               </li>
             ))}
           </ul>
@@ -124,7 +121,7 @@ export function PipelineTriggers({ workspaceId, canEdit }: { workspaceId: number
             onSubmit={(e) => {
               e.preventDefault();
               void submit(async () => {
-                setCreated(await post<TriggerWithSecret>("pipeline-triggers/", { pipeline: Number(pipeline) }));
+                setCreated(await ok(api.POST("/api/v1/pipeline-triggers/", { body: { pipeline: Number(pipeline) } })));
                 setPipeline("");
                 refresh();
               });
@@ -166,17 +163,17 @@ export function PushStreams({ workspaceId, canEdit }: { workspaceId: number; can
   const [connector, setConnector] = useState<{ id: number; name: string } | null>(null);
   const streams = useQuery({
     queryKey: ["push-streams", workspaceId],
-    queryFn: ({ signal }) => get<Page<PushStream>>("push-streams/", { workspace: workspaceId, limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/push-streams/", { params: { query: { workspace: workspaceId, limit: 500 } }, signal })),
   });
   const refresh = () => void client.invalidateQueries({ queryKey: ["push-streams"] });
   const addConnector = async (stream: PushStreamWithSecrets) => {
     try {
-      const made = await post<{ id: number; name: string }>("connectors/", {
+      const made = await ok(api.POST("/api/v1/connectors/", { body: {
         workspace: workspaceId,
         name: `${stream.name} (push)`,
         connector_type: "push_stream",
         config: { stream_id: stream.id, read_key: stream.read_key },
-      });
+      } }));
       setConnector(made);
       void client.invalidateQueries({ queryKey: ["connectors"] });
     } catch (error) {
@@ -223,7 +220,7 @@ export function PushStreams({ workspaceId, canEdit }: { workspaceId: number; can
                     {s.last_seq === 0 ? "no records yet" : `${s.last_seq.toLocaleString()} record${s.last_seq === 1 ? "" : "s"} received`} · made {ago(s.created_at)}
                   </span>
                 </span>
-                {canEdit ? <DeleteButton label={`push stream ${s.name}`} path={`push-streams/${s.id}/`} onDeleted={refresh} /> : null}
+                {canEdit ? <DeleteButton label={`push stream ${s.name}`} remove={() => ok(api.DELETE("/api/v1/push-streams/{id}/", { params: { path: { id: s.id } } }))} onDeleted={refresh} /> : null}
               </li>
             ))}
           </ul>
@@ -237,7 +234,7 @@ export function PushStreams({ workspaceId, canEdit }: { workspaceId: number; can
               e.preventDefault();
               setConnector(null);
               void submit(async () => {
-                setCreated(await post<PushStreamWithSecrets>("push-streams/", { workspace: workspaceId, name }));
+                setCreated(await ok(api.POST("/api/v1/push-streams/", { body: { workspace: workspaceId, name } })));
                 setName("");
                 refresh();
               });

@@ -24,11 +24,11 @@ function json(status: number, body: unknown) {
   return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
 }
 
-function mockApi(handler: (url: string, init?: RequestInit) => Response) {
-  const fetchMock = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
-    const url = String(input);
+function mockApi(handler: (url: string, request: Request) => Response) {
+  const fetchMock = vi.fn(async (request: Request) => {
+    const url = request.url;
     if (url.endsWith("/auth/csrf/")) return json(200, { csrf_token: "t" });
-    return handler(url, init);
+    return handler(url, request);
   });
   vi.stubGlobal("fetch", fetchMock);
   return fetchMock;
@@ -57,9 +57,9 @@ describe("PipelineEditor (document editor)", () => {
     expect(within(screen.getByTestId("node-people")).queryByRole("listitem")).toBeNull();
     expect(screen.getByTestId("graph-errors")).toHaveTextContent("edges.1: Cycle.");
     expect(screen.getByText("2 problems: see the nodes.")).toBeInTheDocument();
-    const [, init] = fetchMock.mock.calls.find(([u]) => String(u).includes("/validate/"))!;
-    expect((init as RequestInit).headers).toMatchObject({ "X-CSRFToken": "t" });
-    expect(JSON.parse(String((init as RequestInit).body)).definition.nodes).toHaveLength(3);
+    const [request] = fetchMock.mock.calls.find(([r]) => r.url.includes("/validate/"))!;
+    expect(request.headers.get("X-CSRFToken")).toBe("t");
+    expect(JSON.parse(await request.text()).definition.nodes).toHaveLength(3);
   });
 
   it("reports a syntax error locally and does not save", async () => {

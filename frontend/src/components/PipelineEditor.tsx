@@ -4,10 +4,10 @@ import { useQueryClient } from "@tanstack/react-query";
 import { AlertTriangle, CheckCircle2 } from "lucide-react";
 import { useId, useMemo, useState } from "react";
 
-import { ApiError, patch, post } from "@/api/client";
-import type { Pipeline, ValidateOutput } from "@/api/types";
+import { ApiError, api, ok } from "@/api/client";
+import type { Pipeline } from "@/api/types";
 import { Button, Field, inputClass } from "@/components/ui";
-import { nodeLine, parse, serialize, sortErrors, type DocFormat, type SortedErrors } from "@/lib/pipelineDoc";
+import { asDefinition, nodeLine, parse, serialize, sortErrors, type DocFormat, type SortedErrors } from "@/lib/pipelineDoc";
 import { useUi } from "@/lib/store";
 
 const EXAMPLE = {
@@ -76,7 +76,7 @@ export function PipelineEditor({
     if (!parsed.ok || !pipeline) return;
     setBusy("validate");
     try {
-      const result = await post<ValidateOutput>(`pipelines/${pipeline.id}/validate/`, { definition: parsed.value });
+      const result = await ok(api.POST("/api/v1/pipelines/{id}/validate/", { params: { path: { id: pipeline.id } }, body: { definition: parsed.value } }));
       setErrors(sortErrors(result.errors, nodes.map((n) => String(n.id))));
       setFieldErrors({});
       setValid(result.valid);
@@ -91,10 +91,10 @@ export function PipelineEditor({
     if (!parsed.ok) return;
     setBusy("save");
     try {
-      const body = { name, definition: parsed.value, message, ...(pipeline ? {} : { workspace: workspaceId }) };
+      const body = { name, definition: asDefinition(parsed.value), message, ...(pipeline || workspaceId === null ? {} : { workspace: workspaceId }) };
       const saved = pipeline
-        ? await patch<Pipeline>(`pipelines/${pipeline.id}/`, body)
-        : await post<Pipeline>("pipelines/", body);
+        ? await ok(api.PATCH("/api/v1/pipelines/{id}/", { params: { path: { id: pipeline.id } }, body: body }))
+        : await ok(api.POST("/api/v1/pipelines/", { body: body }));
       setErrors(null);
       setFieldErrors({});
       setMessage("");

@@ -3,8 +3,8 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 
-import { patch } from "@/api/client";
-import type { Me } from "@/api/types";
+import { api, ok } from "@/api/client";
+import { asMe } from "@/api/types";
 import { Button, Card, Field, inputClass } from "@/components/ui";
 import { meKey, useMe } from "@/lib/session";
 import { useUi } from "@/lib/store";
@@ -29,7 +29,7 @@ export function Profile() {
           setBusy(true);
           setErrors(undefined);
           try {
-            const saved = await patch<Me>("me/", { full_name: name });
+            const saved = asMe(await ok(api.PATCH("/api/v1/me/", { body: { full_name: name } })));
             client.setQueryData(meKey, saved);
             toast("success", "Profile saved.");
           } catch (error) {

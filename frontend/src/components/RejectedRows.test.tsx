@@ -11,8 +11,8 @@ describe("a run's quarantined rows", () => {
     const urls: string[] = [];
     vi.stubGlobal(
       "fetch",
-      vi.fn(async (url: string) => {
-        urls.push(url);
+      vi.fn(async (request: Request) => {
+        urls.push(request.url);
         const body = { count: 1, next: null, previous: null, results: [{ id: 1, node: "flights", rule: "", line: 9, row: null, reason: "dep_delay: not an integer", raw: { dep_delay: "abc" } }] };
         return new Response(JSON.stringify(body), { status: 200, headers: { "Content-Type": "application/json" } });
       }),

@@ -6,8 +6,8 @@ import { ArrowRight } from "lucide-react";
 import Link from "next/link";
 import { useMemo, useState } from "react";
 
-import { get } from "@/api/client";
-import type { PreviewOutput, RunDestination, RunDetail } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { RunDestination, RunDetail } from "@/api/types";
 import { DataTable } from "@/components/DataTable";
 import { Button, Card, ErrorNote, Loading } from "@/components/ui";
 import { cellText, count } from "@/lib/format";
@@ -19,7 +19,7 @@ const LOADED_ROWS_LIMIT = 50;
 function LoadedRows({ destination }: { destination: RunDestination }) {
   const rows = useQuery({
     queryKey: ["preview", destination.connector, destination.stream],
-    queryFn: ({ signal }) => get<PreviewOutput>(`connectors/${destination.connector}/preview/`, { stream: destination.stream ?? "", limit: LOADED_ROWS_LIMIT }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/connectors/{id}/preview/", { params: { path: { id: destination.connector! }, query: { stream: destination.stream ?? "", limit: LOADED_ROWS_LIMIT } }, signal })),
     staleTime: 0,
   });
   const columns = useMemo<ColumnDef<Record<string, unknown>, unknown>[]>(

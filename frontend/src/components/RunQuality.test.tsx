@@ -42,7 +42,7 @@ describe("a run's quality report and profiles", () => {
   it("lists every rule with its counts and draws each numeric column's histogram with a text caption", async () => {
     vi.stubGlobal(
       "fetch",
-      vi.fn(async (url: string) => new Response(JSON.stringify(url.includes("quality") ? REPORT : PROFILES), { status: 200, headers: { "Content-Type": "application/json" } })),
+      vi.fn(async (request: Request) => new Response(JSON.stringify(request.url.includes("quality") ? REPORT : PROFILES), { status: 200, headers: { "Content-Type": "application/json" } })),
     );
     render(
       <QueryClientProvider client={new QueryClient()}>

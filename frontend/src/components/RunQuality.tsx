@@ -2,8 +2,7 @@
 
 import { useQuery } from "@tanstack/react-query";
 
-import { get } from "@/api/client";
-import type { NodeProfile, Page, QualityReport } from "@/api/types";
+import { api, ok } from "@/api/client";
 import { Card, Empty, ErrorNote, Loading } from "@/components/ui";
 import { count } from "@/lib/format";
 
@@ -73,11 +72,11 @@ export function ColumnProfiles({ columns }: { columns: ColumnProfile[] }) {
 export function RunQuality({ runId }: { runId: number }) {
   const report = useQuery({
     queryKey: ["quality", runId],
-    queryFn: ({ signal }) => get<QualityReport>(`runs/${runId}/quality/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/runs/{id}/quality/", { params: { path: { id: runId } }, signal })),
   });
   const profiles = useQuery({
     queryKey: ["profiles", runId],
-    queryFn: ({ signal }) => get<Page<NodeProfile>>(`runs/${runId}/profiles/`, { limit: 50 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/runs/{id}/profiles/", { params: { path: { id: runId }, query: { limit: 50 } }, signal })),
   });
   const nodes = report.data?.nodes ?? [];
   return (

@@ -5,8 +5,8 @@ import { ArrowRight } from "lucide-react";
 import Link from "next/link";
 import { useEffect, useId, useRef, useState } from "react";
 
-import { get, withQuery } from "@/api/client";
-import type { Page, RejectedRecord, RunDetail, RunLog } from "@/api/types";
+import { api, ok, withQuery } from "@/api/client";
+import type { RunDetail, RunLog } from "@/api/types";
 import { Card, Empty, ErrorNote, Loading, Pager, StatusBadge } from "@/components/ui";
 import { bytes, count, duration, when } from "@/lib/format";
 import { totals } from "@/lib/runProgress";
@@ -104,7 +104,7 @@ export function RunLogs({ runId, active }: { runId: number; active: boolean }) {
     let timer: ReturnType<typeof setTimeout>;
     const tick = async (final: boolean) => {
       try {
-        const page = await get<Page<RunLog>>(`runs/${runId}/logs/`, { after: lastId.current ?? undefined, level, limit: 500 });
+        const page = await ok(api.GET("/api/v1/runs/{id}/logs/", { params: { path: { id: runId }, query: { after: lastId.current ?? undefined, level: level || undefined, limit: 500 } } }));
         if (stopped) return;
         if (page.results.length) {
           lastId.current = page.results[page.results.length - 1]!.id;
@@ -169,7 +169,7 @@ export function RejectedRows({ runId, nodes = [] }: { runId: number; nodes?: str
   const [node, setNode] = useState("");
   const rejected = useQuery({
     queryKey: ["rejected", runId, offset, node],
-    queryFn: ({ signal }) => get<Page<RejectedRecord>>(`runs/${runId}/rejected/`, { limit: 50, offset, node: node || undefined }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/runs/{id}/rejected/", { params: { path: { id: runId }, query: { limit: 50, offset, node: node || undefined } }, signal })),
   });
   const csv = withQuery(`/api/v1/runs/${runId}/rejected.csv`, { node: node || undefined });
   return (

@@ -5,7 +5,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { useForm } from "react-hook-form";
 import { z } from "zod";
 
-import { patch } from "@/api/client";
+import { api, ok } from "@/api/client";
 import type { Pipeline } from "@/api/types";
 import { Button, Field, inputClass } from "@/components/ui";
 import { applyApiError } from "@/lib/forms";
@@ -44,7 +44,7 @@ export function ScheduleForm({ pipeline, readOnly }: { pipeline: Pipeline; readO
   });
   const onSubmit = handleSubmit(async (values) => {
     try {
-      const saved = await patch<Pipeline>(`pipelines/${pipeline.id}/`, { ...schema.parse(values), name: pipeline.name });
+      const saved = await ok(api.PATCH("/api/v1/pipelines/{id}/", { params: { path: { id: pipeline.id } }, body: { ...schema.parse(values), name: pipeline.name } }));
       client.setQueryData(["pipeline", pipeline.id], saved);
       void client.invalidateQueries({ queryKey: ["pipelines"] });
       reset(values);

@@ -1,15 +1,15 @@
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { render, screen, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { ApiError } from "@/api/client";
+import { stubApi } from "@/test/stubApi";
 
 import { TwoFactor } from "./TwoFactor";
 
-const get = vi.hoisted(() => vi.fn());
-const post = vi.hoisted(() => vi.fn());
-vi.mock("@/api/client", async (importOriginal) => ({ ...(await importOriginal<object>()), get, post }));
+const get = vi.fn();
+const post = vi.fn();
 
 const off = { enabled: false, required: false, enrolment_required: false, enabled_at: null, last_used_at: null, recovery_codes_left: 0 };
 const on = { ...off, enabled: true, enabled_at: "2026-01-02T03:04:05Z", recovery_codes_left: 10 };
@@ -26,7 +26,9 @@ describe("two-factor authentication on the account page", () => {
   beforeEach(() => {
     get.mockReset();
     post.mockReset();
+    stubApi({ get, post });
   });
+  afterEach(() => vi.unstubAllGlobals());
 
   it("sets up an app: QR code and key, a wrong code at the field, then the recovery codes once", async () => {
     get.mockResolvedValue(off);

@@ -4,7 +4,7 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Copy, Download } from "lucide-react";
 import { useState, type FormEvent } from "react";
 
-import { get, post } from "@/api/client";
+import { api, ok } from "@/api/client";
 import type { components } from "@/api/schema";
 import { Button, Card, ErrorNote, Field, inputClass, Loading } from "@/components/ui";
 import { useSubmit } from "@/lib/forms";
@@ -84,7 +84,7 @@ function Enrol({ enrolment, onCancel, onEnabled }: { enrolment: Enrolment; onCan
   const { busy, errors, submit } = useSubmit();
   const onSubmit = (e: FormEvent) => {
     e.preventDefault();
-    void submit(async () => onEnabled(await post<RecoveryCodes>("auth/mfa/totp/confirm/", { otp })));
+    void submit(async () => onEnabled(await ok(api.POST("/api/v1/auth/mfa/totp/confirm/", { body: { otp } }))));
   };
   const qr = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(enrolment.qr_svg)}`;
   return (
@@ -155,7 +155,7 @@ function CodeAction({
 
 export function TwoFactor() {
   const client = useQueryClient();
-  const status = useQuery({ queryKey: statusKey, queryFn: ({ signal }) => get<MfaStatus>("auth/mfa/", undefined, signal) });
+  const status = useQuery({ queryKey: statusKey, queryFn: ({ signal }) => ok(api.GET("/api/v1/auth/mfa/", { signal })) });
   const [enrolment, setEnrolment] = useState<Enrolment | null>(null);
   const [codes, setCodes] = useState<string[] | null>(null);
   const start = useSubmit();
@@ -190,7 +190,7 @@ export function TwoFactor() {
         <Button
           variant="primary"
           busy={start.busy}
-          onClick={() => void start.submit(async () => setEnrolment(await post<Enrolment>("auth/mfa/totp/")))}
+          onClick={() => void start.submit(async () => setEnrolment(await ok(api.POST("/api/v1/auth/mfa/totp/"))))}
         >
           Set up two-factor authentication
         </Button>
@@ -208,7 +208,7 @@ export function TwoFactor() {
           label="Code for new recovery codes"
           action="Make new recovery codes"
           variant="secondary"
-          run={async (otp) => enabled(await post<RecoveryCodes>("auth/mfa/recovery-codes/", { otp }))}
+          run={async (otp) => enabled(await ok(api.POST("/api/v1/auth/mfa/recovery-codes/", { body: { otp } })))}
         />
         {data.required ? (
           <p>Your role requires two-factor authentication, so it cannot be turned off.</p>
@@ -217,7 +217,7 @@ export function TwoFactor() {
             label="Code to turn it off"
             action="Turn off two-factor authentication"
             variant="danger"
-            run={async (otp) => refresh(await post<MfaStatus>("auth/mfa/disable/", { otp }))}
+            run={async (otp) => refresh(await ok(api.POST("/api/v1/auth/mfa/disable/", { body: { otp } })))}
           />
         )}
       </div>

@@ -3,8 +3,8 @@
 import { useQuery } from "@tanstack/react-query";
 import { useId, useState } from "react";
 
-import { get } from "@/api/client";
-import type { Page, PipelineVersion, VersionDiff } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { VersionDiff } from "@/api/types";
 import { Button, Empty, ErrorNote, Loading } from "@/components/ui";
 import { ago } from "@/lib/format";
 
@@ -12,7 +12,7 @@ import { ago } from "@/lib/format";
 export function Versions({ pipelineId }: { pipelineId: number }) {
   const versions = useQuery({
     queryKey: ["versions", pipelineId],
-    queryFn: ({ signal }) => get<Page<PipelineVersion>>(`pipelines/${pipelineId}/versions/`, { limit: 100 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/pipelines/{id}/versions/", { params: { path: { id: pipelineId }, query: { limit: 100 } }, signal })),
   });
   const [pair, setPair] = useState<{ base: number; other: number } | null>(null);
   const baseId = useId();
@@ -21,7 +21,7 @@ export function Versions({ pipelineId }: { pipelineId: number }) {
   const [other, setOther] = useState<number | "">("");
   const diff = useQuery({
     queryKey: ["diff", pipelineId, pair],
-    queryFn: ({ signal }) => get<VersionDiff>(`pipelines/${pipelineId}/versions/diff/`, pair ?? undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/pipelines/{id}/versions/diff/", { params: { path: { id: pipelineId }, query: pair! }, signal })),
     enabled: pair !== null,
   });
   if (versions.isPending) return <Loading />;

@@ -1,4 +1,5 @@
 import YAML from "yaml";
+import type { PipelineDefinition } from "@/api/types";
 
 // The pipeline document (DESIGN.md "Pipelines") as the editor handles it: text in YAML or JSON, parsed
 // locally for syntax, validated by the server, whose errors are keyed `nodes.<id>.<field>`.
@@ -88,4 +89,12 @@ export function nodeLine(text: string, nodeId: string): number | null {
   const lines = text.split("\n");
   const index = lines.findIndex((line) => pattern.test(line));
   return index === -1 ? null : index + 1;
+}
+
+/**
+ * The document as the API's request types want it. The editor's document is whatever was typed (a node's
+ * `kind` may be missing or wrong); the server validates it and answers with errors at the node.
+ */
+export function asDefinition(doc: PipelineDocument): PipelineDefinition {
+  return doc as unknown as PipelineDefinition;
 }

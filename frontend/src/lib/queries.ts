@@ -2,10 +2,9 @@
 
 import { useQuery } from "@tanstack/react-query";
 
-import { get } from "@/api/client";
-import type { Connector, ConnectorType, Page, Pipeline, Run, RunDetail } from "@/api/types";
+import { api, ok, undeclared } from "@/api/client";
+import type { operations } from "@/api/schema";
 import { useLive } from "@/lib/live";
-import type { LineageTableList, TableLineage } from "@/lib/lineageGraph";
 import { useWorkspace } from "@/lib/session";
 
 // Query keys start with the resource, so a live event or a mutation can invalidate a whole family.
@@ -14,7 +13,7 @@ export function usePipelines() {
   const { id } = useWorkspace();
   return useQuery({
     queryKey: ["pipelines", id],
-    queryFn: ({ signal }) => get<Page<Pipeline>>("pipelines/", { workspace: id, limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/pipelines/", { params: { query: { workspace: id, limit: 500 } }, signal })),
     enabled: id !== null,
   });
 }
@@ -22,7 +21,7 @@ export function usePipelines() {
 export function usePipeline(pipelineId: number | null) {
   return useQuery({
     queryKey: ["pipeline", pipelineId],
-    queryFn: ({ signal }) => get<Pipeline>(`pipelines/${pipelineId}/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/pipelines/{id}/", { params: { path: { id: pipelineId! } }, signal })),
     enabled: pipelineId !== null,
   });
 }
@@ -31,7 +30,7 @@ export function useConnectors() {
   const { id } = useWorkspace();
   return useQuery({
     queryKey: ["connectors", id],
-    queryFn: ({ signal }) => get<Page<Connector>>("connectors/", { workspace: id, limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/connectors/", { params: { query: { workspace: id, limit: 500 } }, signal })),
     enabled: id !== null,
   });
 }
@@ -39,7 +38,7 @@ export function useConnectors() {
 export function useConnectorTypes() {
   return useQuery({
     queryKey: ["connector-types"],
-    queryFn: ({ signal }) => get<Page<ConnectorType>>("connector-types/", { limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/connector-types/", { params: { query: { limit: 500 } }, signal })),
     staleTime: Infinity,
   });
 }
@@ -47,12 +46,12 @@ export function useConnectorTypes() {
 const active = (status: string | undefined) => status === "queued" || status === "running";
 
 /** A page of runs; polls while any is active and the live socket is down. */
-export function useRuns(query: Record<string, string | number | undefined>, key: unknown[] = []) {
+export function useRuns(query: NonNullable<operations["runs_list"]["parameters"]["query"]>, key: unknown[] = []) {
   const { id } = useWorkspace();
   const connected = useLive();
   return useQuery({
     queryKey: ["runs", id, query, ...key],
-    queryFn: ({ signal }) => get<Page<Run>>("runs/", { workspace: id, ...query }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/runs/", { params: { query: { ...undeclared({ workspace: id }), ...query } }, signal })),
     enabled: id !== null,
     refetchInterval: (q) => (!connected && q.state.data?.results.some((r) => active(r.status)) ? 3000 : false),
   });
@@ -62,7 +61,7 @@ export function useRun(runId: number | null) {
   const connected = useLive();
   return useQuery({
     queryKey: ["run", runId],
-    queryFn: ({ signal }) => get<RunDetail>(`runs/${runId}/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/runs/{id}/", { params: { path: { id: runId! } }, signal })),
     enabled: runId !== null,
     // Live progress arrives over the socket; without it, poll every second while the run is active.
     refetchInterval: (q) => (active(q.state.data?.status) ? (connected ? 5000 : 1000) : false),
@@ -81,7 +80,7 @@ export function useLineageTables() {
   const { id } = useWorkspace();
   return useQuery({
     queryKey: ["lineage", id],
-    queryFn: ({ signal }) => get<LineageTableList>("lineage/", { workspace: id }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/lineage/", { params: { query: { workspace: id ?? undefined } }, signal })),
     enabled: id !== null,
   });
 }
@@ -90,7 +89,7 @@ export function useLineageTables() {
 export function useTableLineage(table: { connector: number; table: string } | null) {
   return useQuery({
     queryKey: ["lineage", "table", table?.connector, table?.table],
-    queryFn: ({ signal }) => get<TableLineage>("lineage/table/", { connector: table!.connector, table: table!.table }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/lineage/table/", { params: { query: { connector: table!.connector, table: table!.table } }, signal })),
     enabled: table !== null,
   });
 }

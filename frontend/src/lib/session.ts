@@ -4,8 +4,8 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useRouter } from "next/navigation";
 import { useEffect } from "react";
 
-import { ApiError, get, post, resetCsrf } from "@/api/client";
-import type { Me, Role } from "@/api/types";
+import { ApiError, api, ok, resetCsrf } from "@/api/client";
+import { asMe, type Role } from "@/api/types";
 import { useUi } from "@/lib/store";
 
 export const meKey = ["me"] as const;
@@ -13,7 +13,7 @@ export const meKey = ["me"] as const;
 export function useMe() {
   return useQuery({
     queryKey: meKey,
-    queryFn: ({ signal }) => get<Me>("me/", undefined, signal),
+    queryFn: async ({ signal }) => asMe(await ok(api.GET("/api/v1/me/", { signal }))),
     retry: (count, error) => !(error instanceof ApiError && error.status < 500) && count < 2,
     staleTime: 60_000,
   });
@@ -68,7 +68,7 @@ export function useSignOut() {
   const router = useRouter();
   return async () => {
     try {
-      await post("auth/logout/");
+      await ok(api.POST("/api/v1/auth/logout/"));
     } finally {
       resetCsrf();
       client.clear();

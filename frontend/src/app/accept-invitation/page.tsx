@@ -8,8 +8,7 @@ import { Suspense, useState } from "react";
 import { useForm } from "react-hook-form";
 import { z } from "zod";
 
-import { ApiError, post } from "@/api/client";
-import type { Membership } from "@/api/types";
+import { ApiError, api, ok, serverDefaults } from "@/api/client";
 import { Button, Field, inputClass, Loading } from "@/components/ui";
 import { meKey, useMe } from "@/lib/session";
 
@@ -33,10 +32,10 @@ function Accept() {
     formState: { errors, isSubmitting },
   } = useForm<Values>({ resolver: zodResolver(schema), defaultValues: { full_name: "", password: "" } });
 
-  const accept = async (body: Record<string, string>) => {
+  const accept = async (body: { full_name: string; password?: string }) => {
     setProblem(null);
     try {
-      await post<Membership>("auth/accept-invitation/", { token, ...body });
+      await ok(api.POST("/api/v1/auth/accept-invitation/", { body: { token, ...body } }));
       await client.invalidateQueries({ queryKey: meKey });
       setDone(true);
       if (me.data) router.replace("/");
@@ -69,7 +68,7 @@ function Accept() {
             ) : me.data ? (
               <div className="space-y-3">
                 <p className="text-sm">You are signed in as {me.data.email}.</p>
-                <Button variant="primary" onClick={() => void accept({})} className="w-full">
+                <Button variant="primary" onClick={() => void accept(serverDefaults())} className="w-full">
                   Accept the invitation
                 </Button>
               </div>

@@ -5,7 +5,7 @@ import { useState } from "react";
 import { useForm } from "react-hook-form";
 import { z } from "zod";
 
-import { post } from "@/api/client";
+import { api, ok } from "@/api/client";
 import { AppShell } from "@/components/AppShell";
 import { TwoFactor } from "@/components/TwoFactor";
 import { Button, Card, Field, inputClass, PageHeader } from "@/components/ui";
@@ -37,7 +37,7 @@ function ChangePassword({ email }: { email: string }) {
   const onSubmit = handleSubmit(async ({ current_password, new_password }) => {
     setDone(false);
     try {
-      await post("auth/password/", { current_password, new_password });
+      await ok(api.POST("/api/v1/auth/password/", { body: { current_password, new_password } }));
       reset(EMPTY);
       setDone(true);
     } catch (error) {

@@ -6,7 +6,7 @@ import { useState } from "react";
 import { useForm } from "react-hook-form";
 import { z } from "zod";
 
-import { ApiError, post } from "@/api/client";
+import { ApiError, api, ok } from "@/api/client";
 import { Button, Field, inputClass } from "@/components/ui";
 
 const schema = z.object({ email: z.email("Enter an email address.") });
@@ -31,7 +31,7 @@ export default function ForgotPasswordPage() {
   const onSubmit = handleSubmit(async (values) => {
     setProblem(null);
     try {
-      const answer = await post<{ detail: string }>("auth/password-reset/", values);
+      const answer = await ok(api.POST("/api/v1/auth/password-reset/", { body: values }));
       setSent(answer.detail);
     } catch (error) {
       if (error instanceof ApiError && error.fields.email) setError("email", { message: error.fields.email.join(" ") });

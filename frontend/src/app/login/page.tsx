@@ -8,8 +8,8 @@ import { useId, useRef, useState, type FormEvent } from "react";
 import { useForm } from "react-hook-form";
 import { z } from "zod";
 
-import { ApiError, post, resetCsrf } from "@/api/client";
-import type { Me } from "@/api/types";
+import { ApiError, api, ok, resetCsrf } from "@/api/client";
+import { asMe, type Me } from "@/api/types";
 import { Button, Field, inputClass } from "@/components/ui";
 import { ENROLMENT_PATH, meKey } from "@/lib/session";
 import { useUi } from "@/lib/store";
@@ -163,7 +163,7 @@ export default function LoginPage() {
   const onSubmit = handleSubmit(async (values) => {
     setProblem(null);
     try {
-      signedIn(await post<Me>("auth/login/", values));
+      signedIn(asMe(await ok(api.POST("/api/v1/auth/login/", { body: values }))));
     } catch (error) {
       if (error instanceof ApiError && error.code === "mfa_required") {
         setPending(values);
@@ -182,7 +182,7 @@ export default function LoginPage() {
     if (!pending) return null;
     setProblem(null);
     try {
-      signedIn(await post<Me>("auth/login/", { ...pending, otp }));
+      signedIn(asMe(await ok(api.POST("/api/v1/auth/login/", { body: { ...pending, otp } }))));
       return null;
     } catch (error) {
       if (error instanceof ApiError && error.code === "mfa_invalid") return error.message;

@@ -5,8 +5,8 @@ import { CheckCircle2, XCircle } from "lucide-react";
 import Link from "next/link";
 import { useCallback, useId, useState } from "react";
 
-import { get, post } from "@/api/client";
-import type { Alert, ApiEvent, AuditEntry, Health, Page } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { Alert, Health } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { Tabs } from "@/components/Tabs";
 import { Button, Card, Empty, ErrorNote, Loading, PageHeader, Pager } from "@/components/ui";
@@ -18,7 +18,8 @@ import { toastError } from "@/lib/store";
 function HealthPanel() {
   const health = useQuery({
     queryKey: ["health"],
-    queryFn: ({ signal }) => get<Health>("health/", undefined, signal),
+    // The schema types the answer as a list (a viewset's `list`); the endpoint answers one Health object.
+    queryFn: async ({ signal }) => (await ok(api.GET("/api/v1/health/", { signal }))) as unknown as Health,
     refetchInterval: 15_000,
   });
   if (health.isPending) return <Loading />;
@@ -59,7 +60,7 @@ function EventFeed({ workspaceId }: { workspaceId: number }) {
   const [fresh, setFresh] = useState<LiveEvent[]>([]);
   const events = useQuery({
     queryKey: ["events", workspaceId, offset],
-    queryFn: ({ signal }) => get<Page<ApiEvent>>("events/", { workspace: workspaceId, limit: 50, offset }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/events/", { params: { query: { workspace: workspaceId, limit: 50, offset } }, signal })),
   });
   const onEvent = useCallback((e: LiveEvent) => {
     if (e.type === "run.progress" || e.id === null) return;
@@ -101,11 +102,15 @@ function Alerts({ workspaceId }: { workspaceId: number }) {
   const selectId = useId();
   const alerts = useQuery({
     queryKey: ["alerts", workspaceId, status, offset],
-    queryFn: ({ signal }) => get<Page<Alert>>("alerts/", { workspace: workspaceId, status: status || undefined, limit: 25, offset }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/alerts/", { params: { query: { workspace: workspaceId ?? undefined, status: status ? [status as Alert["status"]] : undefined, limit: 25, offset } }, signal })),
   });
   const act = async (alert: Alert, action: "acknowledge" | "resolve") => {
     try {
-      await post(`alerts/${alert.id}/${action}/`);
+      await ok(
+        action === "acknowledge"
+          ? api.POST("/api/v1/alerts/{id}/acknowledge/", { params: { path: { id: alert.id } } })
+          : api.POST("/api/v1/alerts/{id}/resolve/", { params: { path: { id: alert.id } } }),
+      );
       void client.invalidateQueries({ queryKey: ["alerts"] });
       void client.invalidateQueries({ queryKey: ["dashboard"] });
     } catch (error) {
@@ -162,7 +167,7 @@ function AuditLog({ workspaceId }: { workspaceId: number }) {
   const [offset, setOffset] = useState(0);
   const audit = useQuery({
     queryKey: ["audit", workspaceId, offset],
-    queryFn: ({ signal }) => get<Page<AuditEntry>>("audit-log/", { workspace: workspaceId, limit: 50, offset }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/audit-log/", { params: { query: { workspace: workspaceId, limit: 50, offset } }, signal })),
   });
   if (audit.isPending) return <Loading />;
   if (audit.isError) return <ErrorNote error={audit.error} />;

@@ -7,7 +7,7 @@ import { Suspense, useState } from "react";
 import { useForm } from "react-hook-form";
 import { z } from "zod";
 
-import { ApiError, post } from "@/api/client";
+import { ApiError, api, ok } from "@/api/client";
 import { Button, Field, inputClass, Loading } from "@/components/ui";
 import { applyApiError } from "@/lib/forms";
 
@@ -39,7 +39,7 @@ function Reset() {
   const onSubmit = handleSubmit(async ({ new_password }) => {
     setProblem(null);
     try {
-      await post("auth/password-reset/confirm/", { uid, token, new_password });
+      await ok(api.POST("/api/v1/auth/password-reset/confirm/", { body: { uid, token, new_password } }));
       setDone(true);
     } catch (error) {
       // A bad, expired or spent link is the link's fault, not a field's: say so above the form.

@@ -4,8 +4,8 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Check, X } from "lucide-react";
 import { useId, useState } from "react";
 
-import { del, get, post } from "@/api/client";
-import type { ConnectorStreams, Page, SchemaChange, StreamSummary } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { SchemaChange, StreamSummary } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { Button, Card, Empty, ErrorNote, Loading, PageHeader } from "@/components/ui";
 import { ago } from "@/lib/format";
@@ -46,12 +46,16 @@ function PendingChanges({ workspaceId, canDecide, names }: { workspaceId: number
   const [busy, setBusy] = useState<string | null>(null);
   const changes = useQuery({
     queryKey: ["schema-changes", "pending"],
-    queryFn: ({ signal }) => get<Page<SchemaChange>>("schemas/changes/", { status: "pending", limit: 200 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/schemas/changes/", { params: { query: { status: ["pending"], limit: 200 } }, signal })),
   });
   const decide = async (change: SchemaChange, action: "approve" | "reject") => {
     setBusy(`${action}-${change.id}`);
     try {
-      await post(`schemas/changes/${change.id}/${action}/`);
+      await ok(
+        action === "approve"
+          ? api.POST("/api/v1/schemas/changes/{id}/approve/", { params: { path: { id: change.id } } })
+          : api.POST("/api/v1/schemas/changes/{id}/reject/", { params: { path: { id: change.id } } }),
+      );
       toast("success", `Change #${change.id} ${action === "approve" ? "approved" : "rejected"}.`);
       void client.invalidateQueries({ queryKey: ["schema-changes"] });
       void client.invalidateQueries({ queryKey: ["connector-streams"] });
@@ -127,7 +131,7 @@ function ContractForm({ connectorId, stream, contract, label }: { connectorId: n
   const save = async () => {
     setBusy(true);
     try {
-      await post("schemas/contracts/", { connector: connectorId, stream, ...values });
+      await ok(api.POST("/api/v1/schemas/contracts/", { body: { connector: connectorId, stream, ...values } }));
       toast("success", `Contract of ${label} saved.`);
       void client.invalidateQueries({ queryKey: ["connector-streams", connectorId] });
     } catch (error) {
@@ -174,7 +178,7 @@ function UseDefault({ connectorId, stream }: { connectorId: number; stream: Stre
       onClick={async () => {
         setBusy(true);
         try {
-          await del(`schemas/contracts/${stream.contract_id}/`);
+          await ok(api.DELETE("/api/v1/schemas/contracts/{id}/", { params: { path: { id: stream.contract_id! } } }));
           toast("success", `${stream.stream} follows the default contract again.`);
           void client.invalidateQueries({ queryKey: ["connector-streams", connectorId] });
         } catch (error) {
@@ -216,7 +220,7 @@ function StreamCard({ stream, connectorId, canEdit }: { stream: StreamSummary; c
 function ConnectorSchemas({ connectorId, canEdit }: { connectorId: number; canEdit: boolean }) {
   const streams = useQuery({
     queryKey: ["connector-streams", connectorId],
-    queryFn: ({ signal }) => get<ConnectorStreams>(`schemas/connectors/${connectorId}/streams/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/schemas/connectors/{id}/streams/", { params: { path: { id: connectorId } }, signal })),
   });
   if (streams.isPending) return <Loading />;
   if (streams.isError) return <ErrorNote error={streams.error} />;

@@ -7,8 +7,8 @@ import { useState } from "react";
 import { useForm } from "react-hook-form";
 import { z } from "zod";
 
-import { del, get, patch, post } from "@/api/client";
-import type { ApiKey, ApiKeyCreated, Invitation, Membership, Page, Role } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { ApiKey, ApiKeyCreated, Invitation, Membership, Role } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { Profile } from "@/components/Profile";
 import { Button, Card, ConfirmDialog, Empty, ErrorNote, Field, inputClass, Loading, PageHeader } from "@/components/ui";
@@ -25,11 +25,11 @@ function Members({ workspaceId, isAdmin }: { workspaceId: number; isAdmin: boole
   const [removing, setRemoving] = useState<Membership | null>(null);
   const members = useQuery({
     queryKey: ["members", workspaceId],
-    queryFn: ({ signal }) => get<Page<Membership>>(`workspaces/${workspaceId}/members/`, { limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/workspaces/{workspace_pk}/members/", { params: { path: { workspace_pk: String(workspaceId) }, query: { limit: 500 } }, signal })),
   });
   const setRole = async (m: Membership, role: Role) => {
     try {
-      await patch(`workspaces/${workspaceId}/members/${m.id}/`, { role });
+      await ok(api.PATCH("/api/v1/workspaces/{workspace_pk}/members/{id}/", { params: { path: { workspace_pk: String(workspaceId), id: m.id } }, body: { role } }));
       void client.invalidateQueries({ queryKey: ["members", workspaceId] });
       void client.invalidateQueries({ queryKey: ["me"] });
     } catch (error) {
@@ -39,7 +39,7 @@ function Members({ workspaceId, isAdmin }: { workspaceId: number; isAdmin: boole
   const remove = async () => {
     if (!removing) return;
     try {
-      await del(`workspaces/${workspaceId}/members/${removing.id}/`);
+      await ok(api.DELETE("/api/v1/workspaces/{workspace_pk}/members/{id}/", { params: { path: { workspace_pk: String(workspaceId), id: removing.id } } }));
       void client.invalidateQueries({ queryKey: ["members", workspaceId] });
     } catch (error) {
       toastError(error);
@@ -97,7 +97,7 @@ function Invitations({ workspaceId }: { workspaceId: number }) {
   const toast = useUi((s) => s.toast);
   const invitations = useQuery({
     queryKey: ["invitations", workspaceId],
-    queryFn: ({ signal }) => get<Page<Invitation>>(`workspaces/${workspaceId}/invitations/`, { limit: 100 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/workspaces/{workspace_pk}/invitations/", { params: { path: { workspace_pk: String(workspaceId) }, query: { limit: 100 } }, signal })),
   });
   const {
     register,
@@ -108,7 +108,7 @@ function Invitations({ workspaceId }: { workspaceId: number }) {
   } = useForm<InviteValues>({ resolver: zodResolver(inviteSchema), defaultValues: { role: "viewer", email: "" } });
   const onSubmit = handleSubmit(async (values) => {
     try {
-      await post(`workspaces/${workspaceId}/invitations/`, values);
+      await ok(api.POST("/api/v1/workspaces/{workspace_pk}/invitations/", { params: { path: { workspace_pk: String(workspaceId) } }, body: values }));
       reset({ role: values.role, email: "" });
       toast("success", `Invitation sent to ${values.email}.`);
       void client.invalidateQueries({ queryKey: ["invitations", workspaceId] });
@@ -120,7 +120,7 @@ function Invitations({ workspaceId }: { workspaceId: number }) {
   const revoke = async () => {
     if (!revoking) return;
     try {
-      await del(`workspaces/${workspaceId}/invitations/${revoking.id}/`);
+      await ok(api.DELETE("/api/v1/workspaces/{workspace_pk}/invitations/{id}/", { params: { path: { workspace_pk: String(workspaceId), id: revoking.id } } }));
       void client.invalidateQueries({ queryKey: ["invitations", workspaceId] });
     } catch (error) {
       toastError(error);
@@ -186,12 +186,12 @@ function ApiKeys({ workspaceId }: { workspaceId: number }) {
   const [fieldErrors, setFieldErrors] = useState<Record<string, string[]>>({});
   const keys = useQuery({
     queryKey: ["api-keys", workspaceId],
-    queryFn: ({ signal }) => get<Page<ApiKey>>("api-keys/", { workspace: workspaceId, limit: 100 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/api-keys/", { params: { query: { workspace: workspaceId, limit: 100 } }, signal })),
   });
   const create = async () => {
     setFieldErrors({});
     try {
-      const key = await post<ApiKeyCreated>("api-keys/", { workspace: workspaceId, name, scopes: scope === "write" ? ["read", "write"] : ["read"] });
+      const key = await ok(api.POST("/api/v1/api-keys/", { body: { workspace: workspaceId, name, scopes: scope === "write" ? ["read", "write"] : ["read"] } }));
       setCreated(key);
       setName("");
       void client.invalidateQueries({ queryKey: ["api-keys", workspaceId] });
@@ -204,7 +204,7 @@ function ApiKeys({ workspaceId }: { workspaceId: number }) {
   const revoke = async () => {
     if (!revoking) return;
     try {
-      await del(`api-keys/${revoking.id}/`);
+      await ok(api.DELETE("/api/v1/api-keys/{id}/", { params: { path: { id: revoking.id } } }));
       void client.invalidateQueries({ queryKey: ["api-keys", workspaceId] });
     } catch (error) {
       toastError(error);

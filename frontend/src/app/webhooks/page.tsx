@@ -4,8 +4,8 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import Link from "next/link";
 import { useState } from "react";
 
-import { get, post } from "@/api/client";
-import type { Page, Webhook, WebhookWithSecret } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { WebhookWithSecret } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { PipelineTriggers, PushStreams } from "@/components/IncomingHooks";
 import { SecretOnce } from "@/components/SecretOnce";
@@ -31,7 +31,7 @@ function CreateWebhook({ workspaceId, onCreated }: { workspaceId: number; onCrea
         e.preventDefault();
         void submit(async () => {
           const event_types = types.split(",").map((t) => t.trim()).filter(Boolean);
-          onCreated(await post<WebhookWithSecret>("webhooks/", { workspace: workspaceId, url, event_types, description }));
+          onCreated(await ok(api.POST("/api/v1/webhooks/", { body: { workspace: workspaceId, url, event_types, description } })));
           setUrl("");
           setDescription("");
         });
@@ -65,7 +65,7 @@ function Webhooks() {
   const [created, setCreated] = useState<WebhookWithSecret | null>(null);
   const hooks = useQuery({
     queryKey: ["webhooks", id],
-    queryFn: ({ signal }) => get<Page<Webhook>>("webhooks/", { workspace: id, limit: 100 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/webhooks/", { params: { query: { workspace: id, limit: 100 } }, signal })),
     enabled: id !== null,
   });
   if (id === null) return <Empty>You are not a member of any workspace.</Empty>;

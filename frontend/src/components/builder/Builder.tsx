@@ -20,8 +20,8 @@ import Link from "next/link";
 import { useRouter } from "next/navigation";
 import { useCallback, useEffect, useId, useMemo, useReducer, useRef, useState, type DragEvent } from "react";
 
-import { ApiError, get, patch, post } from "@/api/client";
-import type { Connector, Page, Pipeline, PipelinePreview, PipelineVersion, RuleType, Run, RunDetail, StepType, ValidateOutput } from "@/api/types";
+import { ApiError, api, ok, serverDefaults } from "@/api/client";
+import type { Connector, Pipeline, PipelinePreview, RunDetail, ValidateOutput } from "@/api/types";
 import { NodePanel, fieldsOfNode, type SchemaField } from "@/components/builder/NodePanel";
 import { Palette, DRAG_TYPE, type NodeTemplate } from "@/components/builder/Palette";
 import { PipelineNode, nodeHandles, type PipelineFlowNode } from "@/components/builder/PipelineNode";
@@ -49,7 +49,7 @@ import {
   type Point,
 } from "@/lib/builderGraph";
 import { useLiveEvents, type LiveEvent } from "@/lib/live";
-import { parse, serialize, sortErrors, type DocFormat, type PipelineDocument } from "@/lib/pipelineDoc";
+import { asDefinition, parse, serialize, sortErrors, type DocFormat, type PipelineDocument } from "@/lib/pipelineDoc";
 import { useConnectorTypes, useConnectors, useRun } from "@/lib/queries";
 import { applyProgress, type ProgressPayload } from "@/lib/runProgress";
 import { toastError, useUi } from "@/lib/store";
@@ -102,12 +102,12 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
   const typesQuery = useConnectorTypes();
   const stepsQuery = useQuery({
     queryKey: ["step-types"],
-    queryFn: ({ signal }) => get<Page<StepType>>("step-types/", { limit: 500 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/step-types/", { params: { query: { limit: 500 } }, signal })),
     staleTime: Infinity,
   });
   const ruleTypesQuery = useQuery({
     queryKey: ["rule-types"],
-    queryFn: ({ signal }) => get<RuleType[]>("rule-types/", undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/rule-types/", { signal })),
     staleTime: Infinity,
   });
   const ruleTypes = useMemo(() => ruleTypesQuery.data ?? [], [ruleTypesQuery.data]);
@@ -121,9 +121,22 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
   // --- validation as you build (debounced, the unsaved document) -----------------------------------------
   // A pipeline not created yet is checked in its workspace by the collection routes (`pipelines/validate/`,
   // `pipelines/preview/`), a saved one by its own: the answers are the same.
-  const postDocument = useCallback(
-    <T,>(action: "validate" | "preview", body: Record<string, unknown>) =>
-      pipeline ? post<T>(`pipelines/${pipeline.id}/${action}/`, body) : post<T>(`pipelines/${action}/`, { ...body, ...(workspaceId ? { workspace: workspaceId } : {}) }),
+  const validateDocument = useCallback(
+    (doc: PipelineDocument) => {
+      const definition = asDefinition(doc);
+      return pipeline
+        ? ok(api.POST("/api/v1/pipelines/{id}/validate/", { params: { path: { id: pipeline.id } }, body: { definition } }))
+        : ok(api.POST("/api/v1/pipelines/validate/", { body: { definition, ...(workspaceId ? { workspace: workspaceId } : {}) } }));
+    },
+    [pipeline, workspaceId],
+  );
+  const previewDocument = useCallback(
+    (doc: PipelineDocument, node: string) => {
+      const body = { node, definition: asDefinition(doc), limit: 100 };
+      return pipeline
+        ? ok(api.POST("/api/v1/pipelines/{id}/preview/", { params: { path: { id: pipeline.id } }, body }))
+        : ok(api.POST("/api/v1/pipelines/preview/", { body: { ...body, ...(workspaceId ? { workspace: workspaceId } : {}) } }));
+    },
     [pipeline, workspaceId],
   );
   const [validation, setValidation] = useState<{ key: string; result: ValidateOutput } | null>(null);
@@ -134,7 +147,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
     const timer = setTimeout(async () => {
       setValidating(true);
       try {
-        const result = await postDocument<ValidateOutput>("validate", { definition: document });
+        const result = await validateDocument(document);
         if (!cancelled) setValidation({ key: docKey, result });
       } catch (error) {
         if (!cancelled && error instanceof ApiError && Object.keys(error.fields).length) {
@@ -150,7 +163,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
     };
     // docKey stands for the document
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [docKey, postDocument]);
+  }, [docKey, validateDocument]);
   const [saveErrors, setSaveErrors] = useState<Record<string, string[]> | null>(null);
   const errorFields = useMemo(() => saveErrors ?? validation?.result.errors ?? {}, [saveErrors, validation]);
   const nodeIds = useMemo(() => graph.nodes.map((n) => n.id), [graph]);
@@ -187,7 +200,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
   // --- versions: compare the canvas with a saved version, restore one ----------------------------------
   const versions = useQuery({
     queryKey: ["versions", pipeline?.id],
-    queryFn: ({ signal }) => get<Page<PipelineVersion>>(`pipelines/${pipeline?.id}/versions/`, { limit: 100 }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/pipelines/{id}/versions/", { params: { path: { id: pipeline!.id }, query: { limit: 100 } }, signal })),
     enabled: Boolean(pipeline),
   });
   const [compareWith, setCompareWith] = useState<number | "">("");
@@ -361,8 +374,8 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
     setBusy("save");
     try {
       const saved = pipeline
-        ? await patch<Pipeline>(`pipelines/${pipeline.id}/`, { definition, message })
-        : await post<Pipeline>("pipelines/", { name, definition, message, workspace: workspaceId });
+        ? await ok(api.PATCH("/api/v1/pipelines/{id}/", { params: { path: { id: pipeline.id } }, body: { definition: asDefinition(definition), message } }))
+        : await ok(api.POST("/api/v1/pipelines/", { body: { name, definition: asDefinition(definition), message, workspace: workspaceId ?? undefined } }));
       setSaveErrors(null);
       setMessage("");
       setSavedKey(stableKey(definition));
@@ -387,7 +400,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
     if (!pipeline) return;
     setBusy("run");
     try {
-      const queued = await post<Run>(`pipelines/${pipeline.id}/runs/`, {});
+      const queued = await ok(api.POST("/api/v1/pipelines/{id}/runs/", { params: { path: { id: pipeline.id } }, body: serverDefaults() }));
       setRunId(queued.id);
       void client.invalidateQueries({ queryKey: ["runs"] });
       toast("success", `Run #${queued.id} queued.`);
@@ -402,7 +415,8 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
   const selectedNode = graph.nodes.find((n) => n.id === selectedId);
   const lineage = useQuery({
     queryKey: ["lineage", pipeline?.id, pipeline?.version],
-    queryFn: ({ signal }) => get<Lineage>(`pipelines/${pipeline?.id}/lineage/`, undefined, signal),
+    // The schema types the answer as a free-form object.
+    queryFn: async ({ signal }) => (await ok(api.GET("/api/v1/pipelines/{id}/lineage/", { params: { path: { id: pipeline!.id } }, signal }))) as Lineage,
     enabled: Boolean(pipeline) && selectedNode?.doc.kind === "destination",
   });
   const tracedPath = useMemo(() => (traced ? (lineage.data?.paths?.[traced.node]?.[traced.column] ?? []) : []), [traced, lineage.data]);
@@ -412,7 +426,7 @@ function BuilderInner({ pipeline, workspaceId, canEdit, initialRunId = null }: B
     setBusy("preview");
     setPreviewError(null);
     try {
-      setPreview(await postDocument<PipelinePreview>("preview", { node: selectedNode.id, definition: document, limit: 100 }));
+      setPreview(await previewDocument(document, selectedNode.id));
     } catch (error) {
       setPreview(null);
       setPreviewError(error);

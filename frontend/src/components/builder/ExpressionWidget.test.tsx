@@ -4,12 +4,12 @@ import { useState } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { StepType } from "@/api/types";
+import { stubApi } from "@/test/stubApi";
 
 import { offsetOf, type ExpressionCheck } from "./ExpressionWidget";
 import { NodePanel } from "./NodePanel";
 
-const post = vi.hoisted(() => vi.fn());
-vi.mock("@/api/client", async (importOriginal) => ({ ...(await importOriginal<object>()), post }));
+const post = vi.fn();
 
 const filter: StepType = {
   slug: "filter",
@@ -78,8 +78,12 @@ const settle = () => act(async () => void vi.advanceTimersByTime(300));
 beforeEach(() => {
   vi.useFakeTimers();
   post.mockReset();
+  stubApi({ post });
 });
-afterEach(() => vi.useRealTimers());
+afterEach(() => {
+  vi.useRealTimers();
+  vi.unstubAllGlobals();
+});
 
 describe("the expression field checks what is typed", () => {
   it("sends the text to the server's parser once typing pauses, with the columns arriving at the node", async () => {

@@ -4,15 +4,12 @@ import type { WidgetProps } from "@rjsf/utils";
 import { AlertTriangle } from "lucide-react";
 import { useEffect, useRef, useState } from "react";
 
-import { post } from "@/api/client";
+import { api, ok } from "@/api/client";
 import type { components } from "@/api/schema";
 import { inputClass } from "@/components/ui";
 
 export type ExpressionCheck = components["schemas"]["ExpressionCheck"];
-export interface ExpressionColumn {
-  name: string;
-  type: string;
-}
+export type ExpressionColumn = components["schemas"]["ExpressionColumnRequest"];
 
 /** How long typing must pause before the expression is sent to the server's parser. */
 export const CHECK_DELAY_MS = 300;
@@ -46,7 +43,7 @@ function useExpressionCheck(text: string, columns: ExpressionColumn[] | null, en
       return;
     }
     const timer = setTimeout(() => {
-      post<ExpressionCheck>("expressions/check/", { expression: text, ...(columns ? { columns } : {}) })
+      ok(api.POST("/api/v1/expressions/check/", { body: { expression: text, ...(columns ? { columns } : {}) } }))
         .then((check) => {
           if (request === latest.current) setResult({ text, check });
         })

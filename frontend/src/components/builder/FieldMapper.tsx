@@ -5,7 +5,7 @@ import { useStore } from "@xyflow/react";
 import { AlertTriangle, ArrowRight, Plus, Trash2 } from "lucide-react";
 import { useCallback, useId, useState, type DragEvent } from "react";
 
-import { ApiError, get } from "@/api/client";
+import { ApiError, api, ok } from "@/api/client";
 import type { Connector } from "@/api/types";
 import type { SchemaField } from "@/components/builder/NodePanel";
 import { Button, inputClass } from "@/components/ui";
@@ -78,7 +78,7 @@ function CanvasMapper({ nodeId, connectors, ...props }: MapperProps & { nodeId: 
   const connector = connectors.find((c) => c.name === ref || String(c.id) === ref);
   const table = useQuery({
     queryKey: ["connector-table", connector?.id, name],
-    queryFn: ({ signal }) => get<DestinationTable>(`connectors/${connector?.id}/tables/${encodeURIComponent(name)}/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/connectors/{connector_pk}/tables/{table}/", { params: { path: { connector_pk: connector!.id, table: name } }, signal })),
     enabled: Boolean(connector && name),
     retry: false,
     staleTime: 30_000,

@@ -7,8 +7,8 @@ import { useQuery } from "@tanstack/react-query";
 import { AlertTriangle, Eye, Trash2 } from "lucide-react";
 import { useMemo } from "react";
 
-import { get } from "@/api/client";
-import type { Connector, ConnectorStreams, StepType } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { Connector, StepType } from "@/api/types";
 import { ExpressionWidget } from "@/components/builder/ExpressionWidget";
 import { FieldMapper } from "@/components/builder/FieldMapper";
 import { RulesEditor } from "@/components/builder/RulesEditor";
@@ -81,7 +81,7 @@ function StepConfigForm({ step, config, onChange, readOnly, errors, fields }: { 
 function StreamSelect({ connector, value, onChange, readOnly, errors }: { connector: Connector | undefined; value: string; onChange: (v: string) => void; readOnly: boolean; errors?: string[] }) {
   const streams = useQuery({
     queryKey: ["connector-streams", connector?.id],
-    queryFn: ({ signal }) => get<ConnectorStreams>(`schemas/connectors/${connector?.id}/streams/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/schemas/connectors/{id}/streams/", { params: { path: { id: connector!.id } }, signal })),
     enabled: Boolean(connector),
   });
   const names = (streams.data?.streams ?? []).map((s) => s.stream);

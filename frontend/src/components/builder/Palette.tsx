@@ -4,8 +4,8 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Database, HardDriveDownload, Plus, Search } from "lucide-react";
 import { useId, useMemo, useState, type DragEvent } from "react";
 
-import { get, post } from "@/api/client";
-import type { Connector, ConnectorStreams, ConnectorType, StepType } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { Connector, ConnectorType, StepType } from "@/api/types";
 import { Button, inputClass } from "@/components/ui";
 import type { DocNode } from "@/lib/pipelineDoc";
 import { toastError } from "@/lib/store";
@@ -48,12 +48,12 @@ function SourceStreams({ connector, onAdd, canEdit }: { connector: Connector; on
   const [busy, setBusy] = useState(false);
   const streams = useQuery({
     queryKey: ["connector-streams", connector.id],
-    queryFn: ({ signal }) => get<ConnectorStreams>(`schemas/connectors/${connector.id}/streams/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/schemas/connectors/{id}/streams/", { params: { path: { id: connector.id } }, signal })),
   });
   const discover = async () => {
     setBusy(true);
     try {
-      await post(`connectors/${connector.id}/discover/`);
+      await ok(api.POST("/api/v1/connectors/{id}/discover/", { params: { path: { id: connector.id } } }));
       await client.invalidateQueries({ queryKey: ["connector-streams", connector.id] });
     } catch (error) {
       toastError(error);

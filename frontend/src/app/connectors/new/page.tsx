@@ -5,8 +5,8 @@ import dynamic from "next/dynamic";
 import { useRouter } from "next/navigation";
 import { useState } from "react";
 
-import { post } from "@/api/client";
-import type { Connector, ConnectorType } from "@/api/types";
+import { api, ok } from "@/api/client";
+import type { ConnectorType } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { UploadField } from "@/components/UploadField";
 import { Button, Card, ErrorNote, Loading, PageHeader } from "@/components/ui";
@@ -85,7 +85,7 @@ export default function NewConnectorPage() {
             type={type}
             submitLabel="Create connector"
             onSubmit={async ({ name, config }) => {
-              const created = await post<Connector>("connectors/", { workspace, name, connector_type: type.slug, config });
+              const created = await ok(api.POST("/api/v1/connectors/", { body: { workspace: workspace ?? undefined, name, connector_type: type.slug, config } }));
               void client.invalidateQueries({ queryKey: ["connectors"] });
               toast("success", `Created ${created.name}.`);
               router.push(`/connectors/view?id=${created.id}`);

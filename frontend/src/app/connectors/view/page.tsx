@@ -6,8 +6,8 @@ import dynamic from "next/dynamic";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useState } from "react";
 
-import { ApiError, del, get, patch, post } from "@/api/client";
-import type { CheckOutput, Connector, Stream } from "@/api/types";
+import { ApiError, api, ok } from "@/api/client";
+import type { Connector, Stream } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { DiscoverPanel, PreviewPanel, ProfilePanel } from "@/components/ConnectorStreams";
 import { NotFound } from "@/components/NotFound";
@@ -33,7 +33,7 @@ function ConnectorDetail() {
   const id = idParam(useSearchParams());
   const connector = useQuery({
     queryKey: ["connector", id],
-    queryFn: ({ signal }) => get<Connector>(`connectors/${id}/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/connectors/{id}/", { params: { path: { id: id! } }, signal })),
     enabled: id !== null,
   });
   if (id === null || (connector.error instanceof ApiError && connector.error.status === 404)) return <NotFound what="Connector" />;
@@ -60,7 +60,7 @@ function ConnectorView({ connector }: { connector: Connector }) {
   const testConnection = async () => {
     setChecking(true);
     try {
-      const result = await post<CheckOutput>(`connectors/${connector.id}/check/`);
+      const result = await ok(api.POST("/api/v1/connectors/{id}/check/", { params: { path: { id: connector.id } } }));
       client.setQueryData<Connector>(["connector", connector.id], (old) => (old ? { ...old, last_check: { status: result.status, message: result.message, at: result.at } } : old));
       void client.invalidateQueries({ queryKey: ["connectors"] });
     } catch (error) {
@@ -72,7 +72,7 @@ function ConnectorView({ connector }: { connector: Connector }) {
   const remove = async () => {
     setDeleting(true);
     try {
-      await del(`connectors/${connector.id}/`);
+      await ok(api.DELETE("/api/v1/connectors/{id}/", { params: { path: { id: connector.id } } }));
       void client.invalidateQueries({ queryKey: ["connectors"] });
       toast("success", `Deleted ${connector.name}.`);
       router.replace("/connectors");
@@ -134,7 +134,7 @@ function ConnectorView({ connector }: { connector: Connector }) {
                 initial={{ name: connector.name, config: connector.config as Record<string, unknown> }}
                 submitLabel="Save changes"
                 onSubmit={async ({ name, config }) => {
-                  const saved = await patch<Connector>(`connectors/${connector.id}/`, { name, config });
+                  const saved = await ok(api.PATCH("/api/v1/connectors/{id}/", { params: { path: { id: connector.id } }, body: { name, config } }));
                   client.setQueryData(["connector", connector.id], saved);
                   void client.invalidateQueries({ queryKey: ["connectors"] });
                   toast("success", "Saved.");

@@ -7,8 +7,8 @@ import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useState } from "react";
 
-import { ApiError, del, post } from "@/api/client";
-import type { Pipeline, Run } from "@/api/types";
+import { ApiError, api, ok, serverDefaults } from "@/api/client";
+import type { Pipeline } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { NotFound } from "@/components/NotFound";
 import { RunsTable } from "@/components/RunsTable";
@@ -77,20 +77,21 @@ function PipelineView({ pipeline }: { pipeline: Pipeline }) {
 
   const runNow = () =>
     act("run", async () => {
-      const run = await post<Run>(`pipelines/${pipeline.id}/runs/`, {});
+      const run = await ok(api.POST("/api/v1/pipelines/{id}/runs/", { params: { path: { id: pipeline.id } }, body: serverDefaults() }));
       void client.invalidateQueries({ queryKey: ["runs"] });
       toast("success", `Run #${run.id} queued.`);
       router.push(`/runs/view?id=${run.id}`);
     });
   const togglePause = () =>
     act("pause", async () => {
-      const saved = await post<Pipeline>(`pipelines/${pipeline.id}/${pipeline.is_paused ? "resume" : "pause"}/`);
+      const path = { params: { path: { id: pipeline.id } } };
+      const saved = await ok(pipeline.is_paused ? api.POST("/api/v1/pipelines/{id}/resume/", path) : api.POST("/api/v1/pipelines/{id}/pause/", path));
       client.setQueryData(["pipeline", pipeline.id], saved);
       void client.invalidateQueries({ queryKey: ["pipelines"] });
     });
   const remove = () =>
     act("delete", async () => {
-      await del(`pipelines/${pipeline.id}/`);
+      await ok(api.DELETE("/api/v1/pipelines/{id}/", { params: { path: { id: pipeline.id } } }));
       void client.invalidateQueries({ queryKey: ["pipelines"] });
       toast("success", `Deleted ${pipeline.name}.`);
       router.replace("/pipelines");

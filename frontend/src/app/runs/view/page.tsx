@@ -5,8 +5,8 @@ import { RotateCcw, Square } from "lucide-react";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useCallback, useState } from "react";
 
-import { ApiError, post } from "@/api/client";
-import type { Run, RunDetail } from "@/api/types";
+import { ApiError, api, ok, serverDefaults } from "@/api/client";
+import type { RunDetail, RunStart } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { NotFound } from "@/components/NotFound";
 import { RunDestinations } from "@/components/RunDestinations";
@@ -55,7 +55,7 @@ function RunScreen({ run, live }: { run: RunDetail; live: boolean }) {
   const cancel = async () => {
     setBusy("cancel");
     try {
-      await post<Run>(`runs/${run.id}/cancel/`);
+      await ok(api.POST("/api/v1/runs/{id}/cancel/", { params: { path: { id: run.id } } }));
       setConfirmCancel(false);
       toast("info", "Cancel requested: the run stops after its current batch.");
       void client.invalidateQueries({ queryKey: ["run", run.id] });
@@ -68,7 +68,7 @@ function RunScreen({ run, live }: { run: RunDetail; live: boolean }) {
   const rerun = async () => {
     setBusy("rerun");
     try {
-      const next = await post<Run>(`pipelines/${run.pipeline}/runs/`, run.options ?? {});
+      const next = await ok(api.POST("/api/v1/pipelines/{id}/runs/", { params: { path: { id: run.pipeline } }, body: (run.options as RunStart | null) ?? serverDefaults() }));
       void client.invalidateQueries({ queryKey: ["runs"] });
       router.push(`/runs/view?id=${next.id}`);
     } catch (error) {

@@ -5,8 +5,8 @@ import { KeyRound, Send, Trash2 } from "lucide-react";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useId, useState } from "react";
 
-import { ApiError, del, get, patch, post } from "@/api/client";
-import type { Delivery, Page, Webhook, WebhookWithSecret } from "@/api/types";
+import { ApiError, api, ok, serverDefaults } from "@/api/client";
+import type { Delivery } from "@/api/types";
 import { AppShell } from "@/components/AppShell";
 import { NotFound } from "@/components/NotFound";
 import { SecretOnce } from "@/components/SecretOnce";
@@ -23,12 +23,12 @@ function Deliveries({ webhookId, canEdit }: { webhookId: number; canEdit: boolea
   const selectId = useId();
   const deliveries = useQuery({
     queryKey: ["deliveries", webhookId, status, offset],
-    queryFn: ({ signal }) => get<Page<Delivery>>(`webhooks/${webhookId}/deliveries/`, { status: status || undefined, limit: 25, offset }, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/webhooks/{id}/deliveries/", { params: { path: { id: webhookId }, query: { status: (status || undefined) as Delivery["status"] | undefined, limit: 25, offset } }, signal })),
     refetchInterval: (q) => (q.state.data?.results.some((d) => d.status === "pending" || d.status === "sending") ? 3000 : false),
   });
   const redeliver = async (d: Delivery) => {
     try {
-      await post(`webhook-deliveries/${d.id}/redeliver/`);
+      await ok(api.POST("/api/v1/webhook-deliveries/{id}/redeliver/", { params: { path: { id: d.id } } }));
       void client.invalidateQueries({ queryKey: ["deliveries", webhookId] });
     } catch (error) {
       toastError(error);
@@ -99,7 +99,7 @@ function WebhookDetail() {
   const toast = useUi((s) => s.toast);
   const hook = useQuery({
     queryKey: ["webhook", id],
-    queryFn: ({ signal }) => get<Webhook>(`webhooks/${id}/`, undefined, signal),
+    queryFn: ({ signal }) => ok(api.GET("/api/v1/webhooks/{id}/", { params: { path: { id: id! } }, signal })),
     enabled: id !== null,
   });
   const canEdit = useCan("editor", hook.data?.workspace);
@@ -129,14 +129,14 @@ function WebhookDetail() {
           canEdit ? (
             <>
               <Button busy={busy === "test"} onClick={() => void run("test", async () => {
-                await post(`webhooks/${w.id}/test/`);
+                await ok(api.POST("/api/v1/webhooks/{id}/test/", { params: { path: { id: w.id } } }));
                 toast("info", "Test event queued.");
                 void client.invalidateQueries({ queryKey: ["deliveries", w.id] });
               })}>
                 <Send aria-hidden className="size-4" /> Send test
               </Button>
               <Button busy={busy === "active"} onClick={() => void run("active", async () => {
-                client.setQueryData(["webhook", w.id], await patch<Webhook>(`webhooks/${w.id}/`, { is_active: !w.is_active }));
+                client.setQueryData(["webhook", w.id], await ok(api.PATCH("/api/v1/webhooks/{id}/", { params: { path: { id: w.id } }, body: { is_active: !w.is_active } })));
               })}>
                 {w.is_active ? "Disable" : "Enable"}
               </Button>
@@ -165,7 +165,7 @@ function WebhookDetail() {
         busy={busy === "rotate"}
         onCancel={() => setConfirm(null)}
         onConfirm={() => void run("rotate", async () => {
-          const updated = await post<WebhookWithSecret>(`webhooks/${w.id}/rotate-secret/`, {});
+          const updated = await ok(api.POST("/api/v1/webhooks/{id}/rotate-secret/", { params: { path: { id: w.id } }, body: serverDefaults() }));
           setSecret(updated.signing_secret);
           client.setQueryData(["webhook", w.id], updated);
         })}
@@ -179,7 +179,7 @@ function WebhookDetail() {
         busy={busy === "delete"}
         onCancel={() => setConfirm(null)}
         onConfirm={() => void run("delete", async () => {
-          await del(`webhooks/${w.id}/`);
+          await ok(api.DELETE("/api/v1/webhooks/{id}/", { params: { path: { id: w.id } } }));
           void client.invalidateQueries({ queryKey: ["webhooks"] });
           router.replace("/webhooks");
         })}
