@@ -8,4 +8,19 @@ aggregate, pii, sql); each step is a `StepType` subclass of `apps/transformation
 
 from . import aggregate, columns, combine, core, dates, nested, pii, rows, sql, text
 
-__all__ = ["aggregate", "columns", "combine", "core", "dates", "nested", "pii", "rows", "sql", "text"]
+# For the preview's forked child, which must not use the DuckDB connection it inherits.
+from ._util import forget_inherited_connections
+
+__all__ = [
+    "aggregate",
+    "columns",
+    "combine",
+    "core",
+    "dates",
+    "forget_inherited_connections",
+    "nested",
+    "pii",
+    "rows",
+    "sql",
+    "text",
+]
