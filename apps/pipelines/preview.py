@@ -1,13 +1,12 @@
 """Preview: a node's input and output rows on a sample, without writing anywhere.
 
 The upstream subgraph of the node runs on the first N rows of each source it reaches (N capped at
-PREVIEW_MAX_ROWS; each source stops being read as soon as it has given N rows), through the same step
-runners the executor uses (`feed`/`end`, inputs in the order `input_order` asks for). Because every
-intermediate result is at most a few sample batches, nodes are evaluated one after another in topological
-order, each holding its output in memory, instead of the executor's push through bounded queues.
-Destinations are never opened: a destination node's output is simply what would reach it. Validation
-rules of the nodes on the way are applied as in a run (rejected rows are left out and shown), and a
-failing `fail` rule is reported rather than stopping the preview.
+PREVIEW_MAX_ROWS; each source stops being read as soon as it has given N rows) through the engine a run
+uses (`engine.py`: the same traversal, step runners and budgets, sources in the order the steps'
+`input_order` asks for), with a recorder that keeps the outputs of the node and its inputs in memory and
+records nothing. Destinations are never opened: a destination node's output is simply what would reach
+it. Validation rules of the nodes on the way are applied as in a run (rejected rows are left out and
+shown), and a failing `fail` rule is reported rather than stopping the preview.
 
 Isolation: a preview runs whatever the document says on whatever the source holds, inside the web
 server. So it runs in a child process forked for it (copy-on-write: the code and the plan are already
@@ -28,7 +27,7 @@ import select
 import signal
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +43,11 @@ from apps.connectors.selectors import connector_runtime
 from apps.schemas.contracts import json_safe
 from apps.transformations.limits import size
 from apps.transformations.profiling import StreamProfiler
-from apps.transformations.steps import BudgetedRunner, StepError, get_step_type
+from apps.transformations.quality import NodeRules, RuleError
+from apps.transformations.steps import StepError
 
 from .definition import Plan
+from .engine import ConfigurationError, Engine, SourceRead
 
 logger = get_logger(__name__)
 
@@ -74,31 +75,70 @@ def _rows(batches: list[Batch], limit: int) -> list[dict[str, Any]]:
     return [{k: json_safe(v) for k, v in row.items()} for row in table.to_pylist()]
 
 
-def _reject_dicts(node_id: str, rows: list[RejectedRow] | tuple[RejectedRow, ...]) -> list[dict[str, Any]]:
-    return [{"node": node_id, **json_safe(r.to_dict())} for r in rows]
+class _SampleRecorder:
+    """The engine's recorder for a preview: keeps the outputs of the node and its inputs and the rows
+    refused on the way, in memory, and reports each node the engine starts working on (`progress`)."""
 
-
-class _Preview:
-    def __init__(self, plan: Plan, limit: int, progress: Callable[[str], None]) -> None:
+    def __init__(self, plan: Plan, keep: set[str], progress: Callable[[str], None]) -> None:
         self.plan = plan
-        self.limit = limit
         self.progress = progress
-        self.outputs: dict[str, list[Batch]] = {}
-        self.rejected: list[dict[str, Any]] = []
-        self.rule_results: list[dict[str, Any]] = []
+        self.current: str | None = None
+        self.outputs: dict[str, list[Batch]] = {node_id: [] for node_id in keep}
+        # (node, by its rules?) -> refused rows, each list held to what the answer can show.
+        self.refused: dict[tuple[str, bool], list[RejectedRow]] = {}
 
-    def _refuse(self, node_id: str, rows: Any) -> None:
-        room = PREVIEW_MAX_REJECTED - len(self.rejected)
-        if room > 0:
-            self.rejected += _reject_dicts(node_id, list(rows)[:room])
+    def working_on(self, node_id: str) -> None:
+        if node_id != self.current:
+            self.current = node_id
+            self.progress(node_id)
 
-    def read_source(self, node_id: str) -> None:
-        source = self.plan.sources[node_id]
-        connector_type, config = connector_runtime(source.connector.connector)
-        if "chunk_size" in type(config).model_fields:
-            # Sources read in chunks: a chunk of N rows means the first batch is all a preview needs.
-            config = config.model_copy(update={"chunk_size": max(1, self.limit)})
-        batches: list[Batch] = []
+    def output(self, node_id: str, batch: Batch) -> None:
+        kept = self.outputs.get(node_id)
+        if kept is not None:
+            kept.append(batch)
+
+    def quarantine(self, node_id: str, rejected: RejectedRows, rules: list[str] | None) -> None:
+        bucket = self.refused.setdefault((node_id, rules is not None), [])
+        bucket += rejected.rows[: max(0, PREVIEW_MAX_REJECTED - len(bucket))]
+
+    def node_failed(self, node_id: str, exc: StepError) -> None:
+        pass
+
+    def rejected(self) -> list[dict[str, Any]]:
+        """The refused rows node by node in graph order, those a step or the source refused before those
+        its rules did, PREVIEW_MAX_REJECTED at most."""
+        rows = [
+            {"node": node_id, **json_safe(r.to_dict())}
+            for node_id in self.plan.order
+            for by_rules in (False, True)
+            for r in self.refused.get((node_id, by_rules), [])
+        ]
+        return rows[:PREVIEW_MAX_REJECTED]
+
+
+def _sample_rules(plan: Plan, needed: set[str]) -> dict[str, NodeRules]:
+    """The validation rules of the nodes on the way, as a run applies them."""
+    rules: dict[str, NodeRules] = {}
+    for node_id in plan.order:
+        raw_rules = plan.nodes[node_id].get("rules")
+        if node_id not in needed or not raw_rules or node_id not in plan.schemas:
+            continue
+        try:
+            rules[node_id] = NodeRules.from_node(node_id, raw_rules, plan.schemas[node_id])
+        except RuleError as exc:
+            raise ValidationError({f"nodes.{node_id}.rules": [exc.message]}) from None
+    return rules
+
+
+def _sample_source(plan: Plan, node_id: str, limit: int) -> SourceRead:
+    """A source's first `limit` rows: read in chunks of `limit` rows, so the first batch is all a preview
+    needs, and stopped as soon as it has given them. No state: a preview always reads from the start."""
+    source = plan.sources[node_id]
+    connector_type, config = connector_runtime(source.connector.connector)
+    if "chunk_size" in type(config).model_fields:
+        config = config.model_copy(update={"chunk_size": max(1, limit)})
+
+    def items() -> Iterator[Batch | RejectedRows]:
         read = 0
         reader = connector_type.read(config, source.stream, None)
         try:
@@ -106,77 +146,21 @@ class _Preview:
                 if isinstance(item, Batch):
                     batch = (
                         item
-                        if read + item.num_rows <= self.limit
-                        else Batch(item.table.slice(0, self.limit - read), stream=item.stream)
+                        if read + item.num_rows <= limit
+                        else Batch(item.table.slice(0, limit - read), stream=item.stream)
                     )
-                    batches.append(batch)
+                    yield batch
                     read += batch.num_rows
-                    if read >= self.limit:
-                        break
+                    if read >= limit:
+                        return
                 elif isinstance(item, RejectedRows):
-                    self._refuse(node_id, item.rows)
-        except ConnectorError as exc:
-            raise ValidationError({f"nodes.{node_id}": [exc.message]}) from None
+                    yield item
         finally:
             close = getattr(reader, "close", None)
             if close is not None:
                 close()
-        self.outputs[node_id] = self._checked(node_id, batches)
 
-    def run_transform(self, node_id: str) -> None:
-        node = self.plan.nodes[node_id]
-        config = node.get("config", {})
-        upstream = self.plan.upstream(node_id)
-        step_type = get_step_type(node["step"])
-        first = step_type.input_order(config, upstream)
-        ordered = [*first, *(u for u in upstream if u not in first)]
-        out: list[Batch] = []
-        try:
-            runner = BudgetedRunner(step_type.runner(config, {up: self.plan.schemas[up] for up in upstream}))
-            for up in ordered:
-                for batch in self.outputs[up]:
-                    for output in runner.feed(up, batch):
-                        out.append(output.batch)
-                        self._refuse(node_id, output.rejected)
-                for output in runner.end(up):
-                    out.append(output.batch)
-                    self._refuse(node_id, output.rejected)
-        except StepError as exc:
-            key = f"nodes.{node_id}.{exc.field}" if exc.field else f"nodes.{node_id}"
-            raise ValidationError({key: [exc.message]}) from None
-        self.outputs[node_id] = self._checked(node_id, out)
-
-    def _checked(self, node_id: str, batches: list[Batch]) -> list[Batch]:
-        """The node's validation rules over its sample output, as a run applies them."""
-        raw_rules = self.plan.nodes[node_id].get("rules")
-        if not raw_rules or node_id not in self.plan.schemas:
-            return batches
-        from apps.transformations.quality import NodeRules, RuleError, RuleFailed
-
-        try:
-            rules = NodeRules.from_node(node_id, raw_rules, self.plan.schemas[node_id])
-        except RuleError as exc:
-            raise ValidationError({f"nodes.{node_id}.rules": [exc.message]}) from None
-        kept: list[Batch] = []
-        failures: dict[str, str] = {}
-        for batch in batches:
-            try:
-                result = rules.check(batch)
-            except RuleFailed as exc:
-                failures.setdefault(exc.rule, exc.message)
-                kept.append(batch)
-                continue
-            self._refuse(node_id, [row for _, row in result.rejected])
-            kept.append(result.batch)
-        try:
-            rules.finish()
-        except RuleFailed as exc:
-            failures.setdefault(exc.rule, exc.message)
-        for outcome in rules.results():
-            if outcome["status"] != "passed" or outcome["rule"] in failures:
-                message = failures.get(outcome["rule"])
-                self.rule_results.append({"node": node_id, **json_safe(outcome), "message": message})
-        return kept
+    return SourceRead(stream=source.stream, items=items())
 
 
 def pipeline_preview(*, plan: Plan, node_id: str, limit: int = PREVIEW_DEFAULT_ROWS) -> dict[str, Any]:
@@ -193,33 +177,53 @@ def pipeline_preview(*, plan: Plan, node_id: str, limit: int = PREVIEW_DEFAULT_R
 
 def _preview(plan: Plan, node_id: str, limit: int, progress: Callable[[str], None]) -> dict[str, Any]:
     needed = nx.ancestors(plan.graph, node_id) | {node_id}
-    preview = _Preview(plan, limit, progress)
-    for current in plan.order:
-        if current not in needed:
-            continue
-        progress(current)
-        kind = plan.nodes[current]["kind"]
-        if kind == "source":
-            preview.read_source(current)
-        elif kind == "transform":
-            preview.run_transform(current)
-        else:  # a destination: what would reach it (after its own rules, as in a run), never written
-            (up,) = plan.upstream(current)
-            preview.outputs[current] = preview._checked(current, preview.outputs[up])
+    recorder = _SampleRecorder(plan, {node_id, *plan.upstream(node_id)}, progress)
+    rules = _sample_rules(plan, needed)
+    # No destination is opened: a destination node's output is what would reach it, after its own rules.
+    engine = Engine(
+        plan,
+        active=needed,
+        open_source=lambda source_id: _sample_source(plan, source_id, limit),
+        recorder=recorder,
+        rules=rules,
+        strict_rules=False,
+    )
+    try:
+        engine.run()
+    except StepError as exc:
+        failed_node, cause = engine.failed or (recorder.current or node_id, exc)
+        key = f"nodes.{failed_node}.{cause.field}" if cause.field else f"nodes.{failed_node}"
+        raise ValidationError({key: [cause.message]}) from None
+    except ConnectorError as exc:
+        raise ValidationError({f"nodes.{recorder.current or node_id}": [exc.message]}) from None
+    except ConfigurationError as exc:
+        raise ValidationError({f"nodes.{node_id}": [str(exc)]}) from None
+    progress(node_id)
+    rule_results = [
+        {
+            "node": rule_node,
+            **json_safe(outcome),
+            "message": engine.rule_failures.get(rule_node, {}).get(outcome["rule"]),
+        }
+        for rule_node in plan.order
+        if rule_node in rules
+        for outcome in rules[rule_node].results()
+        if outcome["status"] != "passed" or outcome["rule"] in engine.rule_failures.get(rule_node, {})
+    ]
     schema: StreamSchema | None = plan.schemas.get(node_id)
     # The profile of the node's output sample: the same column statistics and histograms a run keeps, so
     # a step's effect on the data shows before anything runs.
     profiler = StreamProfiler(schema)
-    for batch in preview.outputs[node_id]:
+    for batch in recorder.outputs[node_id]:
         profiler.add(batch.table)
     return {
         "node": node_id,
         "limit": limit,
-        "inputs": {up: _rows(preview.outputs[up], limit) for up in plan.upstream(node_id)},
-        "output": _rows(preview.outputs[node_id], limit),
+        "inputs": {up: _rows(recorder.outputs[up], limit) for up in plan.upstream(node_id)},
+        "output": _rows(recorder.outputs[node_id], limit),
         "schema": schema.to_dict() if schema is not None else None,
-        "rejected": preview.rejected,
-        "rule_failures": preview.rule_results,
+        "rejected": recorder.rejected(),
+        "rule_failures": rule_results,
         "profile": json_safe(profiler.to_dict()),
     }
 
