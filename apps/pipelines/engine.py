@@ -31,7 +31,7 @@ import networkx as nx
 from aggregator.dataplane import Batch, RejectedRows, StateCheckpoint, StreamSchema, WriteMode
 from apps.transformations.profiling import SOURCE_PROFILE_ROWS, StreamProfiler
 from apps.transformations.quality import NodeRules, RuleFailed
-from apps.transformations.steps import BudgetedRunner, StepError, StepOutput, get_step_type
+from apps.transformations.steps import BudgetedRunner, StepError, StepOutput, StepRunner, get_step_type
 
 from .definition import Plan
 
@@ -213,6 +213,29 @@ class DestinationSink:
         return self.result
 
 
+class WholeInputs(StepRunner):
+    """A step with several inputs fed each input whole, in `order`, once every input has ended."""
+
+    def __init__(self, runner: StepRunner, order: list[str]) -> None:
+        self.runner = runner
+        self.order = order
+        self.held: dict[str, list[Batch]] = {up: [] for up in order}
+        self.open = set(order)
+
+    def feed(self, input_id: str, batch: Batch) -> Iterable[StepOutput]:
+        self.held[input_id].append(batch)
+        return ()
+
+    def end(self, input_id: str) -> Iterator[StepOutput]:
+        self.open.discard(input_id)
+        if self.open:
+            return
+        for up in self.order:
+            for batch in self.held.pop(up):
+                yield from self.runner.feed(up, batch)
+            yield from self.runner.end(up)
+
+
 def run_quality(plan: Plan, active: set[str]) -> tuple[dict[str, NodeRules], dict[str, StreamProfiler]]:
     """A run's rules for every active node that declares them, and a profiler for every node with
     `profile: true` (its whole output) and for every source unless `profile: false` (its first rows)."""
@@ -267,7 +290,10 @@ def source_order(plan: Plan, selected: list[str], active: set[str]) -> list[str]
 class Engine:
     """One pass of a plan's graph: `active` nodes only (a run: the selected sources and all below them; a
     preview: a node and all above it). `strict_rules=False` (the preview) notes a failing `fail` rule in
-    `rule_failures` instead of stopping."""
+    `rule_failures` instead of stopping. `whole_inputs=True` (the preview, whose sample a step can hold)
+    reads the sources in graph order and gives a step with several inputs each of them whole, one after
+    another (those its `input_order` asks for first, then the document's order), where a run streams them
+    as its sources are read."""
 
     def __init__(
         self,
@@ -281,6 +307,7 @@ class Engine:
         profilers: dict[str, StreamProfiler] | None = None,
         check_cancel: Callable[[], None] = lambda: None,
         strict_rules: bool = True,
+        whole_inputs: bool = False,
     ) -> None:
         self.plan = plan
         self.active = active
@@ -291,11 +318,12 @@ class Engine:
         self.profilers = profilers or {}
         self.check_cancel = check_cancel
         self.strict_rules = strict_rules
+        self.whole_inputs = whole_inputs
         self.stats = {n: NodeStats(plan.nodes[n]["kind"]) for n in plan.order if n in active}
         self.lock = threading.Lock()  # held while the counters are read from another thread, or a status set
         self.rule_failures: dict[str, dict[str, str]] = {}  # node -> rule -> message (strict_rules=False)
         self.failed: tuple[str, StepError] | None = None  # the node a step failed at, and its own error
-        self.runners: dict[str, BudgetedRunner] = {}
+        self.runners: dict[str, StepRunner] = {}
         self.sinks: dict[str, Sink] = {}
         self.open_inputs: dict[str, set[str]] = {}
 
@@ -312,7 +340,11 @@ class Engine:
                 inputs = {up: plan.schemas[up] for up in plan.upstream(node_id) if up in active}
                 try:
                     step_type = get_step_type(node["step"])
-                    self.runners[node_id] = BudgetedRunner(step_type.runner(node.get("config", {}), inputs))
+                    runner: StepRunner = BudgetedRunner(step_type.runner(node.get("config", {}), inputs))
+                    if self.whole_inputs and len(inputs) > 1:
+                        first = step_type.input_order(node.get("config", {}), list(inputs))
+                        runner = WholeInputs(runner, [*first, *(up for up in inputs if up not in first)])
+                    self.runners[node_id] = runner
                 except StepError as exc:
                     self.failed = (node_id, exc)
                     raise
@@ -330,7 +362,7 @@ class Engine:
             sink.start()
         states: dict[str, tuple[str, dict[str, Any]]] = {}
         try:
-            for source_id in source_order(plan, selected, active):
+            for source_id in selected if self.whole_inputs else source_order(plan, selected, active):
                 state = self._read_source(source_id)
                 if state is not None:
                     states[source_id] = state

@@ -47,7 +47,7 @@ from apps.transformations.quality import NodeRules, RuleError
 from apps.transformations.steps import StepError
 
 from .definition import Plan
-from .engine import ConfigurationError, Engine, SourceRead
+from .engine import Engine, SourceRead
 
 logger = get_logger(__name__)
 
@@ -187,6 +187,7 @@ def _preview(plan: Plan, node_id: str, limit: int, progress: Callable[[str], Non
         recorder=recorder,
         rules=rules,
         strict_rules=False,
+        whole_inputs=True,
     )
     try:
         engine.run()
@@ -196,8 +197,6 @@ def _preview(plan: Plan, node_id: str, limit: int, progress: Callable[[str], Non
         raise ValidationError({key: [cause.message]}) from None
     except ConnectorError as exc:
         raise ValidationError({f"nodes.{recorder.current or node_id}": [exc.message]}) from None
-    except ConfigurationError as exc:
-        raise ValidationError({f"nodes.{node_id}": [str(exc)]}) from None
     progress(node_id)
     rule_results = [
         {

@@ -276,3 +276,27 @@ def test_a_source_feeding_both_sides_of_an_ordered_step_is_a_configuration_error
     )
     with pytest.raises(ConfigurationError, match="one source feeds both"):
         Engine(plan, active=set(plan.nodes), open_source=lambda node_id: source([batch(1)])).run()
+
+
+def test_whole_inputs_feed_a_step_each_input_whole_in_the_documents_order() -> None:
+    # The preview's order: a union's inputs one after the other as the document lists its edges, where a
+    # run streams them as its sources are read (graph order).
+    plan = plan_of(
+        [
+            {"id": "a", "kind": "source"},
+            {"id": "b", "kind": "source"},
+            {"id": "both", "kind": "transform", "step": "union", "config": {}},
+        ],
+        [("b", "both"), ("a", "both")],
+    )
+
+    def open_source(node_id: str) -> SourceRead:
+        return source([batch(1, 2) if node_id == "a" else batch(3)])
+
+    def union_rows(**options: Any) -> list[int]:
+        recorder = MemoryRecorder()
+        Engine(plan, active=set(plan.nodes), open_source=open_source, recorder=recorder, **options).run()
+        return [r["n"] for b in recorder.outputs["both"] for r in b.table.to_pylist()]
+
+    assert sorted(union_rows()) == sorted(union_rows(whole_inputs=True)) == [1, 2, 3]
+    assert union_rows(whole_inputs=True) == [3, 1, 2]
