@@ -358,10 +358,10 @@ AGGREGATOR_DATA_DIR = Path(env.str("AGGREGATOR_DATA_DIR", default=str(BASE_DIR /
 # Directories of IMPORT_DIR/shared/ that workspaces may read as shared/<name>/…: `name` (every workspace) or
 # `name=3,7` (those workspaces), separated by `;`. Empty: none.
 AGGREGATOR_SHARED_IMPORT_DIRS = env.str("AGGREGATOR_SHARED_IMPORT_DIRS", default="")
-# The Local warehouse destination (apps/connectors/plugins/local_warehouse.py): the admin URL of a PostgreSQL
-# server where the platform makes one database and role per workspace. `manage.py up` sets it to its embedded
-# server; empty (the default elsewhere) leaves the destination unavailable. Those databases are named
-# <prefix><workspace id>.
+# The Local warehouse destination (apps/connectors/plugins/postgres/local_warehouse.py): the admin URL of a
+# PostgreSQL server where the platform makes one database and role per workspace. `manage.py up` sets it to
+# its embedded server; empty (the default elsewhere) leaves the destination unavailable. Those databases are
+# named <prefix><workspace id>.
 AGGREGATOR_LOCAL_WAREHOUSE_URL = env_secret("AGGREGATOR_LOCAL_WAREHOUSE_URL") or ""
 AGGREGATOR_LOCAL_WAREHOUSE_DB_PREFIX = env.str("AGGREGATOR_LOCAL_WAREHOUSE_DB_PREFIX", default="warehouse_")
 # The largest file an upload may send (bytes); larger uploads are refused while streaming, not after.

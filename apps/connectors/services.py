@@ -397,7 +397,7 @@ def _free_name(*, workspace_id: int, name: str) -> str:
 @transaction.atomic
 def connector_local_warehouse_ensure(*, workspace: Workspace, user: User | None = None) -> Connector | None:
     """The workspace's Local warehouse connector, made when it has none; None where the platform has no
-    server for it (see plugins/local_warehouse.py). Its database is made on first use."""
+    server for it (see plugins/postgres/local_warehouse.py). Its database is made on first use."""
     if LOCAL_WAREHOUSE_TYPE not in registry or not registry.get(LOCAL_WAREHOUSE_TYPE).available():
         return None
     existing = (
