@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-import time
+import sys
 from typing import Any
 
 import pyarrow as pa
@@ -182,12 +182,24 @@ def test_parse_errors_give_position_and_reason(text: str, message: str) -> None:
     assert str(caught.value).startswith(message)
 
 
-def _rejected_within(text: str, seconds: float = 0.5) -> ExpressionError:
-    # Generous for a loaded CI machine; a parser that backtracks or recurses per character takes far longer.
-    started = time.perf_counter()
-    with pytest.raises(ExpressionError) as caught:
-        parse(text)
-    assert time.perf_counter() - started < seconds, text[:50]
+def _rejected_within(text: str) -> ExpressionError:
+    """Parse `text`, which must be refused, and hold that the refusal took work linear in its length: the
+    Python calls made while parsing are counted (deterministic, unlike a clock on a loaded machine); a
+    parser that backtracks or recurses per character would make many times more."""
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        with pytest.raises(ExpressionError) as caught:
+            parse(text)
+    finally:
+        sys.setprofile(None)
+    assert calls <= 1000 + 10 * len(text), (calls, text[:50])
     return caught.value
 
 
