@@ -22,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from aggregator.dataplane import Batch, FieldType, ReadItem, StreamSchema, WriteMode, WriteResult
 from aggregator.logging import get_logger
+from aggregator.validation import pydantic_errors
 
 logger = get_logger(__name__)
 
@@ -126,16 +127,6 @@ class TableDescription:
             "columns": [c.to_dict() for c in self.columns],
             "primary_key": list(self.primary_key),
         }
-
-
-def pydantic_errors(exc: PydanticValidationError) -> dict[str, list[str]]:
-    """pydantic's errors keyed by dotted field path (`port`, `auth.token`). Input values are left out: they
-    may be secrets."""
-    out: dict[str, list[str]] = {}
-    for error in exc.errors(include_input=False, include_url=False):
-        path = ".".join(str(p) for p in error["loc"]) or "non_field_errors"
-        out.setdefault(path, []).append(str(error["msg"]))
-    return out
 
 
 class ConnectorType:

@@ -41,6 +41,7 @@ from aggregator.logging import get_logger
 from apps.connectors.base import ConnectorError
 from apps.connectors.selectors import connector_runtime
 from apps.schemas.contracts import json_safe
+from apps.transformations.library import forget_inherited_connections
 from apps.transformations.limits import size
 from apps.transformations.profiling import StreamProfiler
 from apps.transformations.quality import NodeRules, RuleError
@@ -397,8 +398,6 @@ def _forget_parent() -> None:
 
     from asgiref.local import Local
     from django.db import connections
-
-    from apps.transformations.library._util import forget_inherited_connections
 
     # The inherited objects are never collected here; freezing them keeps the collector from touching
     # (and so copying) every page of them.

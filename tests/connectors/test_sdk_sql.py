@@ -83,19 +83,21 @@ def test_plugins_quote_through_the_sdk_only() -> None:
     assert offenders == []
 
 
-SQL_PLUGINS = ("postgres", "mysql", "sqlite_file", "duckdb_dest")
-
-
-def test_no_sql_plugin_imports_another_plugin() -> None:
-    importing = re.compile(r"^\s*(from|import)\s+apps\.connectors\.plugins\.(\w+)", re.MULTILINE)
+def test_no_plugin_imports_another_plugin() -> None:
+    """Every plugin (module or package) stands on the SDK, never on another plugin, absolute or relative."""
+    absolute = re.compile(r"^\s*(?:from|import)\s+apps\.connectors\.plugins\.(\w+)", re.MULTILINE)
+    relative = re.compile(r"^\s*from\s+\.(\w+)\s+import", re.MULTILINE)
     offenders = []
-    for path in PLUGINS.rglob("*.py"):
-        own = path.relative_to(PLUGINS).parts[0].removesuffix(".py")
-        if own not in SQL_PLUGINS:
-            continue
-        for match in importing.finditer(path.read_text()):
-            if match.group(2) != own:
-                offenders.append(f"{path.relative_to(PLUGINS)} imports {match.group(2)}")
+    paths = sorted(PLUGINS.rglob("*.py"))
+    assert len(paths) > 20
+    for path in paths:
+        parts = path.relative_to(PLUGINS).parts
+        own = parts[0].removesuffix(".py")
+        text = path.read_text()
+        names = [m.group(1) for m in absolute.finditer(text)]
+        if len(parts) == 1:  # a module plugin: `from .x import` names a sibling plugin
+            names += [m.group(1) for m in relative.finditer(text)]
+        offenders += [f"{path.relative_to(PLUGINS)} imports {name}" for name in names if name != own]
     assert offenders == []
 
 

@@ -57,14 +57,13 @@ from aggregator.dataplane import (
 )
 from aggregator.logging import get_logger
 from apps.connectors.base import CheckResult, ConnectorError, ConnectorKind
-from apps.connectors.plugins.duckdb_dest import (
-    check_stream_columns,
-    quote_identifier,
-    stamp_table,
-)
+from apps.connectors.sdk.destinations import check_stream_columns, stamp_table
 from apps.connectors.sdk.paths import DataPath, Kind, WorkspaceFilesConfig, WorkspaceFilesType
+from apps.connectors.sdk.sql import DUCKDB
 
 logger = get_logger(__name__)
+
+quote_identifier = DUCKDB.quote
 
 SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 # A path component we create from a table name or a run id: no separators, no leading dot (hidden names

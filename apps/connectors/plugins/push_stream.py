@@ -42,8 +42,9 @@ from apps.connectors.base import (
     secret_field,
     secret_value,
 )
-from apps.connectors.plugins.json_file import build_schema, records_to_table, rejected, short_repr
 from apps.connectors.push_streams import PushedStream, push_stream_reader
+from apps.connectors.sdk.files import rejected
+from apps.connectors.sdk.records import build_schema, records_to_table, short_repr
 
 SEQ_FIELD = "_push_seq"
 RECEIVED_FIELD = "_push_received_at"
